@@ -1,0 +1,62 @@
+// Conversions at the Python boundary: strict float32 C-contiguous arrays, no silent copies.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "moelab/spec.hpp"
+#include "moelab/weights.hpp"
+
+namespace moelab::bindings {
+
+namespace py = pybind11;
+
+void register_info(py::module_& m);
+void register_ops(py::module_& m);
+void register_layer(py::module_& m);
+
+inline std::vector<Index> shape_of(const py::array& a) {
+    return std::vector<Index>(a.shape(), a.shape() + a.ndim());
+}
+
+// The array itself if it is float32 and C-contiguous with `ndim` dimensions (-1: any);
+// TypeError / ValueError naming `name` otherwise. moelab's Python layer converts before calling.
+inline py::array_t<float> require_f32(const py::handle& obj, const std::string& name, int ndim) {
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(name + ": expected a numpy.ndarray, got " +
+                             std::string(py::str(py::type::of(obj).attr("__name__"))));
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (!a.dtype().is(py::dtype::of<float>()))
+        throw py::type_error(name + ": expected float32, got " + std::string(py::str(a.dtype())) +
+                             " (moelab._core never converts; the moelab wrappers do)");
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(name + ": expected a C-contiguous array");
+    if (ndim >= 0 && a.ndim() != ndim)
+        throw py::value_error(name + ": expected " + std::to_string(ndim) + " dimensions, got shape " +
+                              shape_string(shape_of(a)));
+    return py::reinterpret_borrow<py::array_t<float>>(a);
+}
+
+// A read/write float32 view of a tensor held by `owner` (no copy; keeps the owner alive).
+inline py::array_t<float> tensor_view(Tensor& t, py::handle owner) {
+    std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+    return py::array_t<float>(shape, t.data.data(), owner);
+}
+
+// Weight views from a dict of name -> float32 C-contiguous array.
+inline std::vector<WeightView> weight_views(const py::dict& weights) {
+    std::vector<WeightView> views;
+    for (auto item : weights) {
+        if (!py::isinstance<py::str>(item.first)) throw py::type_error("weight names must be str");
+        const std::string name = py::cast<std::string>(item.first);
+        py::array_t<float> a = require_f32(item.second, name, -1);
+        views.push_back({name, shape_of(a), a.data()});
+    }
+    return views;
+}
+
+}  // namespace moelab::bindings

@@ -1,0 +1,14 @@
+// moelab._core: the compiled core. One register_* function per area (STYLE.md).
+#include "convert.hpp"
+
+#ifndef MOELAB_VERSION
+#define MOELAB_VERSION "0.0.0"
+#endif
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "moelab's C++ core (private: use the moelab package)";
+    m.attr("__version__") = MOELAB_VERSION;
+    moelab::bindings::register_info(m);
+    moelab::bindings::register_ops(m);
+    moelab::bindings::register_layer(m);
+}

@@ -1,0 +1,37 @@
+// Build information and the thread count.
+#include <Eigen/Core>
+
+#include "convert.hpp"
+#include "moelab/parallel.hpp"
+
+namespace moelab::bindings {
+
+void register_info(py::module_& m) {
+    m.def("build_info", [] {
+        py::dict d;
+        d["openmp"] = has_openmp();
+        d["max_threads"] = max_threads();
+        d["num_threads"] = num_threads();
+        d["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+        d["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
+                     "." + std::to_string(EIGEN_MINOR_VERSION);
+#if defined(__clang__)
+        d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+        d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+        d["compiler"] = std::string("unknown");
+#endif
+#ifdef NDEBUG
+        d["build_type"] = std::string("release");
+#else
+        d["build_type"] = std::string("debug");
+#endif
+        return d;
+    }, "How the core was built: openmp, max_threads, num_threads, simd, eigen, compiler, build_type.");
+    m.def("set_num_threads", &set_num_threads, py::arg("n"),
+          "Threads used by every kernel from now on (process-wide).");
+    m.def("get_num_threads", &num_threads, "Threads used by the kernels.");
+}
+
+}  // namespace moelab::bindings

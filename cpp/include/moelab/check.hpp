@@ -1,0 +1,12 @@
+// Input checks shared by the layers and ops; they run before any parallel region.
+#pragma once
+
+#include "moelab/types.hpp"
+
+namespace moelab {
+
+// Throws std::invalid_argument naming `what` and the first bad flat index if any of the n
+// values is NaN or Inf.
+void require_finite(const float* data, Index n, const char* what);
+
+}  // namespace moelab

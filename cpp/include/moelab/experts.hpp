@@ -1,0 +1,40 @@
+// Grouped gated experts: y_e = down_e( act(gate_e x) * up_e x ) over row blocks sorted by expert.
+#pragma once
+
+#include <vector>
+
+#include "moelab/spec.hpp"
+
+namespace moelab {
+
+// One stack of experts with the canonical layout (row-major float32):
+//   gate_up (E, 2I, H): gate rows [0, I), up rows [I, 2I);  down (E, H, I);
+//   gate_up_bias (E, 2I) and down_bias (E, H) or nullptr.
+struct ExpertStack {
+    const float* gate_up = nullptr;
+    const float* down = nullptr;
+    const float* gate_up_bias = nullptr;
+    const float* down_bias = nullptr;
+    Index num_experts = 0;
+    Index hidden = 0;        // H
+    Index intermediate = 0;  // I
+    Activation activation = Activation::Silu;
+};
+
+// A batch for one stack: rows of `input` (R, H) grouped by expert as `offsets` (E + 1) say;
+// `scratch` (R, 2I) is overwritten; `output` (R, H) receives each row's expert output.
+struct ExpertBatch {
+    ExpertStack stack;
+    const Index* offsets = nullptr;
+    const float* input = nullptr;
+    float* scratch = nullptr;
+    float* output = nullptr;
+};
+
+// Runs every batch in one task pool over (batch, expert, row block, output tile): first gate+up
+// (fused, activation applied before the store), then down. The decomposition depends only on
+// the shapes, never on the thread count, so results are bitwise identical for any count.
+// Returns false if a task failed (out of memory inside Eigen); nothing throws from the pool.
+bool run_experts(const std::vector<ExpertBatch>& batches, int threads) noexcept;
+
+}  // namespace moelab

@@ -1,0 +1,19 @@
+// RoutingStatsOut: where a forward pass writes what its router did (DESIGN.md §2).
+#pragma once
+
+#include <cstdint>
+
+namespace moelab {
+
+// Caller-owned buffers (T = tokens, k = top-k, E = experts); scalars are filled in.
+struct RoutingStatsOut {
+    std::int32_t* topk_ids = nullptr;         // (T, k)
+    float* topk_weights = nullptr;            // (T, k), 0 for a pair dropped by capacity
+    float* router_logits = nullptr;           // (T, E)
+    std::int64_t* tokens_per_expert = nullptr;  // (E), kept pairs
+    double aux_loss = 0.0;
+    double z_loss = 0.0;
+    std::int64_t dropped = 0;
+};
+
+}  // namespace moelab

@@ -1,0 +1,50 @@
+// WeightSet: named, shaped float32 tensors owned by a layer, loaded all or nothing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "moelab/types.hpp"
+
+namespace moelab {
+
+struct Tensor {
+    std::string name;
+    std::vector<Index> shape;
+    std::vector<float> data;  // row-major
+    float init_bound = 0.0f;  // random init: uniform in ±init_bound (1/sqrt(fan_in))
+};
+
+// A weight offered for loading: a view of a float32 row-major buffer.
+struct WeightView {
+    std::string name;
+    std::vector<Index> shape;
+    const float* data = nullptr;
+};
+
+std::string shape_string(const std::vector<Index>& shape);
+
+class WeightSet {
+  public:
+    // Adds a zero-filled tensor whose random init has bound 1/sqrt(fan_in); returns its index.
+    std::size_t add(const std::string& name, std::vector<Index> shape, Index fan_in);
+    // Fills every tensor uniformly in ±init_bound, deterministically for a seed.
+    void init_random(std::uint64_t seed);
+    std::size_t size() const { return tensors_.size(); }
+    const Tensor& at(std::size_t i) const { return tensors_[i]; }
+    Tensor& at(std::size_t i) { return tensors_[i]; }
+    // Throws std::invalid_argument naming the known names when `name` is unknown.
+    const Tensor& find(const std::string& name) const;
+    Tensor& find(const std::string& name);
+    std::vector<std::string> names() const;
+    // Checks every view (known name, no duplicate, exact shape, finite values, and with
+    // `strict` that every tensor is given) before copying anything: on a throw
+    // (std::invalid_argument) the set is unchanged.
+    void load(const std::vector<WeightView>& views, bool strict);
+
+  private:
+    std::vector<Tensor> tensors_;
+};
+
+}  // namespace moelab

@@ -1,0 +1,86 @@
+#include "moelab/weights.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "moelab/init.hpp"
+#include "moelab/check.hpp"
+
+namespace moelab {
+
+std::string shape_string(const std::vector<Index>& shape) {
+    std::ostringstream s;
+    s << "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+    if (shape.size() == 1) s << ",";
+    s << ")";
+    return s.str();
+}
+
+std::size_t WeightSet::add(const std::string& name, std::vector<Index> shape, Index fan_in) {
+    Index n = 1;
+    for (Index d : shape) n *= d;
+    Tensor t;
+    t.name = name;
+    t.shape = std::move(shape);
+    t.data.assign(std::size_t(n), 0.0f);
+    t.init_bound = float(1.0 / std::sqrt(double(fan_in)));
+    tensors_.push_back(std::move(t));
+    return tensors_.size() - 1;
+}
+
+void WeightSet::init_random(std::uint64_t seed) {
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+        Tensor& t = tensors_[i];
+        fill_uniform(t.data.data(), Index(t.data.size()), t.init_bound, seed, std::uint64_t(i + 1));
+    }
+}
+
+std::vector<std::string> WeightSet::names() const {
+    std::vector<std::string> out;
+    for (const Tensor& t : tensors_) out.push_back(t.name);
+    return out;
+}
+
+const Tensor& WeightSet::find(const std::string& name) const {
+    for (const Tensor& t : tensors_)
+        if (t.name == name) return t;
+    std::ostringstream s;
+    s << "unknown weight '" << name << "'; this layer has:";
+    for (const Tensor& t : tensors_) s << " " << t.name;
+    throw std::invalid_argument(s.str());
+}
+
+Tensor& WeightSet::find(const std::string& name) {
+    return const_cast<Tensor&>(static_cast<const WeightSet&>(*this).find(name));
+}
+
+void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
+    // Check everything first: nothing is copied unless every view is right.
+    std::set<std::string> seen;
+    for (const WeightView& v : views) {
+        const Tensor& t = find(v.name);
+        if (!seen.insert(v.name).second)
+            throw std::invalid_argument(v.name + ": given twice");
+        if (v.shape != t.shape)
+            throw std::invalid_argument(v.name + ": expected " + shape_string(t.shape) + ", got " +
+                                        shape_string(v.shape));
+        require_finite(v.data, Index(t.data.size()), v.name.c_str());
+    }
+    if (strict && seen.size() != tensors_.size()) {
+        std::ostringstream s;
+        s << "missing weights (strict load):";
+        for (const Tensor& t : tensors_)
+            if (!seen.count(t.name)) s << " " << t.name << " " << shape_string(t.shape);
+        throw std::invalid_argument(s.str());
+    }
+    for (const WeightView& v : views) {
+        Tensor& t = find(v.name);
+        if (!t.data.empty()) std::memcpy(t.data.data(), v.data, t.data.size() * sizeof(float));
+    }
+}
+
+}  // namespace moelab

@@ -1,0 +1,56 @@
+"""moelab: build, run and compare the Mixture-of-Experts layers of modern LLMs.
+
+A C++17 core (Eigen + OpenMP) holds the routers, experts and MoE layers; this package is its
+NumPy face. See DESIGN.md §2 for the public API.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "moelab's compiled core (moelab._core) could not be imported. Build and install the "
+        "package from its source folder with `pip install .` (needs a C++17 compiler); for "
+        f"development `pip install -e .`. Original error: {exc}") from exc
+
+from . import ops, reference
+from .config import MoEConfig
+from .layer import MoELayer, RoutingStats
+from .mlp import GatedMLP
+from . import hf
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "__version__",
+    "build_info",
+    "get_num_threads",
+    "set_num_threads",
+    "MoEConfig",
+    "MoELayer",
+    "GatedMLP",
+    "RoutingStats",
+    "ops",
+    "reference",
+    "hf",
+]
+
+
+def build_info() -> dict:
+    """How the core was built: openmp (bool), max_threads (int), simd (str), eigen (str), ..."""
+    return dict(_core.build_info())
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every moelab kernel from now on (all Python threads); n >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads used by moelab kernels."""
+    return int(_core.get_num_threads())

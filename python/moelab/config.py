@@ -1,0 +1,267 @@
+"""Configuration of one MoE layer: a frozen, validated dataclass with Hugging Face key names.
+
+Every switch of the routers and experts of DESIGN.md §3 is a field; nothing is inferred from a
+dimension. An impossible combination raises ``ValueError`` saying why, at construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["MoEConfig", "SCORINGS", "ACTIVATIONS"]
+
+#: Router kinds (DESIGN.md §3).
+SCORINGS = ("softmax", "sigmoid", "topk_softmax", "llama4")
+#: Gated expert activations: ``act(gate) * up``; ``swiglu_oai`` is gpt-oss's clamped SwiGLU.
+ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu", "swiglu_oai")
+
+# Guard against absurd configs before anything is allocated: one layer's weights in float32.
+_MAX_LAYER_PARAMS = 1 << 36  # 64 Gi parameters = 256 GiB
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class MoEConfig:
+    """One Mixture-of-Experts FFN layer.
+
+    Dimensions
+    ----------
+    hidden_size : H, the model width.
+    num_experts : E, routed experts.
+    num_experts_per_tok : k, experts per token (1 <= k <= E).
+    moe_intermediate_size : I, width of one routed expert.
+
+    Router (DESIGN.md §3)
+    ---------------------
+    scoring : "softmax" | "sigmoid" | "topk_softmax" | "llama4".
+    norm_topk_prob : renormalise the selected weights to sum to 1 ("softmax", "sigmoid"; the
+        "topk_softmax" weights sum to 1 by construction; not used by "llama4").
+    routed_scaling_factor : multiplies the applied weights ("softmax", "sigmoid" only).
+    n_group, topk_group : group-limited selection ("sigmoid" only; DeepSeek-V3 uses 8 / 4).
+    correction_bias : a selection-only bias ``router.e_score_correction_bias`` ("sigmoid" only).
+    router_bias : ``router.bias`` added to the logits (gpt-oss).
+    router_logit_softcap : ``c * tanh(l / c)`` on the logits before scoring (Grok-2: 30.0).
+
+    Experts
+    -------
+    activation : "silu" | "gelu" | "gelu_tanh" | "relu" | "swiglu_oai" (gpt-oss clamped SwiGLU).
+    expert_bias : biases on gate_up_proj and down_proj (gpt-oss).
+    n_shared_experts : always-active experts added to the routed output.
+    shared_intermediate_size : width S of the shared expert block; ``None`` means
+        ``n_shared_experts * moe_intermediate_size`` (DeepSeek-V3 convention).
+    shared_expert_gate : scale the shared output by ``sigmoid(w_g . x)`` (Qwen2-MoE, Qwen3-Next).
+    capacity_factor : ``None`` is dropless; otherwise each expert keeps at most
+        ``C = ceil(T * k / E * capacity_factor)`` (token, slot) pairs, in token order.
+
+    Raises
+    ------
+    TypeError : a field of the wrong type.
+    ValueError : a value out of range or an impossible combination, with the reason.
+    """
+
+    hidden_size: int
+    num_experts: int
+    num_experts_per_tok: int
+    moe_intermediate_size: int
+    scoring: str = "softmax"
+    norm_topk_prob: bool = True
+    routed_scaling_factor: float = 1.0
+    n_group: int = 1
+    topk_group: int = 1
+    correction_bias: bool = False
+    router_bias: bool = False
+    router_logit_softcap: Optional[float] = None
+    activation: str = "silu"
+    expert_bias: bool = False
+    n_shared_experts: int = 0
+    shared_intermediate_size: Optional[int] = None
+    shared_expert_gate: bool = False
+    capacity_factor: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._check_values()
+
+    # -- validation ---------------------------------------------------------------------
+    def _check_types(self) -> None:
+        for name in ("hidden_size", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                     "n_group", "topk_group", "n_shared_experts"):
+            v = getattr(self, name)
+            if not _is_int(v):
+                raise TypeError(f"MoEConfig.{name} must be an int, got {type(v).__name__} {v!r}")
+        if self.shared_intermediate_size is not None and not _is_int(self.shared_intermediate_size):
+            raise TypeError("MoEConfig.shared_intermediate_size must be an int or None, got "
+                            f"{type(self.shared_intermediate_size).__name__}")
+        for name in ("norm_topk_prob", "correction_bias", "router_bias", "expert_bias",
+                     "shared_expert_gate"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise TypeError(f"MoEConfig.{name} must be a bool, got {type(v).__name__} {v!r}")
+        if not _is_real(self.routed_scaling_factor):
+            raise TypeError("MoEConfig.routed_scaling_factor must be a real number, got "
+                            f"{type(self.routed_scaling_factor).__name__}")
+        for name in ("router_logit_softcap", "capacity_factor"):
+            v = getattr(self, name)
+            if v is not None and not _is_real(v):
+                raise TypeError(f"MoEConfig.{name} must be a real number or None, got "
+                                f"{type(v).__name__}")
+        for name in ("scoring", "activation"):
+            v = getattr(self, name)
+            if not isinstance(v, str):
+                raise TypeError(f"MoEConfig.{name} must be a str, got {type(v).__name__}")
+
+    def _check_values(self) -> None:
+        H, E, k, I = (self.hidden_size, self.num_experts, self.num_experts_per_tok,
+                      self.moe_intermediate_size)
+        for name, v in (("hidden_size", H), ("num_experts", E), ("moe_intermediate_size", I)):
+            if v < 1:
+                raise ValueError(f"MoEConfig.{name} must be >= 1, got {v}")
+        if not 1 <= k <= E:
+            raise ValueError(f"MoEConfig.num_experts_per_tok must be in [1, num_experts={E}], "
+                             f"got {k}")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"MoEConfig.scoring must be one of {SCORINGS}, got {self.scoring!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"MoEConfig.activation must be one of {ACTIVATIONS}, "
+                             f"got {self.activation!r}")
+        if not math.isfinite(self.routed_scaling_factor) or self.routed_scaling_factor <= 0:
+            raise ValueError("MoEConfig.routed_scaling_factor must be finite and > 0, got "
+                             f"{self.routed_scaling_factor}")
+        if self.scoring not in ("softmax", "sigmoid") and self.routed_scaling_factor != 1.0:
+            raise ValueError(f"MoEConfig.routed_scaling_factor={self.routed_scaling_factor} applies "
+                             f"to the 'softmax' and 'sigmoid' routers only, not {self.scoring!r}")
+        # group-limited routing
+        if self.n_group < 1 or self.topk_group < 1:
+            raise ValueError(f"MoEConfig.n_group and topk_group must be >= 1, got "
+                             f"{self.n_group} / {self.topk_group}")
+        if self.topk_group > self.n_group:
+            raise ValueError(f"MoEConfig.topk_group={self.topk_group} exceeds n_group={self.n_group}")
+        if self.n_group > 1:
+            if self.scoring != "sigmoid":
+                raise ValueError("MoEConfig.n_group > 1 (group-limited routing) needs "
+                                 f"scoring='sigmoid', got {self.scoring!r}")
+            if E % self.n_group != 0:
+                raise ValueError(f"MoEConfig.num_experts={E} is not divisible by "
+                                 f"n_group={self.n_group}")
+            if E // self.n_group < 2:
+                raise ValueError(f"MoEConfig: groups of {E // self.n_group} expert(s); the group "
+                                 "score sums the two best experts, so a group needs at least 2")
+            if k > self.topk_group * (E // self.n_group):
+                raise ValueError(f"MoEConfig.num_experts_per_tok={k} exceeds the "
+                                 f"{self.topk_group * (E // self.n_group)} experts of the "
+                                 f"topk_group={self.topk_group} allowed groups")
+        if self.correction_bias and self.scoring != "sigmoid":
+            raise ValueError("MoEConfig.correction_bias (e_score_correction_bias) is a selection "
+                             f"bias of the 'sigmoid' router, not {self.scoring!r}")
+        if self.router_logit_softcap is not None and not (
+                math.isfinite(self.router_logit_softcap) and self.router_logit_softcap > 0):
+            raise ValueError("MoEConfig.router_logit_softcap must be None or finite and > 0, got "
+                             f"{self.router_logit_softcap}")
+        # shared experts
+        if self.n_shared_experts < 0:
+            raise ValueError(f"MoEConfig.n_shared_experts must be >= 0, got {self.n_shared_experts}")
+        if self.n_shared_experts == 0:
+            if self.shared_intermediate_size is not None:
+                raise ValueError("MoEConfig.shared_intermediate_size is set but n_shared_experts=0")
+            if self.shared_expert_gate:
+                raise ValueError("MoEConfig.shared_expert_gate=True needs n_shared_experts >= 1")
+        elif self.shared_intermediate_size is not None and self.shared_intermediate_size < 1:
+            raise ValueError("MoEConfig.shared_intermediate_size must be >= 1, got "
+                             f"{self.shared_intermediate_size}")
+        # capacity
+        if self.capacity_factor is not None and not (
+                math.isfinite(self.capacity_factor) and self.capacity_factor > 0):
+            raise ValueError("MoEConfig.capacity_factor must be None (dropless) or finite and > 0, "
+                             f"got {self.capacity_factor}")
+        if self.num_params > _MAX_LAYER_PARAMS:
+            raise ValueError(f"MoEConfig describes {self.num_params:,} parameters in one layer "
+                             f"(limit {_MAX_LAYER_PARAMS:,}): the dimensions are absurd")
+
+    # -- derived sizes ------------------------------------------------------------------
+    @property
+    def shared_width(self) -> int:
+        """S, the width of the shared expert block (0 when there is none)."""
+        if self.n_shared_experts == 0:
+            return 0
+        if self.shared_intermediate_size is not None:
+            return self.shared_intermediate_size
+        return self.n_shared_experts * self.moe_intermediate_size
+
+    @property
+    def expert_params(self) -> int:
+        """Parameters of one routed expert (gate, up, down and their biases)."""
+        H, I = self.hidden_size, self.moe_intermediate_size
+        return 3 * H * I + ((2 * I + H) if self.expert_bias else 0)
+
+    @property
+    def router_params(self) -> int:
+        """Router parameters (weight and bias; the correction bias is a buffer, not counted)."""
+        E, H = self.num_experts, self.hidden_size
+        return E * H + (E if self.router_bias else 0)
+
+    @property
+    def shared_params(self) -> int:
+        """Parameters of the shared expert block and its gate."""
+        return 3 * self.hidden_size * self.shared_width + (
+            self.hidden_size if self.shared_expert_gate else 0)
+
+    @property
+    def num_params(self) -> int:
+        """All parameters of the layer (routed experts, shared experts, router)."""
+        return self.num_experts * self.expert_params + self.shared_params + self.router_params
+
+    @property
+    def num_active_params(self) -> int:
+        """Parameters that work for one token: k routed experts, the shared block, the router."""
+        return self.num_experts_per_tok * self.expert_params + self.shared_params + self.router_params
+
+    def weight_shapes(self) -> dict:
+        """The canonical weight names of DESIGN.md §2 mapped to their shapes."""
+        H, E, I, S = (self.hidden_size, self.num_experts, self.moe_intermediate_size,
+                      self.shared_width)
+        shapes = {"router.weight": (E, H)}
+        if self.router_bias:
+            shapes["router.bias"] = (E,)
+        if self.correction_bias:
+            shapes["router.e_score_correction_bias"] = (E,)
+        shapes["experts.gate_up_proj"] = (E, 2 * I, H)
+        shapes["experts.down_proj"] = (E, H, I)
+        if self.expert_bias:
+            shapes["experts.gate_up_proj_bias"] = (E, 2 * I)
+            shapes["experts.down_proj_bias"] = (E, H)
+        if S:
+            shapes["shared_experts.gate_up_proj"] = (2 * S, H)
+            shapes["shared_experts.down_proj"] = (H, S)
+        if self.shared_expert_gate:
+            shapes["shared_expert_gate.weight"] = (1, H)
+        return shapes
+
+    def replace(self, **changes) -> "MoEConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        default = {f.name: f.default for f in dataclasses.fields(self)}
+        parts = [f"H={self.hidden_size}", f"E={self.num_experts}",
+                 f"k={self.num_experts_per_tok}", f"I={self.moe_intermediate_size}"]
+        skip = {"hidden_size", "num_experts", "num_experts_per_tok", "moe_intermediate_size"}
+        for f in dataclasses.fields(self):
+            if f.name in skip:
+                continue
+            v = getattr(self, f.name)
+            if v != default[f.name]:
+                parts.append(f"{f.name}={v!r}")
+            elif f.name in ("scoring", "activation"):
+                parts.append(f"{f.name}={v!r}")
+        return f"MoEConfig({', '.join(parts)})"

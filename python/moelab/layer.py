@@ -1,0 +1,168 @@
+"""MoELayer: the Python face of one C++ MoE layer (NumPy in, NumPy out)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Mapping, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from ._convert import as_float32_array
+from .config import MoEConfig
+
+__all__ = ["MoELayer", "RoutingStats", "core_spec"]
+
+
+@dataclass(frozen=True)
+class RoutingStats:
+    """What the router did in one forward pass over T tokens (DESIGN.md §2).
+
+    topk_ids : (T, k) int32, per token sorted by weight descending, ties towards the lower id.
+    topk_weights : (T, k) float32, the weights actually applied (for "llama4" the sigmoid that
+        scales the expert's input); a pair dropped by capacity has weight 0.
+    router_logits : (T, E) float32, ``W_r x (+ router.bias)``, after any soft-cap; without the
+        correction bias.
+    tokens_per_expert : (E,) int64, (token, slot) pairs each expert processed (after drops).
+    aux_loss : E * sum_e f_e * P_e on softmax(router_logits), HF ``load_balancing_loss_func``
+        for one layer; 0.0 when T = 0.
+    z_loss : mean_t logsumexp_e(router_logits)^2; 0.0 when T = 0.
+    dropped : (token, slot) pairs dropped by capacity (0 when dropless).
+    """
+
+    topk_ids: np.ndarray
+    topk_weights: np.ndarray
+    router_logits: np.ndarray
+    tokens_per_expert: np.ndarray
+    aux_loss: float
+    z_loss: float
+    dropped: int
+
+    def __repr__(self) -> str:
+        T, k = self.topk_ids.shape
+        return (f"RoutingStats(T={T}, k={k}, E={self.tokens_per_expert.shape[0]}, "
+                f"aux_loss={self.aux_loss:.4f}, z_loss={self.z_loss:.4f}, dropped={self.dropped})")
+
+
+def core_spec(cfg: MoEConfig) -> "_core.MoESpec":
+    """The C++ description of a layer, built from a validated MoEConfig."""
+    if not isinstance(cfg, MoEConfig):
+        raise TypeError(f"config must be a moelab.MoEConfig, got {type(cfg).__name__}")
+    return _core.MoESpec(
+        hidden_size=cfg.hidden_size,
+        num_experts=cfg.num_experts,
+        top_k=cfg.num_experts_per_tok,
+        intermediate_size=cfg.moe_intermediate_size,
+        scoring=cfg.scoring,
+        norm_topk_prob=cfg.norm_topk_prob,
+        routed_scaling_factor=float(cfg.routed_scaling_factor),
+        n_group=cfg.n_group,
+        topk_group=cfg.topk_group,
+        correction_bias=cfg.correction_bias,
+        router_bias=cfg.router_bias,
+        router_logit_softcap=float(cfg.router_logit_softcap or 0.0),
+        activation=cfg.activation,
+        expert_bias=cfg.expert_bias,
+        shared_intermediate_size=cfg.shared_width,
+        shared_expert_gate=cfg.shared_expert_gate,
+        capacity_factor=float(cfg.capacity_factor or 0.0),
+    )
+
+
+class MoELayer:
+    """One Mixture-of-Experts FFN layer: router, routed experts, optional shared experts.
+
+    Parameters
+    ----------
+    config : MoEConfig
+    seed : int, the seed of the deterministic random initialisation (uniform in
+        ±1/sqrt(fan_in), as ``torch.nn.Linear``); the same seed gives the same weights on any
+        machine and thread count.
+
+    Calling ``layer(x)`` with ``x : (T, H)`` or ``(B, S, H)`` float array-like returns ``y`` of
+    the same shape, float32. With ``return_stats=True`` it returns ``(y, RoutingStats)``, whose
+    per-token arrays are indexed by the flattened token ``b * S + s``.
+
+    Raises
+    ------
+    TypeError : x is not a numeric array (strings, objects, complex).
+    ValueError : x has the wrong number of dimensions or the wrong H, or holds NaN or Inf.
+
+    The layer is safe to share between Python threads: the GIL is released while the C++ core
+    runs, forwards run concurrently, and ``load_weights`` waits for running forwards.
+    """
+
+    def __init__(self, config: MoEConfig, seed: int = 0):
+        if not isinstance(config, MoEConfig):
+            raise TypeError(f"config must be a moelab.MoEConfig, got {type(config).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        self._config = config
+        self._core = _core.MoELayer(core_spec(config))
+        self._core.init_random(int(seed))
+        self._load_lock = threading.Lock()
+
+    @property
+    def config(self) -> MoEConfig:
+        return self._config
+
+    @property
+    def weights(self) -> dict:
+        """The canonical weights as a dict of float32 NumPy views into the layer (not copies).
+
+        Writing into a view changes the layer; the shapes are those of
+        ``config.weight_shapes()``.
+        """
+        return {name: self._core.weight(name) for name in self._core.weight_names()}
+
+    def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
+        """Copy weights into the layer, all or nothing.
+
+        weights : mapping of canonical name (DESIGN.md §2) to an array-like of the documented
+            shape; any real dtype is converted to float32 once.
+        strict : every weight of the layer must be given (``False``: a subset may be given).
+
+        Raises ``TypeError`` (not a mapping, a non-numeric array), ``ValueError`` (an unknown or
+        missing name, a wrong shape, a NaN or Inf; the message names the tensor and both shapes).
+        Every array is checked before anything changes, so a failed load leaves the layer
+        exactly as it was.
+        """
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
+        converted = {}
+        for name, value in weights.items():
+            if not isinstance(name, str):
+                raise TypeError(f"weight names must be str, got {type(name).__name__} {name!r}")
+            converted[name] = as_float32_array(value, name)
+        with self._load_lock:
+            self._core.load_weights(converted, bool(strict))
+
+    def __call__(self, x, return_stats: bool = False
+                 ) -> Union[np.ndarray, Tuple[np.ndarray, RoutingStats]]:
+        return self.forward(x, return_stats=return_stats)
+
+    def forward(self, x, return_stats: bool = False
+                ) -> Union[np.ndarray, Tuple[np.ndarray, RoutingStats]]:
+        """y = MoE(x). x : (T, H) or (B, S, H) -> y of the same shape, float32."""
+        x = as_float32_array(x, "x")
+        H = self._config.hidden_size
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x: expected (T, H={H}) or (B, S, H={H}), got {x.shape}")
+        if x.shape[-1] != H:
+            expected = f"(T, H={H})" if x.ndim == 2 else f"(B, S, H={H})"
+            raise ValueError(f"x: expected {expected}, got {x.shape}")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x  # (T, H), a view
+        y, raw = self._core.forward(x2, bool(return_stats))    # (T, H)
+        y = y.reshape(*lead, y.shape[-1])
+        if not return_stats:
+            return y
+        return y, RoutingStats(**raw)
+
+    def __repr__(self) -> str:
+        c = self._config
+        shared = f", shared={c.shared_width}" if c.shared_width else ""
+        return (f"MoELayer(H={c.hidden_size}, E={c.num_experts}, k={c.num_experts_per_tok}, "
+                f"I={c.moe_intermediate_size}, scoring={c.scoring!r}, "
+                f"activation={c.activation!r}{shared}, params={c.num_params:,})")

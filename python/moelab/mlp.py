@@ -1,0 +1,89 @@
+"""GatedMLP: a dense gated FFN in the C++ core, y = down( act(gate x) * up x )."""
+
+from __future__ import annotations
+
+import threading
+from typing import Mapping
+
+import numpy as np
+
+from . import _core
+from ._convert import as_float32_array
+from .config import ACTIVATIONS
+
+__all__ = ["GatedMLP"]
+
+
+class GatedMLP:
+    """A dense gated FFN with the layout of one expert (dense layers, Grok-2's residual MLP).
+
+    Parameters
+    ----------
+    hidden_size : H.  intermediate_size : I.
+    activation : "silu" | "gelu" | "gelu_tanh" | "relu" | "swiglu_oai".
+    seed : deterministic uniform init in ±1/sqrt(fan_in).
+
+    Weights: ``gate_up_proj (2I, H)`` (gate rows first), ``down_proj (H, I)``.
+    ``mlp(x)`` takes x : (T, H) or (B, S, H) and returns float32 of the same shape; it raises
+    ``TypeError`` for non-numeric x and ``ValueError`` for a wrong shape, NaN or Inf.
+    """
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation: str = "silu",
+                 seed: int = 0):
+        for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size),
+                        ("seed", seed)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self._core = _core.GatedMLP(int(hidden_size), int(intermediate_size), activation)
+        self._core.init_random(int(seed))
+        self._load_lock = threading.Lock()
+
+    @property
+    def hidden_size(self) -> int:
+        return self._core.hidden_size
+
+    @property
+    def intermediate_size(self) -> int:
+        return self._core.intermediate_size
+
+    @property
+    def activation(self) -> str:
+        return self._core.activation
+
+    @property
+    def num_params(self) -> int:
+        return 3 * self.hidden_size * self.intermediate_size
+
+    @property
+    def weights(self) -> dict:
+        """{"gate_up_proj": (2I, H), "down_proj": (H, I)} float32 views (not copies)."""
+        return {name: self._core.weight(name) for name in self._core.weight_names()}
+
+    def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
+        """Copy weights in, all or nothing (same rules as ``MoELayer.load_weights``)."""
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
+        converted = {}
+        for name, value in weights.items():
+            if not isinstance(name, str):
+                raise TypeError(f"weight names must be str, got {type(name).__name__}")
+            converted[name] = as_float32_array(value, name)
+        with self._load_lock:
+            self._core.load_weights(converted, bool(strict))
+
+    def __call__(self, x) -> np.ndarray:
+        x = as_float32_array(x, "x")
+        H = self.hidden_size
+        if x.ndim not in (2, 3) or x.shape[-1] != H:
+            expected = f"(B, S, H={H})" if x.ndim == 3 else f"(T, H={H})"
+            raise ValueError(f"x: expected {expected}, got {x.shape}")
+        y = self._core.forward(x.reshape(-1, H))  # (T, H)
+        return y.reshape(x.shape)
+
+    def __repr__(self) -> str:
+        return (f"GatedMLP(H={self.hidden_size}, I={self.intermediate_size}, "
+                f"activation={self.activation!r})")
