@@ -41,11 +41,24 @@ inline py::array_t<float> require_f32(const py::handle& obj, const std::string& 
     return py::reinterpret_borrow<py::array_t<float>>(a);
 }
 
-// A read/write float32 view of a tensor held by `owner` (no copy; keeps the owner alive).
+// A float32 tensor: a read/write view held by `owner` (no copy; keeps the owner alive).
+// A bfloat16 tensor has no NumPy dtype: it comes back as a read-only float32 copy.
 inline py::array_t<float> tensor_view(Tensor& t, py::handle owner) {
     std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
-    return py::array_t<float>(shape, t.data.data(), owner);
+    if (t.dtype == DType::F32) return py::array_t<float>(shape, t.data.data(), owner);
+    py::array_t<float> copy(shape);
+    WeightSet::copy_to_f32(t, copy.mutable_data());
+    py::detail::array_proxy(copy.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+    return copy;
 }
+
+inline DType parse_dtype(const std::string& name) {
+    if (name == "float32") return DType::F32;
+    if (name == "bfloat16") return DType::BF16;
+    throw py::value_error("weight_dtype: expected 'float32' or 'bfloat16', got '" + name + "'");
+}
+
+inline std::string dtype_name(DType d) { return d == DType::F32 ? "float32" : "bfloat16"; }
 
 // Weight views from a dict of name -> float32 C-contiguous array.
 inline std::vector<WeightView> weight_views(const py::dict& weights) {

@@ -2,6 +2,7 @@
 #include <Eigen/Core>
 
 #include "convert.hpp"
+#include "moelab/gemm.hpp"
 #include "moelab/parallel.hpp"
 
 namespace moelab::bindings {
@@ -13,6 +14,9 @@ void register_info(py::module_& m) {
         d["max_threads"] = max_threads();
         d["num_threads"] = num_threads();
         d["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+        d["isa"] = to_string(active_isa());
+        d["isa_detected"] = to_string(detected_isa());
+        d["avx512_bf16"] = cpu_has_avx512_bf16();
         d["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
                      "." + std::to_string(EIGEN_MINOR_VERSION);
 #if defined(__clang__)
@@ -32,6 +36,9 @@ void register_info(py::module_& m) {
     m.def("set_num_threads", &set_num_threads, py::arg("n"),
           "Threads used by every kernel from now on (process-wide).");
     m.def("get_num_threads", &num_threads, "Threads used by the kernels.");
+    m.def("set_isa", [](const std::string& name) { set_isa(parse_isa(name)); }, py::arg("name"),
+          "Force the kernels' instruction set: 'portable', 'avx2' or 'avx512' (not above the CPU's).");
+    m.def("get_isa", [] { return to_string(active_isa()); }, "The instruction set the kernels use.");
 }
 
 }  // namespace moelab::bindings

@@ -111,8 +111,11 @@ void register_layer(py::module_& m) {
         .def("__repr__", [](const MoESpec& s) { return "MoESpec(" + s.describe() + ")"; });
 
     py::class_<MoELayer, std::shared_ptr<MoELayer>>(m, "MoELayer", "One MoE layer (float32 weights).")
-        .def(py::init<const MoESpec&>(), py::arg("spec"))
+        .def(py::init([](const MoESpec& spec, const std::string& dtype) {
+                 return std::make_shared<MoELayer>(spec, parse_dtype(dtype));
+             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
         .def_property_readonly("spec", &MoELayer::spec)
+        .def_property_readonly("weight_dtype", [](const MoELayer& l) { return dtype_name(l.weight_dtype()); })
         .def("init_random", &MoELayer::init_random, py::arg("seed"),
              py::call_guard<py::gil_scoped_release>())
         .def("weight_names", [](const MoELayer& l) { return l.weights().names(); })
@@ -126,9 +129,13 @@ void register_layer(py::module_& m) {
         .def("__repr__", [](const MoELayer& l) { return "_core.MoELayer(" + l.spec().describe() + ")"; });
 
     py::class_<GatedMLP, std::shared_ptr<GatedMLP>>(m, "GatedMLP", "A dense gated FFN (float32).")
-        .def(py::init([](Index hidden, Index intermediate, const std::string& activation) {
-                 return std::make_shared<GatedMLP>(hidden, intermediate, parse_activation(activation));
-             }), py::arg("hidden_size"), py::arg("intermediate_size"), py::arg("activation") = "silu")
+        .def(py::init([](Index hidden, Index intermediate, const std::string& activation,
+                         const std::string& dtype) {
+                 return std::make_shared<GatedMLP>(hidden, intermediate, parse_activation(activation),
+                                                   parse_dtype(dtype));
+             }), py::arg("hidden_size"), py::arg("intermediate_size"), py::arg("activation") = "silu",
+             py::arg("weight_dtype") = "float32")
+        .def_property_readonly("weight_dtype", [](const GatedMLP& g) { return dtype_name(g.weight_dtype()); })
         .def_property_readonly("hidden_size", &GatedMLP::hidden)
         .def_property_readonly("intermediate_size", &GatedMLP::intermediate)
         .def_property_readonly("activation", [](const GatedMLP& g) { return to_string(g.activation()); })

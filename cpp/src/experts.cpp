@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "moelab/activation.hpp"
+#include "moelab/gemm.hpp"
 #include "moelab/parallel.hpp"
 #include "moelab/types.hpp"
 
@@ -38,21 +39,26 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches, bool gate_
     return tasks;
 }
 
+// C (rows, cols) = A (rows, K) . W[row0 : row0 + cols]^T for a weight of row length K.
+void gemm_rows(const float* A, Index lda, const WeightPtr& W, Index row0, float* C, Index ldc,
+               Index rows, Index cols, Index K) noexcept {
+    if (W.bf16)
+        gemm_nt_bf16(A, lda, W.bf16 + row0 * K, K, C, ldc, rows, cols, K);
+    else
+        gemm_nt(A, lda, W.f32 + row0 * K, K, C, ldc, rows, cols, K);
+}
+
 // scratch[rows, c0:c0+n] = act(x W_gate[c0:c0+n]^T + b) * (x W_up[c0:c0+n]^T + b)
 void gate_up_task(const ExpertBatch& b, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate, ld = 2 * I;
-    const float* W = s.gate_up + Index(t.expert) * 2 * I * H;
-    ConstMatMap X(b.input + t.row0 * H, t.rows, H, Eigen::OuterStride<>(H));
-    ConstMatMap Wg(W + t.col0 * H, t.cols, H, Eigen::OuterStride<>(H));
-    ConstMatMap Wu(W + (I + t.col0) * H, t.cols, H, Eigen::OuterStride<>(H));
+    const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
+    const float* X = b.input + t.row0 * H;
     float* g0 = b.scratch + t.row0 * ld + t.col0;
     float* u0 = g0 + I;
-    MatMap G(g0, t.rows, t.cols, Eigen::OuterStride<>(ld));
-    MatMap U(u0, t.rows, t.cols, Eigen::OuterStride<>(ld));
-    G.noalias() = X * Wg.transpose();  // (rows, cols)
-    U.noalias() = X * Wu.transpose();  // (rows, cols)
-    const float* bias = s.gate_up_bias ? s.gate_up_bias + Index(t.expert) * 2 * I : nullptr;
+    gemm_rows(X, H, s.gate_up, first + t.col0, g0, ld, t.rows, t.cols, H);      // gate (rows, cols)
+    gemm_rows(X, H, s.gate_up, first + I + t.col0, u0, ld, t.rows, t.cols, H);  // up (rows, cols)
+    const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
     for (Index r = 0; r < t.rows; ++r) {
         float* g = g0 + r * ld;
         float* u = u0 + r * ld;
@@ -69,15 +75,13 @@ void gate_up_task(const ExpertBatch& b, const Task& t) {
 void down_task(const ExpertBatch& b, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
-    ConstMatMap Hm(b.scratch + t.row0 * 2 * I, t.rows, I, Eigen::OuterStride<>(2 * I));
-    ConstMatMap Wd(s.down + Index(t.expert) * H * I + t.col0 * I, t.cols, I,
-                   Eigen::OuterStride<>(I));
-    MatMap Y(b.output + t.row0 * H + t.col0, t.rows, t.cols, Eigen::OuterStride<>(H));
-    Y.noalias() = Hm * Wd.transpose();  // (rows, cols)
+    float* Y = b.output + t.row0 * H + t.col0;
+    gemm_rows(b.scratch + t.row0 * 2 * I, 2 * I, s.down, Index(t.expert) * H + t.col0, Y, H, t.rows,
+              t.cols, I);  // (rows, cols)
     if (s.down_bias) {
         const float* bias = s.down_bias + Index(t.expert) * H + t.col0;
         for (Index r = 0; r < t.rows; ++r)
-            for (Index c = 0; c < t.cols; ++c) Y(r, c) += bias[c];
+            for (Index c = 0; c < t.cols; ++c) Y[r * H + c] += bias[c];
     }
 }
 
@@ -88,7 +92,7 @@ bool run_pool(const std::vector<ExpertBatch>& batches, const std::vector<Task>& 
     (void)threads;
     MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
     for (Index i = 0; i < n; ++i) {
-        try {  // Eigen may allocate packing buffers: never let an exception leave the region
+        try {  // the portable path's Eigen may allocate: never let an exception leave the region
             const Task& t = tasks[std::size_t(i)];
             if (gate_up)
                 gate_up_task(batches[std::size_t(t.batch)], t);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "moelab/activation.hpp"
+#include "moelab/aligned.hpp"
 #include "moelab/check.hpp"
 #include "moelab/dispatch.hpp"
 #include "moelab/experts.hpp"
@@ -24,7 +25,7 @@ constexpr std::size_t kNone = std::numeric_limits<std::size_t>::max();
 // Per calling thread, reused across forwards: no allocation once the sizes have been seen,
 // and concurrent forwards (two Python threads) never share a buffer.
 struct Workspace {
-    std::vector<float> logits, weights, sorted_input, scratch, sorted_output, shared_scratch,
+    AlignedVector<float> logits, weights, sorted_input, scratch, sorted_output, shared_scratch,
         shared_output, shared_gate;
     std::vector<std::int32_t> ids;
     Dispatch dispatch;
@@ -40,9 +41,18 @@ void ensure(V& v, Index n) {
     if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
 }
 
+WeightPtr weight_ptr(const Tensor& t) {
+    WeightPtr w;
+    if (t.dtype == DType::F32)
+        w.f32 = t.data.data();
+    else
+        w.bf16 = t.half.data();
+    return w;
+}
+
 }  // namespace
 
-MoELayer::MoELayer(const MoESpec& spec) : spec_(spec) {
+MoELayer::MoELayer(const MoESpec& spec, DType weight_dtype) : spec_(spec), dtype_(weight_dtype) {
     spec_.validate();
     const Index H = spec.hidden_size, E = spec.num_experts, I = spec.intermediate_size,
                 S = spec.shared_intermediate_size;
@@ -50,12 +60,12 @@ MoELayer::MoELayer(const MoESpec& spec) : spec_(spec) {
     router_bias_ = spec.router_bias ? weights_.add("router.bias", {E}, H) : kNone;
     correction_bias_ =
         spec.correction_bias ? weights_.add("router.e_score_correction_bias", {E}, H) : kNone;
-    gate_up_ = weights_.add("experts.gate_up_proj", {E, 2 * I, H}, H);
-    down_ = weights_.add("experts.down_proj", {E, H, I}, I);
+    gate_up_ = weights_.add("experts.gate_up_proj", {E, 2 * I, H}, H, weight_dtype);
+    down_ = weights_.add("experts.down_proj", {E, H, I}, I, weight_dtype);
     gate_up_bias_ = spec.expert_bias ? weights_.add("experts.gate_up_proj_bias", {E, 2 * I}, H) : kNone;
     down_bias_ = spec.expert_bias ? weights_.add("experts.down_proj_bias", {E, H}, I) : kNone;
-    shared_gate_up_ = S ? weights_.add("shared_experts.gate_up_proj", {2 * S, H}, H) : kNone;
-    shared_down_ = S ? weights_.add("shared_experts.down_proj", {H, S}, S) : kNone;
+    shared_gate_up_ = S ? weights_.add("shared_experts.gate_up_proj", {2 * S, H}, H, weight_dtype) : kNone;
+    shared_down_ = S ? weights_.add("shared_experts.down_proj", {H, S}, S, weight_dtype) : kNone;
     shared_gate_ = spec.shared_expert_gate ? weights_.add("shared_expert_gate.weight", {1, H}, H) : kNone;
 }
 
@@ -119,8 +129,8 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     // 3. One task pool over routed and shared experts.
     std::vector<ExpertBatch> batches;
     ExpertBatch routed;
-    routed.stack = {data(gate_up_), data(down_), data(gate_up_bias_), data(down_bias_), E, H, I,
-                    s.activation};
+    routed.stack = {weight_ptr(weights_.at(gate_up_)), weight_ptr(weights_.at(down_)),
+                    data(gate_up_bias_), data(down_bias_), E, H, I, s.activation};
     routed.offsets = d.offsets.data();
     routed.input = ws.sorted_input.data();
     routed.scratch = ws.scratch.data();
@@ -131,7 +141,8 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
         ensure(ws.shared_scratch, T * 2 * S);
         ensure(ws.shared_output, T * H);
         ExpertBatch shared;
-        shared.stack = {data(shared_gate_up_), data(shared_down_), nullptr, nullptr, 1, H, S,
+        shared.stack = {weight_ptr(weights_.at(shared_gate_up_)),
+                        weight_ptr(weights_.at(shared_down_)), nullptr, nullptr, 1, H, S,
                         s.activation};
         shared.offsets = shared_offsets;
         shared.input = x;
@@ -182,8 +193,8 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     }
 }
 
-GatedMLP::GatedMLP(Index hidden, Index intermediate, Activation activation)
-    : hidden_(hidden), intermediate_(intermediate), activation_(activation) {
+GatedMLP::GatedMLP(Index hidden, Index intermediate, Activation activation, DType weight_dtype)
+    : hidden_(hidden), intermediate_(intermediate), activation_(activation), dtype_(weight_dtype) {
     const Index kMaxDim = Index(1) << 24;
     if (hidden < 1 || hidden > kMaxDim)
         throw std::invalid_argument("hidden_size: must be in [1, 2^24], got " + std::to_string(hidden));
@@ -192,8 +203,8 @@ GatedMLP::GatedMLP(Index hidden, Index intermediate, Activation activation)
                                     std::to_string(intermediate));
     if (double(hidden) * double(intermediate) * 3.0 > double(Index(1) << 36))
         throw std::invalid_argument("GatedMLP: more than 2^36 parameters");
-    weights_.add("gate_up_proj", {2 * intermediate, hidden}, hidden);
-    weights_.add("down_proj", {hidden, intermediate}, intermediate);
+    weights_.add("gate_up_proj", {2 * intermediate, hidden}, hidden, weight_dtype);
+    weights_.add("down_proj", {hidden, intermediate}, intermediate, weight_dtype);
 }
 
 void GatedMLP::init_random(std::uint64_t seed) {
@@ -214,7 +225,7 @@ void GatedMLP::forward(const float* x, Index T, float* y) const {
     ensure(ws.shared_scratch, T * 2 * intermediate_);
     const Index offsets[2] = {0, T};
     ExpertBatch b;
-    b.stack = {weights_.at(0).data.data(), weights_.at(1).data.data(), nullptr, nullptr, 1, hidden_,
+    b.stack = {weight_ptr(weights_.at(0)), weight_ptr(weights_.at(1)), nullptr, nullptr, 1, hidden_,
                intermediate_, activation_};
     b.offsets = offsets;
     b.input = x;

@@ -1,11 +1,13 @@
 #include "moelab/weights.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
+#include "moelab/gemm.hpp"
 #include "moelab/init.hpp"
 #include "moelab/check.hpp"
 
@@ -20,13 +22,22 @@ std::string shape_string(const std::vector<Index>& shape) {
     return s.str();
 }
 
-std::size_t WeightSet::add(const std::string& name, std::vector<Index> shape, Index fan_in) {
+Index Tensor::numel() const {
     Index n = 1;
     for (Index d : shape) n *= d;
+    return n;
+}
+
+std::size_t WeightSet::add(const std::string& name, std::vector<Index> shape, Index fan_in,
+                           DType dtype) {
     Tensor t;
     t.name = name;
     t.shape = std::move(shape);
-    t.data.assign(std::size_t(n), 0.0f);
+    t.dtype = dtype;
+    if (dtype == DType::F32)
+        t.data.assign(std::size_t(t.numel()), 0.0f);
+    else
+        t.half.assign(std::size_t(t.numel()), 0);
     t.init_bound = float(1.0 / std::sqrt(double(fan_in)));
     tensors_.push_back(std::move(t));
     return tensors_.size() - 1;
@@ -35,8 +46,27 @@ std::size_t WeightSet::add(const std::string& name, std::vector<Index> shape, In
 void WeightSet::init_random(std::uint64_t seed) {
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
         Tensor& t = tensors_[i];
-        fill_uniform(t.data.data(), Index(t.data.size()), t.init_bound, seed, std::uint64_t(i + 1));
+        const Index n = t.numel();
+        if (t.dtype == DType::F32) {
+            fill_uniform(t.data.data(), n, t.init_bound, seed, std::uint64_t(i + 1), 0);
+            continue;
+        }
+        // bfloat16: the float32 values of the same seed, rounded; in chunks (no full copy)
+        const Index chunk = Index(1) << 20;
+        std::vector<float> buf(std::size_t(std::min(n, chunk)));
+        for (Index o = 0; o < n; o += chunk) {
+            const Index m = std::min(chunk, n - o);
+            fill_uniform(buf.data(), m, t.init_bound, seed, std::uint64_t(i + 1), o);
+            convert_to_bf16(buf.data(), t.half.data() + o, m);
+        }
     }
+}
+
+void WeightSet::copy_to_f32(const Tensor& t, float* dst) {
+    if (t.dtype == DType::F32)
+        std::memcpy(dst, t.data.data(), t.data.size() * sizeof(float));
+    else
+        convert_from_bf16(t.half.data(), dst, t.numel());
 }
 
 std::vector<std::string> WeightSet::names() const {
@@ -68,7 +98,7 @@ void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
         if (v.shape != t.shape)
             throw std::invalid_argument(v.name + ": expected " + shape_string(t.shape) + ", got " +
                                         shape_string(v.shape));
-        require_finite(v.data, Index(t.data.size()), v.name.c_str());
+        require_finite(v.data, t.numel(), v.name.c_str());
     }
     if (strict && seen.size() != tensors_.size()) {
         std::ostringstream s;
@@ -79,7 +109,10 @@ void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
     }
     for (const WeightView& v : views) {
         Tensor& t = find(v.name);
-        if (!t.data.empty()) std::memcpy(t.data.data(), v.data, t.data.size() * sizeof(float));
+        if (t.dtype == DType::F32)
+            std::memcpy(t.data.data(), v.data, t.data.size() * sizeof(float));
+        else
+            convert_to_bf16(v.data, t.half.data(), t.numel());
     }
 }
 

@@ -24,4 +24,4 @@ def as_float32_array(value, name: str) -> np.ndarray:
         raise TypeError(f"{name}: cannot be read as an array of numbers ({exc})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.asarray(arr, dtype=np.float32, order="C")  # keeps a 0-d shape, no copy if already right

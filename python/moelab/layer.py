@@ -79,6 +79,11 @@ class MoELayer:
     seed : int, the seed of the deterministic random initialisation (uniform in
         ±1/sqrt(fan_in), as ``torch.nn.Linear``); the same seed gives the same weights on any
         machine and thread count.
+    weight_dtype : "float32" (default) or "bfloat16". With bfloat16 the routed and shared expert
+        matrices are stored as bfloat16 (rounded to nearest even on load; half the memory and
+        half the bytes streamed per token), while the router, all biases and every sum stay
+        float32. ``weights`` then returns read-only float32 copies of the rounded values for
+        those matrices (NumPy has no bfloat16), and views for the rest.
 
     Calling ``layer(x)`` with ``x : (T, H)`` or ``(B, S, H)`` float array-like returns ``y`` of
     the same shape, float32. With ``return_stats=True`` it returns ``(y, RoutingStats)``, whose
@@ -93,13 +98,15 @@ class MoELayer:
     runs, forwards run concurrently, and ``load_weights`` waits for running forwards.
     """
 
-    def __init__(self, config: MoEConfig, seed: int = 0):
+    def __init__(self, config: MoEConfig, seed: int = 0, weight_dtype: str = "float32"):
         if not isinstance(config, MoEConfig):
             raise TypeError(f"config must be a moelab.MoEConfig, got {type(config).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        if weight_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
         self._config = config
-        self._core = _core.MoELayer(core_spec(config))
+        self._core = _core.MoELayer(core_spec(config), weight_dtype)
         self._core.init_random(int(seed))
         self._load_lock = threading.Lock()
 
@@ -108,11 +115,17 @@ class MoELayer:
         return self._config
 
     @property
+    def weight_dtype(self) -> str:
+        """"float32" or "bfloat16": how the expert matrices are stored."""
+        return self._core.weight_dtype
+
+    @property
     def weights(self) -> dict:
         """The canonical weights as a dict of float32 NumPy views into the layer (not copies).
 
         Writing into a view changes the layer; the shapes are those of
-        ``config.weight_shapes()``.
+        ``config.weight_shapes()``. With ``weight_dtype="bfloat16"`` the expert matrices come
+        back as read-only float32 copies of the stored bfloat16 values (use ``load_weights``).
         """
         return {name: self._core.weight(name) for name in self._core.weight_names()}
 
@@ -163,6 +176,7 @@ class MoELayer:
     def __repr__(self) -> str:
         c = self._config
         shared = f", shared={c.shared_width}" if c.shared_width else ""
+        dtype = "" if self.weight_dtype == "float32" else f", weight_dtype={self.weight_dtype!r}"
         return (f"MoELayer(H={c.hidden_size}, E={c.num_experts}, k={c.num_experts_per_tok}, "
                 f"I={c.moe_intermediate_size}, scoring={c.scoring!r}, "
-                f"activation={c.activation!r}{shared}, params={c.num_params:,})")
+                f"activation={c.activation!r}{shared}, params={c.num_params:,}{dtype})")

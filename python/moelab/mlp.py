@@ -22,6 +22,7 @@ class GatedMLP:
     hidden_size : H.  intermediate_size : I.
     activation : "silu" | "gelu" | "gelu_tanh" | "relu" | "swiglu_oai".
     seed : deterministic uniform init in ±1/sqrt(fan_in).
+    weight_dtype : "float32" or "bfloat16" (storage of both matrices; math in float32).
 
     Weights: ``gate_up_proj (2I, H)`` (gate rows first), ``down_proj (H, I)``.
     ``mlp(x)`` takes x : (T, H) or (B, S, H) and returns float32 of the same shape; it raises
@@ -29,7 +30,7 @@ class GatedMLP:
     """
 
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str = "silu",
-                 seed: int = 0):
+                 seed: int = 0, weight_dtype: str = "float32"):
         for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size),
                         ("seed", seed)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -38,7 +39,10 @@ class GatedMLP:
             raise ValueError(f"seed must be >= 0, got {seed}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        self._core = _core.GatedMLP(int(hidden_size), int(intermediate_size), activation)
+        if weight_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
+        self._core = _core.GatedMLP(int(hidden_size), int(intermediate_size), activation,
+                                    weight_dtype)
         self._core.init_random(int(seed))
         self._load_lock = threading.Lock()
 
@@ -53,6 +57,10 @@ class GatedMLP:
     @property
     def activation(self) -> str:
         return self._core.activation
+
+    @property
+    def weight_dtype(self) -> str:
+        return self._core.weight_dtype
 
     @property
     def num_params(self) -> int:

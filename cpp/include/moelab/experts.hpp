@@ -1,18 +1,25 @@
 // Grouped gated experts: y_e = down_e( act(gate_e x) * up_e x ) over row blocks sorted by expert.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "moelab/spec.hpp"
 
 namespace moelab {
 
-// One stack of experts with the canonical layout (row-major float32):
+// A weight tensor in float32 or bfloat16 (exactly one pointer set).
+struct WeightPtr {
+    const float* f32 = nullptr;
+    const std::uint16_t* bf16 = nullptr;
+};
+
+// One stack of experts with the canonical layout (row-major):
 //   gate_up (E, 2I, H): gate rows [0, I), up rows [I, 2I);  down (E, H, I);
-//   gate_up_bias (E, 2I) and down_bias (E, H) or nullptr.
+//   gate_up_bias (E, 2I) and down_bias (E, H) float32 or nullptr.
 struct ExpertStack {
-    const float* gate_up = nullptr;
-    const float* down = nullptr;
+    WeightPtr gate_up;
+    WeightPtr down;
     const float* gate_up_bias = nullptr;
     const float* down_bias = nullptr;
     Index num_experts = 0;

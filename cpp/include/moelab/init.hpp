@@ -7,8 +7,8 @@
 
 namespace moelab {
 
-// data[i] = uniform in [-bound, bound), a counter-based hash of (seed, stream, i).
-void fill_uniform(float* data, Index n, float bound, std::uint64_t seed,
-                  std::uint64_t stream) noexcept;
+// data[i] = uniform in [-bound, bound), a counter-based hash of (seed, stream, offset + i).
+void fill_uniform(float* data, Index n, float bound, std::uint64_t seed, std::uint64_t stream,
+                  Index offset) noexcept;
 
 }  // namespace moelab

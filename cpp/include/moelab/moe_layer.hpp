@@ -14,10 +14,13 @@ namespace moelab {
 
 class MoELayer {
   public:
-    // Validates the spec (std::invalid_argument) and allocates zeroed weights.
-    explicit MoELayer(const MoESpec& spec);
+    // Validates the spec (std::invalid_argument) and allocates zeroed weights. With BF16 the
+    // expert and shared-expert matrices are stored as bfloat16 (router, biases and gate stay
+    // float32: routing runs in float32 whatever the weight dtype).
+    explicit MoELayer(const MoESpec& spec, DType weight_dtype = DType::F32);
 
     const MoESpec& spec() const { return spec_; }
+    DType weight_dtype() const { return dtype_; }
     const WeightSet& weights() const { return weights_; }
     WeightSet& weights() { return weights_; }
 
@@ -33,6 +36,7 @@ class MoELayer {
 
   private:
     MoESpec spec_;
+    DType dtype_;
     WeightSet weights_;
     std::size_t router_weight_, router_bias_, correction_bias_, gate_up_, down_, gate_up_bias_,
         down_bias_, shared_gate_up_, shared_down_, shared_gate_;
@@ -43,7 +47,9 @@ class MoELayer {
 // gate_up_proj (2I, H), down_proj (H, I). Dense layers and Grok-2's residual MLP use it.
 class GatedMLP {
   public:
-    GatedMLP(Index hidden, Index intermediate, Activation activation);
+    GatedMLP(Index hidden, Index intermediate, Activation activation,
+             DType weight_dtype = DType::F32);
+    DType weight_dtype() const { return dtype_; }
     Index hidden() const { return hidden_; }
     Index intermediate() const { return intermediate_; }
     Activation activation() const { return activation_; }
@@ -56,6 +62,7 @@ class GatedMLP {
   private:
     Index hidden_, intermediate_;
     Activation activation_;
+    DType dtype_;
     WeightSet weights_;
     mutable std::shared_mutex mutex_;
 };

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "moelab/aligned.hpp"
 #include "moelab/types.hpp"
 
 namespace moelab {
@@ -12,7 +13,10 @@ namespace moelab {
 struct Tensor {
     std::string name;
     std::vector<Index> shape;
-    std::vector<float> data;  // row-major
+    DType dtype = DType::F32;
+    AlignedVector<float> data;          // row-major, when dtype == F32
+    AlignedVector<std::uint16_t> half;  // row-major bfloat16 bits, when dtype == BF16
+    Index numel() const;
     float init_bound = 0.0f;  // random init: uniform in ±init_bound (1/sqrt(fan_in))
 };
 
@@ -28,7 +32,8 @@ std::string shape_string(const std::vector<Index>& shape);
 class WeightSet {
   public:
     // Adds a zero-filled tensor whose random init has bound 1/sqrt(fan_in); returns its index.
-    std::size_t add(const std::string& name, std::vector<Index> shape, Index fan_in);
+    std::size_t add(const std::string& name, std::vector<Index> shape, Index fan_in,
+                    DType dtype = DType::F32);
     // Fills every tensor uniformly in ±init_bound, deterministically for a seed.
     void init_random(std::uint64_t seed);
     std::size_t size() const { return tensors_.size(); }
@@ -38,6 +43,8 @@ class WeightSet {
     const Tensor& find(const std::string& name) const;
     Tensor& find(const std::string& name);
     std::vector<std::string> names() const;
+    // The tensor as float32 (bfloat16 widened), into dst of numel() floats.
+    static void copy_to_f32(const Tensor& t, float* dst);
     // Checks every view (known name, no duplicate, exact shape, finite values, and with
     // `strict` that every tensor is given) before copying anything: on a throw
     // (std::invalid_argument) the set is unchanged.

@@ -1,0 +1,50 @@
+// GEMM of the experts: C (n, N) = A (n, K) . W^T with W (N, K) row-major, the canonical layout
+// of gate_up_proj / down_proj rows. Weights are read in place (no packing, held once), as
+// float32 or as bfloat16 (upper 16 bits of a float32; math in float32).
+//
+// The instruction set is chosen at run time from the CPU's features: AVX-512, AVX2+FMA, or the
+// portable path (Eigen, compiled for the baseline ISA). MOELAB_ISA=portable|avx2|avx512 forces
+// one (never above what the CPU has). Every path reduces in a fixed order that depends only on
+// the shapes, so results are bitwise identical for any thread count.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "moelab/types.hpp"
+
+namespace moelab {
+
+enum class Isa { Portable, Avx2, Avx512 };
+
+Isa detected_isa() noexcept;   // the best the CPU supports
+Isa active_isa() noexcept;     // what the kernels use (detected, or MOELAB_ISA, or set_isa)
+void set_isa(Isa isa);         // throws std::invalid_argument above the detected ISA
+std::string to_string(Isa isa);
+Isa parse_isa(const std::string& name);  // throws std::invalid_argument
+bool cpu_has_avx512_bf16() noexcept;
+
+// C[i * ldc + j] = sum_k A[i * lda + k] * W[j * ldw + k], for i < n, j < N. noexcept: no
+// allocation, safe inside a parallel region.
+void gemm_nt(const float* A, Index lda, const float* W, Index ldw, float* C, Index ldc, Index n,
+             Index N, Index K) noexcept;
+// The same with bfloat16 weights.
+void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, float* C,
+                  Index ldc, Index n, Index N, Index K) noexcept;
+
+// float32 -> bfloat16, round to nearest even (NaN stays NaN); AVX-512-BF16 when present.
+void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept;
+void convert_from_bf16(const std::uint16_t* src, float* dst, Index n) noexcept;
+
+namespace detail {
+// Per-ISA kernels (defined in gemm_avx512.cpp / gemm_avx2.cpp with target attributes).
+void gemm_nt_avx512(const float*, Index, const float*, Index, float*, Index, Index, Index, Index) noexcept;
+void gemm_nt_bf16_avx512(const float*, Index, const std::uint16_t*, Index, float*, Index, Index,
+                         Index, Index) noexcept;
+void gemm_nt_avx2(const float*, Index, const float*, Index, float*, Index, Index, Index, Index) noexcept;
+void gemm_nt_bf16_avx2(const float*, Index, const std::uint16_t*, Index, float*, Index, Index,
+                       Index, Index) noexcept;
+void convert_to_bf16_avx512bf16(const float* src, std::uint16_t* dst, Index n) noexcept;
+}  // namespace detail
+
+}  // namespace moelab

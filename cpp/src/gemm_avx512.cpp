@@ -1,0 +1,139 @@
+// AVX-512 kernels of gemm.hpp. Compiled with per-function target attributes (no global -m
+// flags, no Eigen here), and only called when the CPU has AVX-512F.
+#include <immintrin.h>
+
+#include "moelab/gemm.hpp"
+
+#define MOELAB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+
+namespace moelab::detail {
+
+namespace {
+
+// Loads 16 weights (or `m`-masked) as float32.
+struct F32 {
+    using T = float;
+    MOELAB_AVX512 static inline __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+    MOELAB_AVX512 static inline __m512 load(const float* p, __mmask16 m) {
+        return _mm512_maskz_loadu_ps(m, p);
+    }
+};
+struct BF16 {
+    using T = std::uint16_t;
+    MOELAB_AVX512 static inline __m512 load(const std::uint16_t* p) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    MOELAB_AVX512 static inline __m512 load(const std::uint16_t* p, __mmask16 m) {
+        const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+};
+
+// Sum of the 16 lanes in a fixed order (GCC 12's _mm512_reduce_add_ps warns spuriously).
+MOELAB_AVX512 inline float hsum(__m512 v) {
+    const __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 q = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m128 c = _mm512_castps512_ps128(q);
+    const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+// C[MR x NR] = A[MR rows] . W[NR rows]^T over K: MR*NR vector accumulators along K, one
+// horizontal reduction each at the end (a fixed order for fixed K).
+template <class WT, int MR, int NR>
+MOELAB_AVX512 inline void micro(const float* A, Index lda, const typename WT::T* W, Index ldw,
+                                float* C, Index ldc, Index K, bool accumulate) {
+    __m512 acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+    Index k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 a[MR];
+        for (int i = 0; i < MR; ++i) a[i] = _mm512_loadu_ps(A + i * lda + k);
+        for (int j = 0; j < NR; ++j) {
+            const __m512 w = WT::load(W + j * ldw + k);
+            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(a[i], w, acc[i][j]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = __mmask16((1u << (K - k)) - 1u);
+        __m512 a[MR];
+        for (int i = 0; i < MR; ++i) a[i] = _mm512_maskz_loadu_ps(m, A + i * lda + k);
+        for (int j = 0; j < NR; ++j) {
+            const __m512 w = WT::load(W + j * ldw + k, m);
+            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(a[i], w, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) {
+            const float v = hsum(acc[i][j]);
+            C[i * ldc + j] = accumulate ? C[i * ldc + j] + v : v;
+        }
+}
+
+// Column blocks of NR weight rows for a fixed block of MR rows of A; the tail of N goes
+// through narrower kernels, so every output element sees the same K loop.
+// One block of NR weight rows (kept in L1 for the chunk) against every row of A (streamed,
+// MR rows at a time, from L2). Each output element sees the same K loop whatever MR and NR are,
+// so the blocking never changes a result.
+template <class WT, int NR>
+MOELAB_AVX512 inline void col_block(const float* A, Index lda, const typename WT::T* W, Index ldw,
+                                    float* C, Index ldc, Index n, Index K, bool acc) {
+    Index i = 0;
+    for (; i + 3 <= n; i += 3) micro<WT, 3, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc);
+    switch (n - i) {
+        case 2: micro<WT, 2, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc); break;
+        case 1: micro<WT, 1, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc); break;
+        default: break;
+    }
+}
+
+// K is cut in chunks of kKc so that a block of weight rows stays in L1 while the rows of A
+// stream from L2; each chunk's partial sum is added to C in chunk order (fixed for a given K).
+constexpr Index kKc = 1024;
+
+template <class WT>
+MOELAB_AVX512 void gemm(const float* A, Index lda, const typename WT::T* W, Index ldw, float* C,
+                        Index ldc, Index n, Index N, Index K) {
+    for (Index k0 = 0; k0 < K; k0 += kKc) {
+        const Index kc = K - k0 < kKc ? K - k0 : kKc;
+        const bool acc = k0 > 0;
+        const float* Ak = A + k0;
+        const typename WT::T* Wk = W + k0;
+        Index j = 0;
+        // 3 x 8 = 24 accumulators (+ 3 A vectors + 1 W vector of 32 registers).
+        for (; j + 8 <= N; j += 8) col_block<WT, 8>(Ak, lda, Wk + j * ldw, ldw, C + j, ldc, n, kc, acc);
+        for (; j + 4 <= N; j += 4) col_block<WT, 4>(Ak, lda, Wk + j * ldw, ldw, C + j, ldc, n, kc, acc);
+        for (; j < N; ++j) col_block<WT, 1>(Ak, lda, Wk + j * ldw, ldw, C + j, ldc, n, kc, acc);
+    }
+}
+
+}  // namespace
+
+MOELAB_AVX512 void gemm_nt_avx512(const float* A, Index lda, const float* W, Index ldw, float* C,
+                                  Index ldc, Index n, Index N, Index K) noexcept {
+    gemm<F32>(A, lda, W, ldw, C, ldc, n, N, K);
+}
+
+MOELAB_AVX512 void gemm_nt_bf16_avx512(const float* A, Index lda, const std::uint16_t* W, Index ldw,
+                                       float* C, Index ldc, Index n, Index N, Index K) noexcept {
+    gemm<BF16>(A, lda, W, ldw, C, ldc, n, N, K);
+}
+
+__attribute__((target("avx512f,avx512bf16,avx512vl")))
+void convert_to_bf16_avx512bf16(const float* src, std::uint16_t* dst, Index n) noexcept {
+    Index i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), reinterpret_cast<const __m256i&>(h));
+    }
+    if (i < n) {
+        const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+        const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, reinterpret_cast<const __m256i&>(h));
+    }
+}
+
+}  // namespace moelab::detail
+

@@ -1,0 +1,161 @@
+"""Determinism across thread counts and safety under concurrent Python threads (DESIGN.md §4).
+
+Outputs and stats must be bitwise equal for 1, 2 and 3 OpenMP threads (3 is more than the
+2 cores of the CI machine: oversubscription must not change results), and two Python threads
+sharing one layer must each get exactly the results a serial run gives.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import moelab
+
+CONFIGS = {
+    "softmax-gated-shared": dict(num_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+                                 shared_expert_gate=True),
+    "sigmoid-groups-capacity": dict(num_experts=8, num_experts_per_tok=3, scoring="sigmoid",
+                                    n_group=4, topk_group=2, correction_bias=True,
+                                    routed_scaling_factor=2.5, capacity_factor=0.8),
+    "llama4-expert-bias": dict(num_experts=6, num_experts_per_tok=1, scoring="llama4",
+                               expert_bias=True, n_shared_experts=1),
+    "gpt-oss": dict(num_experts=8, num_experts_per_tok=4, scoring="topk_softmax",
+                    router_bias=True, expert_bias=True, activation="swiglu_oai"),
+}
+THREAD_COUNTS = (1, 2, 3)
+
+
+def make_layer(name: str) -> moelab.MoELayer:
+    cfg = moelab.MoEConfig(hidden_size=32, moe_intermediate_size=24, **CONFIGS[name])
+    layer = moelab.MoELayer(cfg, seed=5)
+    if cfg.correction_bias:  # a non-zero selection bias, so that it matters
+        layer.weights["router.e_score_correction_bias"][:] = np.linspace(-0.05, 0.05,
+                                                                          cfg.num_experts)
+    return layer
+
+
+def forward_all(layer: moelab.MoELayer, x: np.ndarray):
+    y, st = layer(x, return_stats=True)
+    return y, st
+
+
+def assert_bitwise_equal(a, b, label: str) -> None:
+    (y_a, st_a), (y_b, st_b) = a, b
+    np.testing.assert_array_equal(y_a, y_b, err_msg=f"{label}: y")
+    for field in ("topk_ids", "topk_weights", "router_logits", "tokens_per_expert"):
+        np.testing.assert_array_equal(getattr(st_a, field), getattr(st_b, field),
+                                      err_msg=f"{label}: {field}")
+    assert st_a.aux_loss == st_b.aux_loss, f"{label}: aux_loss"
+    assert st_a.z_loss == st_b.z_loss, f"{label}: z_loss"
+    assert st_a.dropped == st_b.dropped, f"{label}: dropped"
+
+
+def test_set_and_get_num_threads(restore_threads):
+    for n in (1, 2, 3):
+        moelab.set_num_threads(n)
+        assert moelab.get_num_threads() == n
+
+
+@pytest.mark.parametrize("T", [1, 64, 300], ids=lambda t: f"T{t}")
+@pytest.mark.parametrize("name", list(CONFIGS), ids=str)
+def test_layer_bitwise_equal_across_thread_counts(name, T, restore_threads, rng):
+    layer = make_layer(name)
+    x = rng.normal(size=(T, 32)).astype(np.float32)
+    results = {}
+    for n in THREAD_COUNTS:
+        moelab.set_num_threads(n)
+        results[n] = forward_all(layer, x)
+    for n in THREAD_COUNTS[1:]:
+        assert_bitwise_equal(results[n], results[1], f"{n} threads vs 1")
+
+
+@pytest.mark.parametrize("T", [1, 64, 300], ids=lambda t: f"T{t}")
+def test_gated_mlp_and_route_bitwise_equal_across_thread_counts(T, restore_threads, rng):
+    mlp = moelab.GatedMLP(32, 48, activation="gelu", seed=2)
+    cfg = moelab.MoEConfig(32, 8, 2, 24, scoring="sigmoid", n_group=2, topk_group=1)
+    x = rng.normal(size=(T, 32)).astype(np.float32)
+    logits = rng.normal(size=(T, 8)).astype(np.float32)
+    results = {}
+    for n in THREAD_COUNTS:
+        moelab.set_num_threads(n)
+        results[n] = (mlp(x), *moelab.ops.route(logits, cfg))
+    for n in THREAD_COUNTS[1:]:
+        for a, b in zip(results[n], results[1]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{n} threads vs 1")
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=lambda n: f"omp{n}")
+@pytest.mark.parametrize("name", ["softmax-gated-shared", "sigmoid-groups-capacity"], ids=str)
+def test_python_threads_share_one_layer(name, threads, restore_threads, rng):
+    """Two Python threads run many forwards on one layer at once (the GIL is released in the
+    core); each result equals the serial one exactly."""
+    moelab.set_num_threads(threads)
+    layer = make_layer(name)
+    n_workers, n_calls = 2, 25
+    inputs = [[rng.normal(size=(int(rng.integers(1, 90)), 32)).astype(np.float32)
+               for _ in range(n_calls)] for _ in range(n_workers)]
+    serial = [[forward_all(layer, x) for x in xs] for xs in inputs]
+
+    results = [[None] * n_calls for _ in range(n_workers)]
+    errors = []
+    start = threading.Barrier(n_workers)
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            for j, x in enumerate(inputs[i]):
+                results[i][j] = forward_all(layer, x)
+        except BaseException as exc:  # reported by the main thread below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(n_workers)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert not any(w.is_alive() for w in workers), "a worker thread hung"
+    assert not errors, errors
+    for i in range(n_workers):
+        for j in range(n_calls):
+            assert_bitwise_equal(results[i][j], serial[i][j], f"worker {i} call {j}")
+
+
+def test_load_weights_while_other_threads_forward(restore_threads, rng):
+    """A forward that overlaps a load sees either all old or all new weights, never a mix:
+    the two weight sets give different outputs, and every result matches one of them."""
+    moelab.set_num_threads(2)
+    layer = make_layer("softmax-gated-shared")
+    old = {n: w.copy() for n, w in layer.weights.items()}
+    new = {n: (w * -1.5).astype(np.float32) for n, w in old.items()}
+    x = rng.normal(size=(48, 32)).astype(np.float32)
+    y_old = layer(x)
+    layer.load_weights(new)
+    y_new = layer(x)
+    assert not np.array_equal(y_old, y_new)
+    layer.load_weights(old)
+
+    seen, errors = [], []
+    stop = threading.Event()
+
+    def forward_loop() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(layer(x))
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=forward_loop)
+    worker.start()
+    try:
+        for i in range(20):
+            layer.load_weights(new if i % 2 == 0 else old)
+    finally:
+        stop.set()
+        worker.join(timeout=120)
+    assert not errors, errors
+    assert seen
+    for y in seen:
+        assert np.array_equal(y, y_old) or np.array_equal(y, y_new)

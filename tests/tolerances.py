@@ -1,0 +1,155 @@
+"""The one place where the tests' numerical tolerances are stated, each with its reason.
+
+The C++ core computes in float32 (sums of many terms in double); ``moelab.reference`` computes
+the same thing in float64. What separates them is float32 rounding, whose unit roundoff is
+u = 2**-24 ~ 6.0e-8 (machine epsilon 2u ~ 1.2e-7). The tests use small dimensions
+(H, I, E <= 64), so every dot product has at most 64 terms.
+
+Unless said otherwise a tolerance is *scale-relative*: the largest absolute difference over an
+array must be at most ``atol + rtol * max|expected|``. Rounding errors of dot products are
+bounded by the magnitudes of their terms, not of their (possibly cancelling) results, so an
+elementwise relative test would be wrong near zero; the scale of the whole array is the honest
+yardstick. Any wrong formula, index or weight produces errors of order 1e-3 .. 1 of that scale,
+four or more orders of magnitude above these bounds.
+
+Other test files import from here; nobody states a tolerance anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+__all__ = [
+    "Tolerance",
+    "FLOAT32_EPS",
+    "OUTPUT",
+    "LOGITS",
+    "ROUTING_WEIGHTS",
+    "LOSS",
+    "ACTIVATION",
+    "PERMUTATION",
+    "WEIGHT_SUM",
+    "FLOAT64_FORMULA",
+    "BF16_STORAGE",
+    "max_abs_err",
+    "rel_err",
+    "assert_close",
+]
+
+#: float32 machine epsilon, 2**-23.
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|actual - expected| <= atol + rtol * scale``; ``scale`` is max|expected| by default."""
+
+    rtol: float
+    atol: float
+
+
+#: Layer / MLP outputs, float32 core vs float64 reference. An output element is a chain of
+#: float32 dot products (router: H terms; gate_up: H; down: I) plus a k-term combine and the
+#: shared expert. A length-n dot product errs by at most ~n*u*sum|terms| and typically by
+#: ~sqrt(n)*u*sum|terms|; with n <= 64 and sum|terms| a few times the output scale this is
+#: ~1e-6 of the scale, with rare worst cases near 4e-6. 1e-5 (~80 eps) keeps a margin over the
+#: worst case. atol covers arrays that are zero or nearly so (T = 0, all-dropped tokens).
+OUTPUT = Tolerance(rtol=1e-5, atol=1e-6)
+
+#: Router logits: one length-H float32 dot product (+ bias) and the 1-Lipschitz soft-cap
+#: c*tanh(l/c): the same analysis as OUTPUT with one stage instead of three.
+LOGITS = Tolerance(rtol=1e-5, atol=1e-6)
+
+#: Routing weights in [0, routed_scaling_factor]: exp / sigmoid of the logits, normalised. A
+#: logit error dl changes a softmax or sigmoid weight by at most |w| * dl (relative), and dl is
+#: bounded by LOGITS; float32 exp/sigmoid add a few eps. Same numbers as LOGITS, measured against
+#: the largest weight.
+ROUTING_WEIGHTS = Tolerance(rtol=1e-5, atol=1e-6)
+
+#: aux_loss and z_loss (scalars): means over T of float32 probabilities / logsumexps, summed in
+#: double by the core. Their relative error is that of the probabilities / logits, ~ a few eps
+#: up to the LOGITS bound; 1e-5 relative (scale = |expected|).
+LOSS = Tolerance(rtol=1e-5, atol=1e-7)
+
+#: ops.activation, checked ELEMENTWISE with scale = (1 + |gate|) * (1 + |up|), a bound on the
+#: magnitude of every intermediate term of every kind. Vectorised float32 exp / tanh / erf
+#: (Eigen, libm) are accurate to a few ulp (<= ~10); 1 + erf(g) and 1 + tanh(.) for g << 0
+#: cancel, leaving an absolute error of ~1 ulp of 1 times |g*u|/2. 5e-6 ~ 40 eps of the term
+#: scale covers both with margin; relative to |act(g) * u| it would be wrong where act is tiny.
+ACTIVATION = Tolerance(rtol=5e-6, atol=1e-7)
+
+#: Permuting the tokens: the core computes each token independently of the others, so a
+#: permutation should give bitwise-identical rows. The kernels may pick different blocking for
+#: a row depending on its position in a tile (vectorised main loop vs remainder), which changes
+#: the summation order of a dot product: a few eps of the output scale. Stated as OUTPUT's
+#: budget, so that only routing or mixing errors (order 1e-2) fail.
+PERMUTATION = OUTPUT
+
+#: The sum of one token's k renormalised float32 weights vs routed_scaling_factor (scale =
+#: the factor): each weight is a float32 quotient (<= 2 eps relative) and the k-term sum adds
+#: <= k eps/2; with k <= 64 that is <= ~4e-6. Hypothesis draws logits up to |l| = 30.
+WEIGHT_SUM = Tolerance(rtol=1e-5, atol=0.0)
+
+#: Two float64 spellings of the same formula (checks of the reference against its definition):
+#: they differ by the rounding of a handful of float64 operations, a few ulp of the scale
+#: (float64 eps = 2.2e-16); 1e-14 is ~45 ulp.
+FLOAT64_FORMULA = Tolerance(rtol=1e-14, atol=0.0)
+
+
+def max_abs_err(actual, expected) -> float:
+    """max |actual - expected| over all elements (0.0 for empty arrays), in float64."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    if a.size == 0 and b.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)))
+
+
+def rel_err(actual, expected) -> float:
+    """max |actual - expected| / max |expected|: the scale-relative error (0.0 when both are
+    empty or equal; inf when expected is all zeros and actual is not)."""
+    err = max_abs_err(actual, expected)
+    if err == 0.0:
+        return 0.0
+    scale = float(np.max(np.abs(np.asarray(expected, dtype=np.float64))))
+    return err / scale if scale > 0 else float("inf")
+
+
+def assert_close(actual, expected, tol: Tolerance, what: str, scale: Optional[object] = None
+                 ) -> None:
+    """Assert ``|actual - expected| <= tol.atol + tol.rtol * scale`` elementwise.
+
+    scale : None means the scalar max|expected| (the scale-relative test of this module); an
+    array broadcastable to the shapes gives an elementwise bound. Shapes must be equal.
+    ``what`` names the compared quantity in the failure message.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != expected {b.shape}"
+    if a.size == 0:
+        return
+    assert np.all(np.isfinite(a)), f"{what}: non-finite values in the result"
+    if scale is None:
+        scale = float(np.max(np.abs(b)))
+    bound = tol.atol + tol.rtol * np.asarray(scale, dtype=np.float64)
+    diff = np.abs(a - b)
+    bad = diff > bound
+    if np.any(bad):
+        worst = np.unravel_index(np.argmax(diff - bound), diff.shape) if diff.ndim else ()
+        raise AssertionError(
+            f"{what}: {int(np.sum(bad))} of {a.size} elements outside the tolerance "
+            f"(rtol={tol.rtol:g}, atol={tol.atol:g}); worst at {tuple(int(i) for i in worst)}: "
+            f"got {a[worst]!r}, expected {b[worst]!r}, |diff|={diff[worst]:.3g} > "
+            f"{np.broadcast_to(bound, diff.shape)[worst]:.3g}; scale-relative error "
+            f"{rel_err(a, b):.3g}")
+
+
+#: A layer with bfloat16 expert matrices against the same layer in float32. Each stored weight
+#: is rounded to 8 significant bits (relative error <= 2**-9 ~ 2e-3, mean 0); the rounding
+#: errors of a dot product add like a random walk, so outputs move by a few 1e-3 of their scale.
+#: 2e-2 bounds that with margin; a wrong conversion (truncated mantissa bits misread, bytes
+#: swapped) is off by O(1).
+BF16_STORAGE = Tolerance(rtol=2e-2, atol=1e-6)
