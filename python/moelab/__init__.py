@@ -18,6 +18,11 @@ from . import ops, reference
 from .config import MoEConfig
 from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
+from .model_config import AttentionConfig, ModelConfig
+from .hf_config import from_hf_config
+from .presets import list_presets, preset
+from .analysis import compare, costs, count_params
+from .model import build
 from . import hf
 
 __version__: str = _core.__version__
@@ -30,6 +35,15 @@ __all__ = [
     "MoEConfig",
     "MoELayer",
     "GatedMLP",
+    "AttentionConfig",
+    "ModelConfig",
+    "from_hf_config",
+    "list_presets",
+    "preset",
+    "count_params",
+    "costs",
+    "compare",
+    "build",
     "RoutingStats",
     "ops",
     "reference",

@@ -1,0 +1,232 @@
+"""Command line: ``python -m moelab {compare,params,run,list,demo} ...`` (``--help`` on each).
+
+    python -m moelab compare                    # every preset: sizes, routing, KV cache, FLOPs
+    python -m moelab compare qwen3-30b-a3b gpt-oss-20b --context 32768
+    python -m moelab params deepseek-v3         # parameter breakdown and per-token costs
+    python -m moelab run deepseek-v3 --tokens 512   # the scaled model: load balance, tokens/s
+    python -m moelab list                       # preset names
+    python -m moelab demo [demo args]           # moelab.demo.main
+
+Exit status: 0 on success, 2 on a usage error (bad option, unknown preset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+def _fmt_count(n: float) -> str:
+    if n >= 1e12:
+        return f"{n / 1e12:.3f}T"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    return f"{n:,.0f}"
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _cmd_compare(args) -> int:
+    import moelab
+
+    names = args.models or moelab.list_presets()
+    df = moelab.compare(names, context=args.context)
+    if args.sort:
+        df = df.sort_values(args.sort, ascending=False)
+    if args.raw:
+        out = df
+    else:
+        out = df.copy()
+        out["total"] = df["total"].map(_fmt_count)
+        out["active"] = df["active"].map(_fmt_count)
+        out["active_share"] = df["active_share"].map(lambda v: f"{100 * v:.1f}%")
+        out["kv_bytes_per_token"] = df["kv_bytes_per_token"].map(_fmt_bytes_small)
+        out["flops_per_token"] = df["flops_per_token"].map(lambda v: f"{v / 1e9:.1f}G")
+        out = out.rename(columns={"active_share": "active%", "shared_experts": "shared",
+                                  "dense_first_layers": "dense_first",
+                                  "kv_bytes_per_token": f"KV/token@{args.context}",
+                                  "flops_per_token": f"FLOPs/token@{args.context}"})
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", None, "display.width", 250,
+                           "display.max_colwidth", 60):
+        print(out.to_string())
+    print(f"\nKV cache in bf16 averaged over {args.context} tokens; FLOPs = 2 x active matmul "
+          "params + attention at that context (see moelab.costs).")
+    return 0
+
+
+def _fmt_bytes_small(n: float) -> str:
+    if n >= 2**20:
+        return f"{n / 2**20:.2f} MiB"
+    if n >= 2**10:
+        return f"{n / 2**10:.1f} KiB"
+    return f"{n:.0f} B"
+
+
+def _cmd_params(args) -> int:
+    import moelab
+
+    cfg = moelab.preset(args.model)
+    pc = moelab.count_params(cfg)
+    c = moelab.costs(cfg, context=args.context)
+    print(repr(cfg))
+    print(f"  total                       {pc.total:>20,}  ({_fmt_count(pc.total)})")
+    print(f"  active                      {pc.active:>20,}  ({_fmt_count(pc.active)}, "
+          f"{100 * pc.active_share:.1f}%)")
+    print(f"  active w/o embedding+head   {pc.active_no_embedding:>20,}")
+    print(f"  active w/o one VxH matrix   {pc.active_no_embedding_matrix:>20,}")
+    for key, value in pc.breakdown().items():
+        note = "  (not in total)" if key == "mtp" else ""
+        print(f"    {key:25s} {value:>20,}{note}")
+    print(f"  per token at context {c.context}:")
+    print(f"    matmul FLOPs              {c.matmul_flops:>20,}")
+    print(f"    attention FLOPs           {c.attention_flops:>20,}")
+    for fmt, b in c.weight_bytes.items():
+        print(f"    weights read ({fmt:4s})       {_fmt_bytes(b):>20}")
+    print(f"    KV cache (bf16, 1 seq)    {_fmt_bytes(c.kv_cache_bytes):>20}")
+    print(f"    KV bytes per token        {c.kv_bytes_per_token:>20,.1f}")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    import moelab
+
+    for name in moelab.list_presets(include_aliases=True):
+        cfg = moelab.preset(name)
+        kind = "MoE" if cfg.is_moe else "dense"
+        print(f"{name:24s} {cfg.model_type:14s} {kind}")
+    return 0
+
+
+def _cmd_run(args, parser) -> int:
+    import moelab
+
+    if args.tokens < 1:
+        parser.error("--tokens must be >= 1")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        moelab.set_num_threads(args.threads)
+    kw = {"hidden_size": args.hidden}
+    for name in ("num_layers", "num_experts", "num_experts_per_tok"):
+        v = getattr(args, name)
+        if v is not None:
+            kw[name] = v
+    full = moelab.preset(args.model)
+    try:
+        cfg = full.scaled(**kw)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    model = moelab.build(cfg, seed=args.seed)
+    x = np.random.default_rng(args.seed).standard_normal(
+        (args.tokens, cfg.hidden_size)).astype(np.float32)                    # (T, H)
+    y, stats = model(x, return_stats=True)                                    # (T, H)
+    print(f"{model!r}  (scaled from {full.display_name}; threads={moelab.get_num_threads()})")
+    print(f"{'layer':>5} {'ffn':>5} {'max/mean':>9} {'min':>5} {'max':>5} {'idle':>5} "
+          f"{'aux_loss':>9} {'z_loss':>9} {'dropped':>7}")
+    for i, st in enumerate(stats):
+        if st is None:
+            print(f"{i:>5} {'dense':>5}")
+            continue
+        tpe = st.tokens_per_expert
+        mean = tpe.mean() if tpe.size else 0.0
+        ratio = tpe.max() / mean if mean > 0 else float("nan")
+        print(f"{i:>5} {'moe':>5} {ratio:>9.3f} {tpe.min():>5d} {tpe.max():>5d} "
+              f"{int((tpe == 0).sum()):>5d} {st.aux_loss:>9.4f} {st.z_loss:>9.4f} "
+              f"{st.dropped:>7d}")
+    bench = model.benchmark(x, repeats=args.repeats)
+    print(f"throughput: {bench['tokens_per_s']:,.0f} tokens/s "
+          f"({bench['tokens']} tokens in {1e3 * bench['seconds']:.2f} ms, best of "
+          f"{args.repeats}); output |y| mean {float(np.abs(y).mean()):.4f}")
+    return 0
+
+
+def _run_demo(argv: List[str]) -> int:
+    from . import demo
+
+    return int(demo.main(list(argv)) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m moelab",
+                                description="Build, run and compare Mixture-of-Experts LLMs.")
+    sub = p.add_subparsers(dest="command", metavar="{compare,params,run,list,demo}")
+    sub.required = True
+
+    c = sub.add_parser("compare", help="compare presets (all by default) in one table")
+    c.add_argument("models", nargs="*", help="preset names (default: every preset)")
+    c.add_argument("--context", type=int, default=4096,
+                   help="context length for KV bytes and FLOPs (default 4096)")
+    c.add_argument("--sort", choices=["total", "active", "active_share", "kv_bytes_per_token",
+                                      "flops_per_token"], help="sort descending by a column")
+    c.add_argument("--raw", action="store_true", help="print raw numbers, not human units")
+
+    pr = sub.add_parser("params", help="parameter breakdown and per-token costs of a preset")
+    pr.add_argument("model", help="preset name")
+    pr.add_argument("--context", type=int, default=4096, help="context length (default 4096)")
+
+    r = sub.add_parser("run", help="build a preset's scaled model, run it, report balance")
+    r.add_argument("model", help="preset name")
+    r.add_argument("--tokens", type=int, default=1024, help="tokens per forward (default 1024)")
+    r.add_argument("--hidden", type=int, default=64, help="hidden size of the toy (default 64)")
+    r.add_argument("--layers", dest="num_layers", type=int, default=None,
+                   help="layers of the toy (default: enough to show the layer pattern)")
+    r.add_argument("--experts", dest="num_experts", type=int, default=None,
+                   help="routed experts of the toy")
+    r.add_argument("--top-k", dest="num_experts_per_tok", type=int, default=None,
+                   help="experts per token of the toy")
+    r.add_argument("--repeats", type=int, default=3, help="timed forwards (default 3)")
+    r.add_argument("--threads", type=int, default=None, help="moelab threads")
+    r.add_argument("--seed", type=int, default=0, help="weights and input seed (default 0)")
+
+    sub.add_parser("list", help="list the preset names")
+
+    # `demo ...` is dispatched before parsing (every argument goes to moelab.demo.main); the
+    # sub-parser is here for --help.
+    sub.add_parser("demo", help="run moelab.demo (arguments are passed on; demo --help)",
+                   add_help=False)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``python -m moelab``; returns the exit status (0, or 2 on usage errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        return _run_demo(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for name in ("context",):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
+            parser.error(f"--{name} must be >= 1")
+    try:
+        if args.command == "compare":
+            return _cmd_compare(args)
+        if args.command == "params":
+            return _cmd_params(args)
+        if args.command == "run":
+            return _cmd_run(args, parser)
+        return _cmd_list(args)
+    except ValueError as exc:
+        if "unknown preset" in str(exc):
+            print(f"python -m moelab {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

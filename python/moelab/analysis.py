@@ -1,0 +1,407 @@
+"""Parameter and cost accounting of a ``ModelConfig``, and the comparison table of models.
+
+Everything is computed from the structure (the module shapes of the HF implementation), never
+typed in. Conventions (ARCHITECTURES.md §4):
+
+* Parameters are the weights of the HF modules: buffers (``e_score_correction_bias``, RoPE
+  tables) are not parameters; MTP modules are counted apart (``ParamCount.mtp``), never in the
+  total; an untied LM head is counted separately from the embedding, a tied one not at all.
+* Active parameters = total - (E - k) * (one routed expert) on every MoE layer: everything a
+  token passes through, embedding and head included.
+* FLOPs: 2 FLOPs per multiply-accumulate. Matmul FLOPs per token = 2 x the active weight-matrix
+  parameters (the embedding lookup excluded, the LM head included; biases and norm weights
+  excluded). Attention FLOPs are those of the token at position ``context`` (decode): QK^T and
+  AV over the keys it attends to.
+* Bytes: the weights read per token at batch size 1 are the active parameters without the
+  embedding table (one row is read) but with the LM head, at 2 (bf16), 1 (fp8) or 0.5 (fp4)
+  bytes each (block scales of the fp8/fp4 formats not counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Tuple, Union
+
+from .model_config import AttentionConfig, ModelConfig
+
+__all__ = ["ParamCount", "Costs", "count_params", "costs", "compare", "attention_params"]
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters of one attention layer
+# ---------------------------------------------------------------------------------------------
+def attention_params(cfg: ModelConfig, layer_type: str) -> Tuple[int, int]:
+    """(weight-matrix params, other params) of one token-mixer layer of ``layer_type``.
+
+    "Other" holds biases, norm weights, sinks and the Gated DeltaNet's conv / decay / dt
+    parameters; they count as parameters but not as matmul work.
+    """
+    a: AttentionConfig = cfg.attention
+    H = cfg.hidden_size
+    if layer_type == "linear_attention":
+        n_k, n_v = a.linear_num_key_heads, a.linear_num_value_heads
+        d_k, d_v = a.linear_key_head_dim, a.linear_value_head_dim
+        key_dim, value_dim = n_k * d_k, n_v * d_v
+        conv_dim = 2 * key_dim + value_dim
+        matrix = (H * (2 * key_dim + 2 * value_dim)  # in_proj_qkvz
+                  + H * 2 * n_v                      # in_proj_ba
+                  + value_dim * H)                   # out_proj
+        other = (conv_dim * a.linear_conv_kernel_dim  # depthwise conv1d, no bias
+                 + 2 * n_v                            # A_log, dt_bias
+                 + d_v)                               # RMSNormGated weight
+        return matrix, other
+    n_h, n_kv = a.num_attention_heads, a.num_key_value_heads
+    if a.kind == "mla":
+        r_kv, d_nope, d_rope, d_v = (a.kv_lora_rank, a.qk_nope_head_dim, a.qk_rope_head_dim,
+                                     a.v_head_dim)
+        d_qk = d_nope + d_rope
+        if a.q_lora_rank is None:
+            q_matrix, q_other = H * n_h * d_qk, 0
+        else:
+            r_q = a.q_lora_rank
+            q_matrix = H * r_q + r_q * n_h * d_qk
+            q_other = r_q + (r_q if a.attention_bias else 0)  # q_a_layernorm (+ q_a bias)
+        matrix = (q_matrix
+                  + H * (r_kv + d_rope)            # kv_a_proj_with_mqa
+                  + r_kv * n_h * (d_nope + d_v)    # kv_b_proj
+                  + n_h * d_v * H)                 # o_proj
+        other = q_other + r_kv                     # kv_a_layernorm
+        if a.attention_bias:
+            other += (r_kv + d_rope) + H           # kv_a and o_proj biases
+        return matrix, other
+    d = a.head_dim
+    q_out = n_h * d * (2 if a.output_gate else 1)
+    matrix = H * q_out + 2 * H * n_kv * d + n_h * d * H
+    other = 0
+    if a.attention_bias:
+        other += q_out + 2 * n_kv * d
+    if a.o_proj_bias:
+        other += H
+    if a.attention_sinks:
+        other += n_h
+    if a.qk_norm == "head":
+        other += 2 * d
+    elif a.qk_norm == "full":
+        other += n_h * d + n_kv * d
+    return matrix, other
+
+
+def _dense_mlp_params(cfg: ModelConfig) -> Tuple[int, int]:
+    H, I = cfg.hidden_size, cfg.intermediate_size
+    return 3 * H * I, ((2 * I + H) if cfg.mlp_bias else 0)
+
+
+def _norms_per_layer(cfg: ModelConfig) -> int:
+    per = 4 if cfg.norm_placement == "sandwich" else 2
+    return per * cfg.hidden_size * (2 if cfg.norm_bias else 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# count_params
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameters of a model by component (ints). ``total`` is the sum of the components.
+
+    embedding : V*H.
+    head : V*H when untied, else 0 (+ V for an LM-head bias).
+    attention : every layer's token mixer (projections, biases, QK-norms, sinks, MLA norms,
+        Gated DeltaNet).
+    routed_experts : all routed experts of all MoE layers.
+    shared_experts : shared experts and their gates.
+    dense_ffn : dense MLPs (dense layers and Grok-2's residual MLP).
+    routers : router weights and biases.
+    norms : the layers' RMSNorms / LayerNorms and the final norm.
+    mtp : multi-token-prediction modules (NOT in ``total``).
+    active : parameters a token uses (see the module docstring); active_routed_experts the
+    routed-expert part of it.
+    """
+
+    embedding: int
+    head: int
+    attention: int
+    routed_experts: int
+    shared_experts: int
+    dense_ffn: int
+    routers: int
+    norms: int
+    mtp: int
+    total: int
+    active: int
+    active_routed_experts: int
+    vocab_matrix: int  # V*H, one embedding-sized matrix
+
+    @property
+    def active_no_embedding(self) -> int:
+        """Active parameters without the embedding and the LM head (GLM's convention)."""
+        return self.active - self.embedding - self.head
+
+    @property
+    def active_no_embedding_matrix(self) -> int:
+        """Active parameters without one V x H matrix (OpenAI's gpt-oss convention)."""
+        return self.active - self.vocab_matrix
+
+    @property
+    def total_no_embedding(self) -> int:
+        """Total without the embedding and the LM head (Qwen's "non-embedding" figure)."""
+        return self.total - self.embedding - self.head
+
+    @property
+    def total_with_mtp(self) -> int:
+        """Total plus the MTP modules (their embedding and head are shared, not repeated)."""
+        return self.total + self.mtp
+
+    @property
+    def active_share(self) -> float:
+        """active / total."""
+        return self.active / self.total
+
+    def breakdown(self) -> Dict[str, int]:
+        """The components as a dict (they sum to ``total``; ``mtp`` is listed apart)."""
+        return {"embedding": self.embedding, "head": self.head, "attention": self.attention,
+                "routed_experts": self.routed_experts, "shared_experts": self.shared_experts,
+                "dense_ffn": self.dense_ffn, "routers": self.routers, "norms": self.norms,
+                "mtp": self.mtp}
+
+    def __repr__(self) -> str:
+        return (f"ParamCount(total={self.total:,}, active={self.active:,}, "
+                f"active_no_embedding={self.active_no_embedding:,})")
+
+
+def _as_config(cfg) -> ModelConfig:
+    if isinstance(cfg, ModelConfig):
+        return cfg
+    if isinstance(cfg, str):
+        from .presets import preset
+        return preset(cfg)
+    raise TypeError(f"expected a ModelConfig or a preset name, got {type(cfg).__name__}")
+
+
+def _layer_parts(cfg: ModelConfig, i: int, layer_type: str, ffn: str) -> Dict[str, int]:
+    """Parameters of decoder layer i by component (and its matmul weights)."""
+    att_m, att_o = attention_params(cfg, layer_type)
+    parts = dict(attention=att_m + att_o, routed=0, active_routed=0, shared=0, dense=0,
+                 routers=0, norms=_norms_per_layer(cfg), matrix=att_m)
+    if ffn == "moe":
+        m = cfg.moe
+        parts["routed"] = m.num_experts * m.expert_params
+        parts["active_routed"] = m.num_experts_per_tok * m.expert_params
+        parts["shared"] = m.shared_params
+        parts["routers"] = m.router_params
+        H = m.hidden_size
+        parts["matrix"] += (m.num_experts_per_tok * 3 * H * m.moe_intermediate_size
+                            + 3 * H * m.shared_width + m.num_experts * H)
+        if m.shared_expert_gate:
+            parts["matrix"] += H
+        if cfg.residual_moe:
+            dm, do = _dense_mlp_params(cfg)
+            parts["dense"] = dm + do
+            parts["matrix"] += dm
+    else:
+        dm, do = _dense_mlp_params(cfg)
+        parts["dense"] = dm + do
+        parts["matrix"] += dm
+    return parts
+
+
+def count_params(cfg: Union[ModelConfig, str]) -> ParamCount:
+    """Parameter count of a model (a ``ModelConfig`` or a preset name) -> ``ParamCount``.
+
+    Raises TypeError for anything else, ValueError for an unknown preset name.
+    """
+    cfg = _as_config(cfg)
+    V, H = cfg.vocab_size, cfg.hidden_size
+    acc = dict(attention=0, routed=0, active_routed=0, shared=0, dense=0, routers=0, norms=0)
+    for i in range(cfg.num_hidden_layers):
+        p = _layer_parts(cfg, i, cfg.layer_type(i), cfg.ffn_kind(i))
+        for key in acc:
+            acc[key] += p[key]
+    norms = acc["norms"] + H * (2 if cfg.norm_bias else 1)  # + final norm
+    embedding = V * H
+    head = (0 if cfg.tie_word_embeddings else V * H) + (V if cfg.lm_head_bias else 0)
+    total = (embedding + head + acc["attention"] + acc["routed"] + acc["shared"] + acc["dense"]
+             + acc["routers"] + norms)
+    active = total - acc["routed"] + acc["active_routed"]
+    mtp = 0
+    if cfg.num_nextn_predict_layers:
+        # DeepSeek-V3 MTP module: enorm + hnorm (2H), eh_proj (2H -> H), one decoder layer with
+        # the routed FFN, and shared_head.norm (H); embedding and head shared with the model.
+        kind = "moe" if cfg.moe is not None else "dense"
+        layer = _layer_parts(cfg, cfg.num_hidden_layers, "full_attention", kind)
+        per = (3 * H + 2 * H * H + layer["attention"] + layer["routed"] + layer["shared"]
+               + layer["dense"] + layer["routers"] + layer["norms"])
+        mtp = cfg.num_nextn_predict_layers * per
+    return ParamCount(embedding=embedding, head=head, attention=acc["attention"],
+                      routed_experts=acc["routed"], shared_experts=acc["shared"],
+                      dense_ffn=acc["dense"], routers=acc["routers"], norms=norms, mtp=mtp,
+                      total=total, active=active, active_routed_experts=acc["active_routed"],
+                      vocab_matrix=V * H)
+
+
+# ---------------------------------------------------------------------------------------------
+# costs
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Costs:
+    """Per-token costs of a model at a context length (module docstring for conventions).
+
+    context : tokens in the sequence (the token costed is at position ``context``).
+    matmul_flops : 2 x active weight-matrix parameters (embedding lookup excluded, head in).
+    attention_flops : QK^T and AV of that token over the keys it sees (full: context; sliding:
+        min(context, window); chunked: min(context, chunk), an upper bound), plus the Gated
+        DeltaNet recurrence (7 n_v d_k d_v: decay, S^T k, rank-1 update, S^T q) and its conv.
+    flops_per_token : matmul_flops + attention_flops.
+    weight_bytes : {"bf16", "fp8", "fp4"} -> bytes of weights read per token.
+    kv_cache_bytes : the cache of one sequence of ``context`` tokens: GQA 2 n_kv d per token per
+        layer (sliding / chunked layers keep at most window / chunk tokens), MLA kv_lora_rank +
+        qk_rope_head_dim per token per layer, Gated DeltaNet a fixed n_v d_k d_v recurrent state
+        plus (kernel - 1) conv rows; ``kv_dtype_bytes`` each (2 = bf16).
+    kv_bytes_per_token : kv_cache_bytes / context.
+    kv_bytes_per_token_unbounded : growth per extra token at long context (full-attention
+        layers only).
+    linear_state_bytes : the fixed-size part of the cache (Gated DeltaNet states).
+    """
+
+    context: int
+    matmul_flops: int
+    attention_flops: int
+    weight_bytes: Dict[str, float] = field(hash=False)
+    kv_cache_bytes: int
+    kv_bytes_per_token: float
+    kv_bytes_per_token_unbounded: int
+    linear_state_bytes: int
+
+    @property
+    def flops_per_token(self) -> int:
+        return self.matmul_flops + self.attention_flops
+
+
+def _keys_seen(cfg: ModelConfig, layer_type: str, context: int) -> int:
+    a = cfg.attention
+    if layer_type == "sliding_attention":
+        return min(context, a.sliding_window)
+    if layer_type == "chunked_attention":
+        return min(context, a.attention_chunk_size)
+    return context
+
+
+def costs(cfg: Union[ModelConfig, str], context: int = 4096, kv_dtype_bytes: int = 2) -> Costs:
+    """Per-token FLOPs, weight bytes and KV-cache bytes of a model at ``context`` tokens.
+
+    cfg : a ModelConfig or a preset name. context : int >= 1. kv_dtype_bytes : bytes per cached
+    value (2 = bf16, 1 = fp8). Raises TypeError / ValueError on bad arguments.
+    """
+    cfg = _as_config(cfg)
+    for name, v in (("context", context), ("kv_dtype_bytes", kv_dtype_bytes)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+        if v < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    a = cfg.attention
+    V, H = cfg.vocab_size, cfg.hidden_size
+    matrix = V * H  # the LM head (tied or not) is a matmul per token
+    attn_flops = 0
+    kv = 0
+    kv_unbounded = 0
+    state = 0
+    for i in range(cfg.num_hidden_layers):
+        lt = cfg.layer_type(i)
+        matrix += _layer_parts(cfg, i, lt, cfg.ffn_kind(i))["matrix"]
+        if lt == "linear_attention":
+            n_v, d_k, d_v = a.linear_num_value_heads, a.linear_key_head_dim, a.linear_value_head_dim
+            conv_dim = 2 * a.linear_num_key_heads * d_k + n_v * d_v
+            attn_flops += 7 * n_v * d_k * d_v + 2 * a.linear_conv_kernel_dim * conv_dim
+            s = (n_v * d_k * d_v + conv_dim * (a.linear_conv_kernel_dim - 1)) * kv_dtype_bytes
+            state += s
+            kv += s
+            continue
+        keys = _keys_seen(cfg, lt, context)
+        n_h = a.num_attention_heads
+        if a.kind == "mla":
+            d_qk, d_v = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
+            per_tok = (a.kv_lora_rank + a.qk_rope_head_dim) * kv_dtype_bytes
+        else:
+            d_qk = d_v = a.head_dim
+            per_tok = 2 * a.num_key_value_heads * a.head_dim * kv_dtype_bytes
+        attn_flops += 2 * n_h * (d_qk + d_v) * keys
+        kv += per_tok * keys
+        if lt == "full_attention":
+            kv_unbounded += per_tok
+    pc = count_params(cfg)
+    read = pc.active_no_embedding + V * H
+    return Costs(context=context, matmul_flops=2 * matrix, attention_flops=attn_flops,
+                 weight_bytes={"bf16": 2.0 * read, "fp8": 1.0 * read, "fp4": 0.5 * read},
+                 kv_cache_bytes=kv, kv_bytes_per_token=kv / context,
+                 kv_bytes_per_token_unbounded=kv_unbounded, linear_state_bytes=state)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------------------------
+_COLUMNS = ["model_type", "total", "active", "active_share", "experts", "top_k",
+            "shared_experts", "moe_layers", "dense_layers", "dense_first_layers", "attention",
+            "kv_bytes_per_token", "flops_per_token"]
+
+
+def _attention_label(cfg: ModelConfig) -> str:
+    a = cfg.attention
+    kinds = set(cfg.all_layer_types)
+    if a.kind == "mla":
+        base = f"MLA {a.num_attention_heads}h r_kv={a.kv_lora_rank}"
+    else:
+        n_h, n_kv = a.num_attention_heads, a.num_key_value_heads
+        base = ("MHA" if n_h == n_kv else "MQA" if n_kv == 1 else "GQA") + f" {n_h}/{n_kv}"
+    extras = []
+    if "linear_attention" in kinds:
+        n_lin = cfg.all_layer_types.count("linear_attention")
+        extras.append(f"{n_lin}x GatedDeltaNet")
+    if "sliding_attention" in kinds:
+        extras.append(f"{cfg.all_layer_types.count('sliding_attention')}x SWA{a.sliding_window}")
+    if "chunked_attention" in kinds:
+        extras.append(f"{cfg.all_layer_types.count('chunked_attention')}x "
+                      f"chunk{a.attention_chunk_size}")
+    return base + (" + " + ", ".join(extras) if extras else "")
+
+
+def compare(models: Union[str, ModelConfig, Iterable[Union[str, ModelConfig]]],
+            context: int = 4096):
+    """A ``pandas.DataFrame`` comparing models, one row per model (index: display name).
+
+    models : a preset name, a ModelConfig, or an iterable of them.
+    Columns: model_type, total, active (ints), active_share (float), experts, top_k,
+    shared_experts (0 for dense models), moe_layers, dense_layers, dense_first_layers
+    (``first_k_dense_replace``), attention (a label), kv_bytes_per_token (bf16, averaged over
+    ``context`` tokens, see ``costs``), flops_per_token (at ``context``).
+
+    Raises TypeError (an entry that is neither) and ValueError (an unknown preset, no models).
+    """
+    import pandas as pd
+
+    if isinstance(models, (str, ModelConfig)):
+        models = [models]
+    try:
+        items = list(models)
+    except TypeError:
+        raise TypeError("models must be a preset name, a ModelConfig or an iterable of them, "
+                        f"got {type(models).__name__}") from None
+    if not items:
+        raise ValueError("compare() needs at least one model")
+    rows: List[dict] = []
+    names: List[str] = []
+    for item in items:
+        cfg = _as_config(item)
+        pc = count_params(cfg)
+        c = costs(cfg, context=context)
+        m = cfg.moe
+        rows.append(dict(
+            model_type=cfg.model_type, total=pc.total, active=pc.active,
+            active_share=pc.active / pc.total,
+            experts=m.num_experts if m else 0, top_k=m.num_experts_per_tok if m else 0,
+            shared_experts=m.n_shared_experts if m else 0, moe_layers=cfg.num_moe_layers,
+            dense_layers=cfg.num_dense_layers,
+            dense_first_layers=cfg.first_k_dense_replace if m else 0,
+            attention=_attention_label(cfg), kv_bytes_per_token=c.kv_bytes_per_token,
+            flops_per_token=c.flops_per_token))
+        names.append(cfg.display_name)
+    df = pd.DataFrame(rows, index=pd.Index(names, name="model"), columns=_COLUMNS)
+    return df

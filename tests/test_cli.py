@@ -1,0 +1,106 @@
+"""The command line: ``python -m moelab compare | params | run | list | demo``."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import moelab
+from moelab.__main__ import main
+
+ROOT = pathlib.Path(moelab.__file__).resolve().parent.parent  # the folder holding moelab/
+
+
+def _cli(*args, timeout=120):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "moelab", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_compare_subprocess_prints_every_preset():
+    r = _cli("compare")
+    assert r.returncode == 0, r.stderr
+    for name in moelab.list_presets():
+        assert re.search(rf"^{re.escape(name)}\s", r.stdout, re.M), name
+    assert "671.03B" in r.stdout and "37.55B" in r.stdout  # deepseek-v3 total / active
+    assert "FLOPs/token@4096" in r.stdout
+
+
+def test_run_subprocess_reports_balance_and_throughput():
+    r = _cli("run", "deepseek-v3", "--tokens", "64", "--repeats", "1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "deepseek-v3-scaled" in lines[0]
+    rows = [ln.split() for ln in lines if re.match(r"^\s+\d+\s+(moe|dense)", ln)]
+    assert [row[1] for row in rows] == ["dense", "dense", "dense", "moe"]
+    moe_row = rows[3]
+    assert float(moe_row[2]) >= 1.0            # max/mean tokens per expert
+    assert float(moe_row[6]) > 0.0              # aux loss
+    assert re.search(r"throughput: [\d,]+ tokens/s \(64 tokens", r.stdout)
+
+
+def test_help_and_usage_errors_exit_2():
+    r = _cli("--help")
+    assert r.returncode == 0 and "compare" in r.stdout and "run" in r.stdout
+    assert _cli().returncode == 2
+    r = _cli("run", "nope", "--tokens", "4")
+    assert r.returncode == 2 and "unknown preset 'nope'" in r.stderr
+    assert _cli("compare", "--context", "0").returncode == 2
+    assert _cli("frobnicate").returncode == 2
+
+
+@pytest.mark.parametrize("argv", [["run", "mixtral-8x7b", "--tokens", "0"],
+                                  ["run", "mixtral-8x7b", "--repeats", "0"],
+                                  ["run", "mixtral-8x7b", "--threads", "0"],
+                                  ["run", "mixtral-8x7b", "--experts", "2", "--top-k", "3"],
+                                  ["run", "mixtral-8x7b", "--tokens", "x"],
+                                  ["compare", "--sort", "nothing"]])
+def test_bad_options_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_unknown_preset_in_process(capsys):
+    assert main(["compare", "mixtral-8x7b", "gpt-9"]) == 2
+    assert "unknown preset 'gpt-9'" in capsys.readouterr().err
+    assert main(["params", "gpt-9"]) == 2
+
+
+def test_run_options_in_process(capsys, restore_threads):
+    assert main(["run", "grok-2", "--tokens", "32", "--hidden", "32", "--layers", "2",
+                 "--experts", "4", "--top-k", "1", "--repeats", "1", "--threads", "1",
+                 "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "H=32, layers=2 [MM]" in out and "threads=1" in out
+    assert moelab.get_num_threads() == 1
+
+
+def test_compare_options_in_process(capsys):
+    assert main(["compare", "gpt-oss-20b", "olmo2-7b", "--sort", "total", "--raw",
+                 "--context", "1024"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [ln for ln in out if ln.startswith(("gpt-oss-20b", "olmo2-7b"))]
+    assert rows[0].startswith("gpt-oss-20b")  # 20.9B sorts before 7.3B
+    assert str(moelab.count_params("gpt-oss-20b").total) in rows[0]
+
+
+def test_params_and_list(capsys):
+    assert main(["params", "deepseek-v3"]) == 0
+    out = capsys.readouterr().out
+    assert "671,026,404,352" in out and "11,610,067,968  (not in total)" in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in moelab.list_presets(include_aliases=True))
+
+
+def test_demo_is_wired(capsys):
+    assert main(["demo", "--tokens", "8", "--hidden", "16", "--repeats", "1"]) == 0
+    assert capsys.readouterr().out.strip()
