@@ -130,6 +130,27 @@ def test_thread_count_never_changes_a_bit(isa, restore_threads, path, dtype, rng
     np.testing.assert_array_equal(outs[0], outs[2])
 
 
+@pytest.mark.parametrize("path", ISAS)
+def test_thread_count_never_changes_a_bit_when_every_region_runs_parallel(isa, restore_threads,
+                                                                           path, rng):
+    """Small work runs serially (moelab's threads_for threshold): this size is large enough that
+    every parallel region of the forward (router logits, selection, gather, experts, combine,
+    losses) really runs on several threads."""
+    isa(path)
+    cfg = moelab.MoEConfig(128, 32, 4, 64, scoring="sigmoid", n_group=4, topk_group=2,
+                           correction_bias=True, n_shared_experts=1, shared_expert_gate=True)
+    layer = moelab.MoELayer(cfg, seed=9)
+    x = rng.standard_normal((2048, 128)).astype(np.float32)
+    results = []
+    for n in (1, 2, 4):
+        moelab.set_num_threads(n)
+        results.append(layer(x, return_stats=True))
+    for y, st in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        np.testing.assert_array_equal(st.topk_weights, results[0][1].topk_weights)
+        assert st.aux_loss == results[0][1].aux_loss and st.z_loss == results[0][1].z_loss
+
+
 def test_gated_mlp_bfloat16_and_isas(isa, rng):
     x = rng.standard_normal((9, 24)).astype(np.float32)
     for path in ISAS:

@@ -89,8 +89,14 @@ bool run_pool(const std::vector<ExpertBatch>& batches, const std::vector<Task>& 
               bool gate_up, int threads) noexcept {
     std::atomic<bool> failed{false};
     const Index n = Index(tasks.size());
+    double work = 0.0;  // multiply-adds
+    for (const Task& t : tasks) {
+        const ExpertStack& s = batches[std::size_t(t.batch)].stack;
+        work += double(t.rows) * double(t.cols) * double(gate_up ? 2 * s.hidden : s.intermediate);
+    }
+    threads = std::min(threads, threads_for(work));
     (void)threads;
-    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
+    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1) if(threads > 1))
     for (Index i = 0; i < n; ++i) {
         try {  // the portable path's Eigen may allocate: never let an exception leave the region
             const Task& t = tasks[std::size_t(i)];

@@ -17,9 +17,9 @@ inline std::uint64_t mix64(std::uint64_t z) noexcept {
 void fill_uniform(float* data, Index n, float bound, std::uint64_t seed, std::uint64_t stream,
                   Index offset) noexcept {
     const std::uint64_t key = mix64(mix64(seed) ^ (stream * 0xD1B54A32D192ED03ull));
-    const int threads = num_threads();
+    const int threads = threads_for(double(n) * 8.0);
     (void)threads;
-    MOELAB_OMP(parallel for num_threads(threads) schedule(static))
+    MOELAB_OMP(parallel for num_threads(threads) schedule(static) if(threads > 1))
     for (Index i = 0; i < n; ++i) {
         const std::uint64_t r = mix64(key + std::uint64_t(offset + i));
         const float u = float(r >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits

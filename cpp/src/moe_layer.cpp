@@ -113,7 +113,9 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     ensure(ws.scratch, R * 2 * I);
     ensure(ws.sorted_output, R * H);
     const bool scale_input = s.scoring == Scoring::Llama4;
-    MOELAB_OMP(parallel for num_threads(threads) schedule(static))
+    const int gather_threads = threads_for(double(R) * double(H));
+    (void)gather_threads;
+    MOELAB_OMP(parallel for num_threads(gather_threads) schedule(static) if(gather_threads > 1))
     for (Index r = 0; r < R; ++r) {
         const Index pair = d.pair_of_row[std::size_t(r)];
         const float* src = x + (pair / k) * H;
@@ -163,7 +165,9 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     }
 
     // 4. Combine per token in fixed slot order, then the shared experts.
-    MOELAB_OMP(parallel for num_threads(threads) schedule(static))
+    const int combine_threads = threads_for(double(T) * double(k + 1) * double(H));
+    (void)combine_threads;
+    MOELAB_OMP(parallel for num_threads(combine_threads) schedule(static) if(combine_threads > 1))
     for (Index t = 0; t < T; ++t) {
         float* out = y + t * H;
         std::fill(out, out + H, 0.0f);

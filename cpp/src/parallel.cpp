@@ -30,6 +30,11 @@ bool has_openmp() noexcept {
 
 int num_threads() noexcept { return thread_setting().load(std::memory_order_relaxed); }
 
+int threads_for(double work) noexcept {
+    constexpr double kMinParallelWork = double(1 << 20);
+    return work < kMinParallelWork ? 1 : num_threads();
+}
+
 void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("n: the thread count must be >= 1, got " + std::to_string(n));
     thread_setting().store(n, std::memory_order_relaxed);

@@ -127,10 +127,10 @@ void router_logits(const float* x, Index T, const float* Wr, const float* bias,
     const Index H = spec.hidden_size, E = spec.num_experts;
     const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
     const float cap = spec.router_logit_softcap;
-    const int threads = num_threads();
+    const int threads = threads_for(double(T) * double(E) * double(H));
     (void)threads;
     ConstMatMap W(Wr, E, H, Eigen::OuterStride<>(H));
-    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
+    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1) if(threads > 1))
     for (Index b = 0; b < blocks; ++b) {
         const Index t0 = b * kTokenBlock, n = std::min(kTokenBlock, T - t0);
         ConstMatMap X(x + t0 * H, n, H, Eigen::OuterStride<>(H));
@@ -149,11 +149,11 @@ void router_logits(const float* x, Index T, const float* Wr, const float* bias,
 void select_experts(const float* logits, Index T, const float* correction_bias,
                     const MoESpec& spec, std::int32_t* ids, float* weights) {
     const Index E = spec.num_experts, k = spec.top_k;
-    const int threads = num_threads();
+    const int threads = threads_for(double(T) * double(E) * 16.0);
     const Index G = spec.n_group, per_thread = E + 2 * G;
     std::vector<float> scratch(std::size_t(threads * per_thread));
     std::vector<std::int32_t> group_ids(std::size_t(threads * G));
-    MOELAB_OMP(parallel for num_threads(threads) schedule(static))
+    MOELAB_OMP(parallel for num_threads(threads) schedule(static) if(threads > 1))
     for (Index t = 0; t < T; ++t) {
         float* keys = scratch.data() + thread_id() * per_thread;
         route_token(logits + t * E, correction_bias, spec, ids + t * k, weights + t * k, keys,
@@ -164,11 +164,11 @@ void select_experts(const float* logits, Index T, const float* correction_bias,
 double aux_loss(const float* logits, Index T, Index E, Index k) {
     if (T == 0) return 0.0;
     const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
-    const int threads = num_threads();
+    const int threads = threads_for(double(T) * double(E) * 32.0);
     std::vector<double> count(std::size_t(blocks * E), 0.0), prob(std::size_t(blocks * E), 0.0);
     std::vector<std::int32_t> ids(std::size_t(threads * k));
     std::vector<float> vals(std::size_t(threads * k));
-    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
+    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1) if(threads > 1))
     for (Index b = 0; b < blocks; ++b) {
         std::int32_t* id = ids.data() + thread_id() * k;
         float* val = vals.data() + thread_id() * k;
@@ -199,9 +199,9 @@ double aux_loss(const float* logits, Index T, Index E, Index k) {
 double z_loss(const float* logits, Index T, Index E) {
     if (T == 0) return 0.0;
     std::vector<double> sq(static_cast<std::size_t>(T));
-    const int threads = num_threads();
+    const int threads = threads_for(double(T) * double(E) * 16.0);
     (void)threads;
-    MOELAB_OMP(parallel for num_threads(threads) schedule(static))
+    MOELAB_OMP(parallel for num_threads(threads) schedule(static) if(threads > 1))
     for (Index t = 0; t < T; ++t) {
         const float* l = logits + t * E;
         double m = l[0];

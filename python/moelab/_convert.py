@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_float32_array"]
+__all__ = ["as_float32_array", "as_float32_weights"]
 
 
 def as_float32_array(value, name: str) -> np.ndarray:
@@ -25,3 +25,21 @@ def as_float32_array(value, name: str) -> np.ndarray:
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
     return np.asarray(arr, dtype=np.float32, order="C")  # keeps a 0-d shape, no copy if already right
+
+
+def as_float32_weights(weights) -> dict:
+    """A mapping of weight name -> array-like as a dict of float32 C-contiguous arrays.
+
+    Raises ``TypeError`` for something that is not a mapping, a name that is not a str, or an
+    array that is not real numbers. Names and shapes are checked by the C++ core, all at once.
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
+    converted = {}
+    for name, value in weights.items():
+        if not isinstance(name, str):
+            raise TypeError(f"weight names must be str, got {type(name).__name__} {name!r}")
+        converted[name] = as_float32_array(value, name)
+    return converted

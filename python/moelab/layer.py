@@ -9,7 +9,7 @@ from typing import Mapping, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._convert import as_float32_array
+from ._convert import as_float32_array, as_float32_weights
 from .config import MoEConfig
 
 __all__ = ["MoELayer", "RoutingStats", "core_spec"]
@@ -141,13 +141,7 @@ class MoELayer:
         Every array is checked before anything changes, so a failed load leaves the layer
         exactly as it was.
         """
-        if not isinstance(weights, Mapping):
-            raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
-        converted = {}
-        for name, value in weights.items():
-            if not isinstance(name, str):
-                raise TypeError(f"weight names must be str, got {type(name).__name__} {name!r}")
-            converted[name] = as_float32_array(value, name)
+        converted = as_float32_weights(weights)
         with self._load_lock:
             self._core.load_weights(converted, bool(strict))
 

@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from . import _core
-from ._convert import as_float32_array
+from ._convert import as_float32_array, as_float32_weights
 from .config import ACTIVATIONS
 
 __all__ = ["GatedMLP"]
@@ -73,13 +73,7 @@ class GatedMLP:
 
     def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
         """Copy weights in, all or nothing (same rules as ``MoELayer.load_weights``)."""
-        if not isinstance(weights, Mapping):
-            raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
-        converted = {}
-        for name, value in weights.items():
-            if not isinstance(name, str):
-                raise TypeError(f"weight names must be str, got {type(name).__name__}")
-            converted[name] = as_float32_array(value, name)
+        converted = as_float32_weights(weights)
         with self._load_lock:
             self._core.load_weights(converted, bool(strict))
 

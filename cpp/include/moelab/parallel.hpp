@@ -15,6 +15,10 @@
 namespace moelab {
 
 int num_threads() noexcept;
+// Threads for a region of `work` elementary operations: 1 below a threshold (a parallel region
+// costs microseconds when the machine is quiet and milliseconds when another process holds a
+// core), num_threads() above. Results never depend on it: work is cut by shape, not by thread.
+int threads_for(double work) noexcept;
 void set_num_threads(int n);  // throws std::invalid_argument for n < 1
 int max_threads() noexcept;   // what the OpenMP runtime offers (1 without OpenMP)
 bool has_openmp() noexcept;
