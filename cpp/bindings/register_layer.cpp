@@ -79,6 +79,14 @@ py::tuple layer_forward(const MoELayer& layer, const py::handle& x_obj, bool wan
     d["aux_loss"] = st.aux_loss;
     d["z_loss"] = st.z_loss;
     d["dropped"] = st.dropped;
+    py::dict phases;
+    phases["route"] = st.seconds_route;
+    phases["dispatch"] = st.seconds_dispatch;
+    phases["pack"] = st.seconds_pack;
+    phases["gate_up"] = st.seconds_gate_up;
+    phases["down"] = st.seconds_down;
+    phases["combine"] = st.seconds_combine;
+    d["phase_seconds"] = phases;
     return py::make_tuple(y, d);
 }
 

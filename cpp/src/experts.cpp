@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 
 #include "moelab/activation.hpp"
+#include "moelab/aligned.hpp"
 #include "moelab/gemm.hpp"
 #include "moelab/parallel.hpp"
 #include "moelab/types.hpp"
@@ -13,27 +15,69 @@ namespace moelab {
 namespace {
 
 // Fixed work units: they depend on the shapes only, never on the thread count.
-constexpr Index kRowBlock = 128;  // rows (tokens) of one expert per task
-constexpr Index kTileI = 64;      // gate/up: output columns of I per task (plus the same of up)
-constexpr Index kTileH = 128;     // down: output columns of H per task
+constexpr Index kRowBlock = 128;  // dot path: rows (tokens) of one expert per task
+constexpr Index kTileI = 48;      // gate/up: output columns of I per task (plus the same of up)
+constexpr Index kTileH = 96;      // down: output columns of H per task
+constexpr Index kDotRows = 4;     // an expert with more rows than this uses token panels
 
 struct Task {
     std::int32_t batch, expert;
-    Index row0, rows, col0, cols;
+    Index row0, rows;  // rows of the expert's block (one panel's rows on the panel path)
+    Index col0, cols;  // output columns
+    Index panel;       // index into the batch's panel buffers, or -1 on the dot path
 };
 
-std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches, bool gate_up) {
+// Per batch: each expert's first panel (-1: the expert has few rows and takes the dot path).
+struct PanelPlan {
+    std::vector<Index> first;  // (E)
+    Index count = 0;
+};
+
+// Panel-path buffers of one batch: packed inputs (panels, H, 32), hidden (panels, I, 32).
+struct PanelBuffers {
+    AlignedVector<float> input, hidden;
+};
+
+PanelPlan plan_panels(const ExpertBatch& b) {
+    PanelPlan plan;
+    plan.first.assign(std::size_t(b.stack.num_experts), -1);
+    if (!panels_available()) return plan;
+    for (Index e = 0; e < b.stack.num_experts; ++e) {
+        const Index rows = b.offsets[e + 1] - b.offsets[e];
+        if (rows > kDotRows) {
+            plan.first[std::size_t(e)] = plan.count;
+            plan.count += (rows + kPanel - 1) / kPanel;
+        }
+    }
+    return plan;
+}
+
+// pack: one task per panel; gate/up and down: (expert, row block or panel, column tile).
+enum class Phase { Pack, GateUp, Down };
+
+std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
+                             const std::vector<PanelPlan>& plans, Phase phase) {
     std::vector<Task> tasks;
     for (std::size_t b = 0; b < batches.size(); ++b) {
         const ExpertBatch& batch = batches[b];
-        const Index width = gate_up ? batch.stack.intermediate : batch.stack.hidden;
-        const Index tile = gate_up ? kTileI : kTileH;
+        const Index width = phase == Phase::Down ? batch.stack.hidden : batch.stack.intermediate;
+        const Index tile = phase == Phase::Down ? kTileH : kTileI;
         for (Index e = 0; e < batch.stack.num_experts; ++e) {
             const Index begin = batch.offsets[e], end = batch.offsets[e + 1];
-            for (Index r = begin; r < end; r += kRowBlock)  // empty experts give no task
+            const Index first = plans[b].first[std::size_t(e)];
+            if (phase == Phase::Pack && first < 0) continue;
+            const Index block = first >= 0 ? kPanel : kRowBlock;
+            for (Index r = begin; r < end; r += block) {  // empty experts give no task
+                const Index panel = first >= 0 ? first + (r - begin) / kPanel : -1;
+                const Index rows = std::min(block, end - r);
+                if (phase == Phase::Pack) {
+                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows, 0, 0, panel});
+                    continue;
+                }
                 for (Index c = 0; c < width; c += tile)
-                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, std::min(kRowBlock, end - r),
-                                     c, std::min(tile, width - c)});
+                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows, c,
+                                     std::min(tile, width - c), panel});
+            }
         }
     }
     return tasks;
@@ -48,8 +92,8 @@ void gemm_rows(const float* A, Index lda, const WeightPtr& W, Index row0, float*
         gemm_nt(A, lda, W.f32 + row0 * K, K, C, ldc, rows, cols, K);
 }
 
-// scratch[rows, c0:c0+n] = act(x W_gate[c0:c0+n]^T + b) * (x W_up[c0:c0+n]^T + b)
-void gate_up_task(const ExpertBatch& b, const Task& t) {
+// Dot path: scratch[rows, c0:c0+n] = act(x W_gate[c0:c0+n]^T + b) * (x W_up[c0:c0+n]^T + b)
+void gate_up_rows(const ExpertBatch& b, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate, ld = 2 * I;
     const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
@@ -71,8 +115,8 @@ void gate_up_task(const ExpertBatch& b, const Task& t) {
     }
 }
 
-// output[rows, c0:c0+n] = h W_down[c0:c0+n]^T + b, with h = scratch[rows, 0:I]
-void down_task(const ExpertBatch& b, const Task& t) {
+// Dot path: output[rows, c0:c0+n] = h W_down[c0:c0+n]^T + b, with h = scratch[rows, 0:I]
+void down_rows(const ExpertBatch& b, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
     float* Y = b.output + t.row0 * H + t.col0;
@@ -85,14 +129,66 @@ void down_task(const ExpertBatch& b, const Task& t) {
     }
 }
 
-bool run_pool(const std::vector<ExpertBatch>& batches, const std::vector<Task>& tasks,
-              bool gate_up, int threads) noexcept {
+// Weight rows [row0, row0 + R) of a stack tensor whose rows have length K, as the panel
+// kernel takes them.
+void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* panel, Index lanes,
+                float* out) {
+    panel_gemm(W.f32 ? W.f32 + row0 * K : nullptr, W.bf16 ? W.bf16 + row0 * K : nullptr, K, R,
+               panel, K, lanes, out);
+}
+
+// Panel path: hidden panel rows [c0, c0 + cols) of one panel of tokens.
+void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+    const ExpertStack& s = b.stack;
+    const Index H = s.hidden, I = s.intermediate;
+    const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
+    const float* Xp = pb.input.data() + t.panel * H * kPanel;
+    float* Hp = pb.hidden.data() + t.panel * I * kPanel;
+    const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
+    alignas(64) float g[kPanelRows * kPanel], u[kPanelRows * kPanel];
+    for (Index j = t.col0; j < t.col0 + t.cols; j += kPanelRows) {
+        const Index R = std::min(kPanelRows, t.col0 + t.cols - j);
+        panel_rows(s.gate_up, first + j, R, H, Xp, t.rows, g);      // (R, lanes) gate
+        panel_rows(s.gate_up, first + I + j, R, H, Xp, t.rows, u);  // (R, lanes) up
+        for (Index r = 0; r < R; ++r) {
+            if (bias)
+                for (Index l = 0; l < t.rows; ++l) {
+                    g[r * kPanel + l] += bias[j + r];
+                    u[r * kPanel + l] += bias[I + j + r];
+                }
+            apply_gated_activation(s.activation, g + r * kPanel, u + r * kPanel,
+                                   Hp + (j + r) * kPanel, t.rows);
+        }
+    }
+}
+
+// Panel path: output rows of the panel's tokens, columns [c0, c0 + cols).
+void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+    const ExpertStack& s = b.stack;
+    const Index H = s.hidden, I = s.intermediate;
+    const float* Hp = pb.hidden.data() + t.panel * I * kPanel;
+    const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
+    alignas(64) float o[kPanelRows * kPanel];
+    for (Index m = t.col0; m < t.col0 + t.cols; m += kPanelRows) {
+        const Index R = std::min(kPanelRows, t.col0 + t.cols - m);
+        panel_rows(s.down, Index(t.expert) * H + m, R, I, Hp, t.rows, o);  // (R, lanes)
+        for (Index l = 0; l < t.rows; ++l) {  // back to token rows
+            float* y = b.output + (t.row0 + l) * H + m;
+            for (Index r = 0; r < R; ++r) y[r] = o[r * kPanel + l] + (bias ? bias[m + r] : 0.0f);
+        }
+    }
+}
+
+bool run_pool(const std::vector<ExpertBatch>& batches, std::vector<PanelBuffers>& buffers,
+              const std::vector<Task>& tasks, Phase phase, int threads) noexcept {
     std::atomic<bool> failed{false};
     const Index n = Index(tasks.size());
-    double work = 0.0;  // multiply-adds
+    double work = 0.0;  // multiply-adds (or moves, for packing)
     for (const Task& t : tasks) {
         const ExpertStack& s = batches[std::size_t(t.batch)].stack;
-        work += double(t.rows) * double(t.cols) * double(gate_up ? 2 * s.hidden : s.intermediate);
+        work += phase == Phase::Pack ? double(t.rows) * double(s.hidden)
+                : double(t.rows) * double(t.cols) *
+                      double(phase == Phase::GateUp ? 2 * s.hidden : s.intermediate);
     }
     threads = std::min(threads, threads_for(work));
     (void)threads;
@@ -100,10 +196,20 @@ bool run_pool(const std::vector<ExpertBatch>& batches, const std::vector<Task>& 
     for (Index i = 0; i < n; ++i) {
         try {  // the portable path's Eigen may allocate: never let an exception leave the region
             const Task& t = tasks[std::size_t(i)];
-            if (gate_up)
-                gate_up_task(batches[std::size_t(t.batch)], t);
-            else
-                down_task(batches[std::size_t(t.batch)], t);
+            const ExpertBatch& b = batches[std::size_t(t.batch)];
+            PanelBuffers& pb = buffers[std::size_t(t.batch)];
+            const Index H = b.stack.hidden;
+            switch (phase) {
+                case Phase::Pack:
+                    pack_panel(b.input + t.row0 * H, H, t.rows, H, pb.input.data() + t.panel * H * kPanel);
+                    break;
+                case Phase::GateUp:
+                    if (t.panel >= 0) gate_up_panel(b, pb, t); else gate_up_rows(b, t);
+                    break;
+                case Phase::Down:
+                    if (t.panel >= 0) down_panel(b, pb, t); else down_rows(b, t);
+                    break;
+            }
         } catch (...) {
             failed.store(true, std::memory_order_relaxed);
         }
@@ -113,11 +219,31 @@ bool run_pool(const std::vector<ExpertBatch>& batches, const std::vector<Task>& 
 
 }  // namespace
 
-bool run_experts(const std::vector<ExpertBatch>& batches, int threads) noexcept {
+bool run_experts(const std::vector<ExpertBatch>& batches, int threads,
+                 ExpertTimings* timings) noexcept {
     try {
-        const std::vector<Task> gate_up = make_tasks(batches, true);
-        const std::vector<Task> down = make_tasks(batches, false);
-        return run_pool(batches, gate_up, true, threads) && run_pool(batches, down, false, threads);
+        // Panel buffers per calling thread, reused: no allocation once the sizes have been seen.
+        static thread_local std::vector<PanelBuffers> buffers;
+        if (buffers.size() < batches.size()) buffers.resize(batches.size());
+        std::vector<PanelPlan> plans;
+        for (std::size_t b = 0; b < batches.size(); ++b) {
+            plans.push_back(plan_panels(batches[b]));
+            const Index panels = plans.back().count;
+            const std::size_t in = std::size_t(panels * batches[b].stack.hidden * kPanel);
+            const std::size_t hid = std::size_t(panels * batches[b].stack.intermediate * kPanel);
+            if (buffers[b].input.size() < in) buffers[b].input.resize(in);
+            if (buffers[b].hidden.size() < hid) buffers[b].hidden.resize(hid);
+        }
+        for (Phase phase : {Phase::Pack, Phase::GateUp, Phase::Down}) {
+            const auto start = std::chrono::steady_clock::now();
+            if (!run_pool(batches, buffers, make_tasks(batches, plans, phase), phase, threads))
+                return false;
+            if (timings) {
+                const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+                (phase == Phase::Pack ? timings->pack : phase == Phase::GateUp ? timings->gate_up : timings->down) = s;
+            }
+        }
+        return true;
     } catch (...) {
         return false;
     }

@@ -142,6 +142,24 @@ void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, 
     }
 }
 
+bool panels_available() noexcept { return active_isa() == Isa::Avx512; }
+
+void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept {
+    for (Index k = 0; k < K; ++k) {
+        float* dst = panel + k * kPanel;
+        for (Index l = 0; l < lanes; ++l) dst[l] = in[l * ld + k];
+        for (Index l = lanes; l < kPanel; ++l) dst[l] = 0.0f;
+    }
+}
+
+void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
+                const float* panel, Index K, Index lanes, float* out) noexcept {
+    if (W_f32)
+        detail::panel_gemm_avx512(W_f32, ldw, R, panel, K, lanes, out);
+    else
+        detail::panel_gemm_bf16_avx512(W_bf16, ldw, R, panel, K, lanes, out);
+}
+
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept {
     if (active_isa() == Isa::Avx512 && cpu_has_avx512_bf16()) {
         detail::convert_to_bf16_avx512bf16(src, dst, n);

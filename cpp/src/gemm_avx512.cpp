@@ -121,6 +121,70 @@ MOELAB_AVX512 void gemm_nt_bf16_avx512(const float* A, Index lda, const std::uin
     gemm<BF16>(A, lda, W, ldw, C, ldc, n, N, K);
 }
 
+namespace {
+
+MOELAB_AVX512 inline __m512 bcast(const float* p) { return _mm512_set1_ps(*p); }
+MOELAB_AVX512 inline __m512 bcast(const std::uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_set1_epi32(int(std::uint32_t(*p) << 16)));
+}
+
+// out (R, 16 V) = W (R rows of stride ldw) . panel (K, 16 V lanes of 32): acc[r] += w[r][k] *
+// x[k] over k. V = 2 covers the whole panel, V = 1 its first 16 lanes (a panel of <= 16 tokens).
+template <int R, int V, class WT>
+MOELAB_AVX512 inline void panel_micro(const WT* W, Index ldw, const float* Xp, Index K, float* out) {
+    __m512 acc[R][V];
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+    for (Index k = 0; k < K; ++k) {
+        __m512 x[V];
+        for (int v = 0; v < V; ++v) x[v] = _mm512_load_ps(Xp + k * kPanel + 16 * v);
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; ++r) {
+            const __m512 w = bcast(W + r * ldw + k);
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(w, x[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v) _mm512_store_ps(out + r * kPanel + 16 * v, acc[r][v]);
+}
+
+template <int V, class WT>
+MOELAB_AVX512 void panel_any(const WT* W, Index ldw, Index R, const float* Xp, Index K, float* out) {
+    switch (R) {
+        case 12: panel_micro<12, V>(W, ldw, Xp, K, out); break;
+        case 11: panel_micro<11, V>(W, ldw, Xp, K, out); break;
+        case 10: panel_micro<10, V>(W, ldw, Xp, K, out); break;
+        case 9: panel_micro<9, V>(W, ldw, Xp, K, out); break;
+        case 8: panel_micro<8, V>(W, ldw, Xp, K, out); break;
+        case 7: panel_micro<7, V>(W, ldw, Xp, K, out); break;
+        case 6: panel_micro<6, V>(W, ldw, Xp, K, out); break;
+        case 5: panel_micro<5, V>(W, ldw, Xp, K, out); break;
+        case 4: panel_micro<4, V>(W, ldw, Xp, K, out); break;
+        case 3: panel_micro<3, V>(W, ldw, Xp, K, out); break;
+        case 2: panel_micro<2, V>(W, ldw, Xp, K, out); break;
+        case 1: panel_micro<1, V>(W, ldw, Xp, K, out); break;
+        default: break;
+    }
+}
+
+}  // namespace
+
+MOELAB_AVX512 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel,
+                                     Index K, Index lanes, float* out) noexcept {
+    if (lanes <= 16)
+        panel_any<1>(W, ldw, R, panel, K, out);
+    else
+        panel_any<2>(W, ldw, R, panel, K, out);
+}
+
+MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R,
+                                          const float* panel, Index K, Index lanes,
+                                          float* out) noexcept {
+    if (lanes <= 16)
+        panel_any<1>(W, ldw, R, panel, K, out);
+    else
+        panel_any<2>(W, ldw, R, panel, K, out);
+}
+
 __attribute__((target("avx512f,avx512bf16,avx512vl")))
 void convert_to_bf16_avx512bf16(const float* src, std::uint16_t* dst, Index n) noexcept {
     Index i = 0;

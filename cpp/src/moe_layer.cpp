@@ -1,6 +1,7 @@
 #include "moelab/moe_layer.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -84,6 +85,14 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     const Index H = s.hidden_size, E = s.num_experts, k = s.top_k, I = s.intermediate_size,
                 S = s.shared_intermediate_size;
     require_finite(x, T * H, "x");
+    using Clock = std::chrono::steady_clock;
+    auto mark = Clock::now();
+    auto lap = [&mark]() {  // seconds since the last lap
+        const auto now = Clock::now();
+        const double s = std::chrono::duration<double>(now - mark).count();
+        mark = now;
+        return s;
+    };
     std::shared_lock<std::shared_mutex> lock(mutex_);
     auto data = [this](std::size_t i) -> const float* {
         return i == kNone ? nullptr : weights_.at(i).data.data();
@@ -102,6 +111,8 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
             throw std::invalid_argument("x: router logits overflow float32 at token " +
                                         std::to_string(i / E) + " (inputs or weights too large)");
     select_experts(ws.logits.data(), T, data(correction_bias_), s, ws.ids.data(), ws.weights.data());
+
+    const double t_route = lap();
 
     // 2. Counting sort of the (token, slot) pairs by expert.
     Dispatch& d = ws.dispatch;
@@ -128,6 +139,8 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
         }
     }
 
+    const double t_dispatch = lap();
+
     // 3. One task pool over routed and shared experts.
     std::vector<ExpertBatch> batches;
     ExpertBatch routed;
@@ -152,7 +165,9 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
         shared.output = ws.shared_output.data();
         batches.push_back(shared);
     }
-    if (T > 0 && !run_experts(batches, threads)) throw std::bad_alloc();
+    ExpertTimings t_experts;
+    if (T > 0 && !run_experts(batches, threads, &t_experts)) throw std::bad_alloc();
+    lap();
 
     const float* gate_w = data(shared_gate_);
     if (gate_w) {
@@ -194,6 +209,12 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
         stats->dropped = d.dropped;
         stats->aux_loss = aux_loss(ws.logits.data(), T, E, k);
         stats->z_loss = z_loss(ws.logits.data(), T, E);
+        stats->seconds_route = t_route;
+        stats->seconds_dispatch = t_dispatch;
+        stats->seconds_pack = t_experts.pack;
+        stats->seconds_gate_up = t_experts.gate_up;
+        stats->seconds_down = t_experts.down;
+        stats->seconds_combine = lap();
     }
 }
 

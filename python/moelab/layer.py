@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Tuple, Union
 
 import numpy as np
@@ -29,6 +29,9 @@ class RoutingStats:
         for one layer; 0.0 when T = 0.
     z_loss : mean_t logsumexp_e(router_logits)^2; 0.0 when T = 0.
     dropped : (token, slot) pairs dropped by capacity (0 when dropless).
+    phase_seconds : wall-clock seconds of this forward's phases: "route" (logits, selection),
+        "dispatch" (counting sort, gather), "pack" (token panels, AVX-512 path), "gate_up",
+        "down", "combine" (combine and statistics). For profiling; never compared in tests.
     """
 
     topk_ids: np.ndarray
@@ -38,6 +41,7 @@ class RoutingStats:
     aux_loss: float
     z_loss: float
     dropped: int
+    phase_seconds: dict = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
         T, k = self.topk_ids.shape

@@ -38,10 +38,16 @@ struct ExpertBatch {
     float* output = nullptr;
 };
 
+// Wall-clock seconds of the phases of run_experts.
+struct ExpertTimings {
+    double pack = 0.0, gate_up = 0.0, down = 0.0;
+};
+
 // Runs every batch in one task pool over (batch, expert, row block, output tile): first gate+up
 // (fused, activation applied before the store), then down. The decomposition depends only on
 // the shapes, never on the thread count, so results are bitwise identical for any count.
 // Returns false if a task failed (out of memory inside Eigen); nothing throws from the pool.
-bool run_experts(const std::vector<ExpertBatch>& batches, int threads) noexcept;
+bool run_experts(const std::vector<ExpertBatch>& batches, int threads,
+                 ExpertTimings* timings = nullptr) noexcept;
 
 }  // namespace moelab

@@ -36,7 +36,29 @@ void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, 
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept;
 void convert_from_bf16(const std::uint16_t* src, float* dst, Index n) noexcept;
 
+// ---- Token panels (AVX-512) ---------------------------------------------------------------
+// An expert with many rows has its input repacked into panels of kPanel tokens, k-major:
+// panel[k * kPanel + lane]. The panel kernel broadcasts weight elements (rows read in place, in
+// the canonical layout) against the 32 token lanes: an outer product, ~1.7x the dot-product
+// form on prefill shapes. Every lane runs the same sequential K loop, so a token's result does
+// not depend on its lane or on which tokens share its panel.
+constexpr Index kPanel = 32;
+constexpr Index kPanelRows = 12;  // weight rows per kernel call
+bool panels_available() noexcept;  // the active ISA is AVX-512
+
+// panel (K, kPanel) from `lanes` <= kPanel rows of `in` (row stride ld); unused lanes are 0.
+void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept;
+// out[r * kPanel + lane] = W[r * ldw + 0:K] . panel[0:K, lane] for r < R <= kPanelRows and the
+// first `lanes` lanes (rounded up to 16 or 32; the rest of out is left as it was);
+// W float32 or bfloat16 (exactly one non-null).
+void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
+                const float* panel, Index K, Index lanes, float* out) noexcept;
+
 namespace detail {
+void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, Index K,
+                       Index lanes, float* out) noexcept;
+void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R, const float* panel,
+                            Index K, Index lanes, float* out) noexcept;
 // Per-ISA kernels (defined in gemm_avx512.cpp / gemm_avx2.cpp with target attributes).
 void gemm_nt_avx512(const float*, Index, const float*, Index, float*, Index, Index, Index, Index) noexcept;
 void gemm_nt_bf16_avx512(const float*, Index, const std::uint16_t*, Index, float*, Index, Index,

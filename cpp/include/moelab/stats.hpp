@@ -14,6 +14,13 @@ struct RoutingStatsOut {
     double aux_loss = 0.0;
     double z_loss = 0.0;
     std::int64_t dropped = 0;
+    // Wall-clock seconds of the phases of this forward (DESIGN.md §4), in order.
+    double seconds_route = 0.0;     // logits, selection
+    double seconds_dispatch = 0.0;  // counting sort, gather
+    double seconds_pack = 0.0;      // token panels (AVX-512 path)
+    double seconds_gate_up = 0.0;
+    double seconds_down = 0.0;
+    double seconds_combine = 0.0;   // combine, shared-expert gate, statistics
 };
 
 }  // namespace moelab
