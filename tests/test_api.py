@@ -164,3 +164,28 @@ def test_routing_stats_is_frozen():
     _, st = layer(np.zeros((2, 16), dtype=np.float32), return_stats=True)
     with pytest.raises(AttributeError):
         st.dropped = 3  # type: ignore[misc]
+
+
+def test_openmp_wait_policy_defaults_to_passive_and_respects_the_user():
+    """Spinning OpenMP threads stall on a busy machine: moelab asks libgomp to sleep at barriers
+    unless the user chose otherwise (checked in fresh interpreters, before the core loads)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, moelab; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "ACTIVE"
+
+
+def test_build_info_simd_names_the_kernels_instruction_set():
+    info = moelab.build_info()
+    assert info["simd"] == info["isa"] == moelab._core.get_isa()
+    assert info["simd"] in ("portable", "avx2", "avx512")
+    assert isinstance(info["eigen_simd"], str) and info["eigen_simd"]

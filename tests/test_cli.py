@@ -104,3 +104,8 @@ def test_params_and_list(capsys):
 def test_demo_is_wired(capsys):
     assert main(["demo", "--tokens", "8", "--hidden", "16", "--repeats", "1"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_cli_run_no_progress(capsys):
+    assert main(["run", "mixtral-8x7b", "--tokens", "8", "--repeats", "1", "--no-progress"]) == 0
+    assert "throughput" in capsys.readouterr().out

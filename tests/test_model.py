@@ -230,3 +230,20 @@ def test_rms_norm(rng):
         RMSNorm(8, eps=0.0)
     with pytest.raises(TypeError, match="hidden_size must be an int"):
         RMSNorm(8.0)
+
+
+def test_progress_bar_flag(capsys):
+    cfg = moelab.preset("deepseek-v3").scaled(num_layers=4)
+    model = moelab.build(cfg)
+    x = np.ones((4, cfg.hidden_size), np.float32)                 # (T, H)
+    y_on = model(x, progress=True)
+    err_on = capsys.readouterr().err
+    y_off = model(x, progress=False)
+    err_off = capsys.readouterr().err
+    y_auto = model(x)                                             # stderr is not a TTY here
+    err_auto = capsys.readouterr().err
+    assert "/4 [" in err_on and "layer" in err_on and err_off == "" and err_auto == ""
+    np.testing.assert_array_equal(y_on, y_off)
+    np.testing.assert_array_equal(y_on, y_auto)
+    with pytest.raises(TypeError, match="progress"):
+        model(x, progress=1)

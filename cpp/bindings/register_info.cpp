@@ -13,7 +13,10 @@ void register_info(py::module_& m) {
         d["openmp"] = has_openmp();
         d["max_threads"] = max_threads();
         d["num_threads"] = num_threads();
-        d["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+        // simd: what the expert kernels run (chosen at run time); eigen_simd: what the portable
+        // path and the router's Eigen GEMM were compiled for (the baseline ISA).
+        d["simd"] = to_string(active_isa());
+        d["eigen_simd"] = std::string(Eigen::SimdInstructionSetsInUse());
         d["isa"] = to_string(active_isa());
         d["isa_detected"] = to_string(detected_isa());
         d["avx512_bf16"] = cpu_has_avx512_bf16();
@@ -32,7 +35,9 @@ void register_info(py::module_& m) {
         d["build_type"] = std::string("debug");
 #endif
         return d;
-    }, "How the core was built: openmp, max_threads, num_threads, simd, eigen, compiler, build_type.");
+    }, "How the core was built and what it runs: openmp, max_threads, num_threads, simd (the "
+       "kernels' instruction set), isa, isa_detected, avx512_bf16, eigen, eigen_simd, compiler, "
+       "build_type.");
     m.def("set_num_threads", &set_num_threads, py::arg("n"),
           "Threads used by every kernel from now on (process-wide).");
     m.def("get_num_threads", &num_threads, "Threads used by the kernels.");

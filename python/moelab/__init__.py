@@ -6,6 +6,14 @@ NumPy face. See DESIGN.md §2 for the public API.
 
 from __future__ import annotations
 
+import os as _os
+
+# OpenMP threads that spin at barriers stall every fork-join for a scheduler time slice when
+# another process holds a core (a scaled model measured 119 ms instead of 6.5 ms on 2 busy
+# cores). Sleeping at barriers costs microseconds per region on an idle machine. libgomp reads
+# this once, when the core is loaded; a value the user has set is kept.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 try:
     from . import _core
 except ImportError as exc:  # pragma: no cover - only without a build
@@ -24,6 +32,7 @@ from .presets import list_presets, preset
 from .analysis import compare, costs, count_params
 from .model import build
 from . import hf
+from . import plot  # matplotlib is imported only when a helper is called
 
 __version__: str = _core.__version__
 
@@ -48,11 +57,18 @@ __all__ = [
     "ops",
     "reference",
     "hf",
+    "plot",
 ]
 
 
 def build_info() -> dict:
-    """How the core was built: openmp (bool), max_threads (int), simd (str), eigen (str), ..."""
+    """How the core was built and what it runs.
+
+    openmp (bool), max_threads (int), num_threads (int), simd (str: the expert kernels'
+    instruction set, chosen at run time: "avx512", "avx2" or "portable"), isa_detected (str),
+    avx512_bf16 (bool), eigen (str: version), eigen_simd (str: what Eigen was compiled for),
+    compiler (str), build_type (str).
+    """
     return dict(_core.build_info())
 
 

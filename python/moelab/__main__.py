@@ -135,7 +135,8 @@ def _cmd_run(args, parser) -> int:
     model = moelab.build(cfg, seed=args.seed)
     x = np.random.default_rng(args.seed).standard_normal(
         (args.tokens, cfg.hidden_size)).astype(np.float32)                    # (T, H)
-    y, stats = model(x, return_stats=True)                                    # (T, H)
+    y, stats = model(x, return_stats=True,
+                     progress=False if args.no_progress else None)            # (T, H)
     print(f"{model!r}  (scaled from {full.display_name}; threads={moelab.get_num_threads()})")
     print(f"{'layer':>5} {'ffn':>5} {'max/mean':>9} {'min':>5} {'max':>5} {'idle':>5} "
           f"{'aux_loss':>9} {'z_loss':>9} {'dropped':>7}")
@@ -193,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--repeats", type=int, default=3, help="timed forwards (default 3)")
     r.add_argument("--threads", type=int, default=None, help="moelab threads")
     r.add_argument("--seed", type=int, default=0, help="weights and input seed (default 0)")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress bar over the layers (it is shown only on a terminal, "
+                        "for forwards longer than a few seconds)")
 
     sub.add_parser("list", help="list the preset names")
 

@@ -22,6 +22,7 @@ import time
 from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from ._convert import as_float32_array
 from .layer import MoELayer, RoutingStats
@@ -32,6 +33,9 @@ __all__ = ["RMSNorm", "DecoderBlock", "MoEModel", "build", "DEFAULT_MAX_BYTES"]
 
 #: build() refuses models whose float32 weights would exceed this (4 GiB) unless told otherwise.
 DEFAULT_MAX_BYTES = 4 << 30
+
+#: With ``progress=None`` a forward's progress bar appears only after this many seconds.
+PROGRESS_DELAY_S = 2.0
 
 _INV_SQRT2 = np.float32(1.0 / math.sqrt(2.0))
 
@@ -149,6 +153,8 @@ class MoEModel:
     ``model(x)`` with ``x : (T, H)`` or ``(B, S, H)`` float array-like returns float32 of the
     same shape; ``model(x, return_stats=True)`` returns ``(y, stats)`` with ``stats`` a list of
     one ``RoutingStats`` per layer (``None`` for dense layers), token index ``b * S + s``.
+    ``progress`` draws a tqdm bar over the layers on stderr: None (default) only on a terminal
+    and only once the forward has run ``PROGRESS_DELAY_S`` seconds, True always, False never.
 
     Raises TypeError (non-numeric x) or ValueError (wrong rank or H, NaN/Inf).
     """
@@ -168,11 +174,11 @@ class MoEModel:
         """Parameters allocated (FFNs and norms; no attention, embedding or head)."""
         return sum(b.num_params for b in self.blocks) + self.norm.num_params
 
-    def __call__(self, x, return_stats: bool = False
+    def __call__(self, x, return_stats: bool = False, progress: Optional[bool] = None
                  ) -> Union[np.ndarray, Tuple[np.ndarray, List[Optional[RoutingStats]]]]:
-        return self.forward(x, return_stats=return_stats)
+        return self.forward(x, return_stats=return_stats, progress=progress)
 
-    def forward(self, x, return_stats: bool = False
+    def forward(self, x, return_stats: bool = False, progress: Optional[bool] = None
                 ) -> Union[np.ndarray, Tuple[np.ndarray, List[Optional[RoutingStats]]]]:
         x = as_float32_array(x, "x")
         H = self.hidden_size
@@ -183,7 +189,12 @@ class MoEModel:
         lead = x.shape[:-1]
         h = x.reshape(-1, H)                                  # (T, H)
         stats: List[Optional[RoutingStats]] = []
-        for block in self.blocks:
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"progress must be None, True or False, got {progress!r}")
+        bar = tqdm(self.blocks, desc=self.config.display_name, unit="layer", leave=False,
+                   disable=None if progress is None else not progress,
+                   delay=PROGRESS_DELAY_S if progress is None else 0.0)
+        for block in bar:
             h, st = block(h, return_stats)                    # (T, H)
             stats.append(st)
         y = self.norm(h).reshape(*lead, H)                   # (T, H) -> x.shape
@@ -196,7 +207,7 @@ class MoEModel:
         best = math.inf
         for _ in range(max(1, int(repeats))):
             t0 = time.perf_counter()
-            self(x)
+            self(x, progress=False)
             best = min(best, time.perf_counter() - t0)
         return {"seconds": best, "tokens": tokens,
                 "tokens_per_s": tokens / best if best > 0 else math.inf}
