@@ -49,12 +49,14 @@ import mmap
 import os
 import re
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm import tqdm
 
 from .config import MoEConfig
 from .layer import MoELayer
+from .model import PROGRESS_DELAY_S
 
 __all__ = ["load_moe_layer", "load_moe_weights", "SUPPORTED_MODEL_TYPES"]
 
@@ -98,7 +100,8 @@ _MAX_HEADER_BYTES = 100 * 1024 * 1024
 # ---------------------------------------------------------------------------------------------
 # public entry points
 # ---------------------------------------------------------------------------------------------
-def load_moe_layer(source, layer_idx: int, config=None) -> MoELayer:
+def load_moe_layer(source, layer_idx: int, config=None, progress: Optional[bool] = None
+                   ) -> MoELayer:
     """The :class:`moelab.MoELayer` of decoder layer ``layer_idx`` of a Hugging Face model.
 
     Parameters
@@ -111,6 +114,9 @@ def load_moe_layer(source, layer_idx: int, config=None) -> MoELayer:
     config : the Hugging Face config: a dict, a path to a ``config.json`` (or its folder), or an
         object with ``to_dict()`` (a ``transformers`` config). Required for a state dict or a
         single file; for a folder it defaults to the folder's ``config.json``.
+    progress : a tqdm bar over the tensors read, on stderr: None (default) only on a terminal
+        and only once reading has taken ``moelab.model.PROGRESS_DELAY_S`` seconds (one layer of a
+        large checkpoint is gigabytes), True always, False never.
 
     Returns
     -------
@@ -126,13 +132,13 @@ def load_moe_layer(source, layer_idx: int, config=None) -> MoELayer:
         unexpected tensor in the layer's MoE block, a wrong shape, NaN or Inf, a broken file;
         each naming the tensor or file.
     """
-    cfg, weights = load_moe_weights(source, layer_idx, config)
+    cfg, weights = load_moe_weights(source, layer_idx, config, progress=progress)
     layer = MoELayer(cfg)
     layer.load_weights(weights, strict=True)
     return layer
 
 
-def load_moe_weights(source, layer_idx: int, config=None
+def load_moe_weights(source, layer_idx: int, config=None, progress: Optional[bool] = None
                      ) -> Tuple[MoEConfig, Dict[str, np.ndarray]]:
     """The MoEConfig and the canonical float32 weights of decoder layer ``layer_idx``.
 
@@ -144,7 +150,7 @@ def load_moe_weights(source, layer_idx: int, config=None
     cfg, model_type = _moe_config(hf_config, layer_idx)
     tensors = _open_source(source)
     plan = _plan_layer(tensors, layer_idx, cfg, model_type)
-    return cfg, plan.execute(tensors)
+    return cfg, plan.execute(tensors, progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,14 +463,22 @@ class _Plan:
     def __init__(self, items: List[_Item]):
         self.items = items
 
-    def execute(self, tensors: _TensorSource) -> Dict[str, np.ndarray]:
-        def read(name: str) -> np.ndarray:
-            arr = tensors.read(name)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{name}: holds NaN or Inf")
-            return arr
+    def execute(self, tensors: _TensorSource, progress: Optional[bool] = None
+                ) -> Dict[str, np.ndarray]:
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"progress must be None, True or False, got {progress!r}")
+        total = sum(len(item.sources) for item in self.items)
+        with tqdm(total=total, desc="reading tensors", unit="tensor", leave=False,
+                  disable=None if progress is None else not progress,
+                  delay=PROGRESS_DELAY_S if progress is None else 0.0) as bar:
+            def read(name: str) -> np.ndarray:
+                arr = tensors.read(name)
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"{name}: holds NaN or Inf")
+                bar.update(1)
+                return arr
 
-        return {item.canonical: item.assemble(read) for item in self.items}
+            return {item.canonical: item.assemble(read) for item in self.items}
 
 
 def _find_block(names: Iterable[str], layer_idx: int) -> Tuple[str, str]:

@@ -385,3 +385,21 @@ def test_moelab_hf_never_imports_torch():
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(python_path)})
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", str(E)]
+
+
+def test_progress_bar_over_the_tensors_read(rng, capsys):
+    state, _ = mixtral_state(rng)
+    on = moelab.hf.load_moe_weights(state, 1, MIXTRAL, progress=True)[1]
+    err_on = capsys.readouterr().err
+    off = moelab.hf.load_moe_weights(state, 1, MIXTRAL, progress=False)[1]
+    err_off = capsys.readouterr().err
+    auto = moelab.hf.load_moe_weights(state, 1, MIXTRAL)[1]   # stderr is not a terminal here
+    err_auto = capsys.readouterr().err
+    n_tensors = 1 + 3 * MIXTRAL["num_local_experts"]          # router + w1, w2, w3 per expert
+    assert "reading tensors" in err_on and f"/{n_tensors} [" in err_on
+    assert err_off == "" and err_auto == ""
+    for name in on:
+        np.testing.assert_array_equal(on[name], off[name])
+        np.testing.assert_array_equal(on[name], auto[name])
+    with pytest.raises(TypeError, match="progress"):
+        moelab.hf.load_moe_weights(state, 1, MIXTRAL, progress="yes")
