@@ -332,4 +332,9 @@ def render_report(results: dict) -> str:
 
 
 def write_report(results: dict, path: Path) -> None:
-    Path(path).write_text(render_report(results))
+    """Writes the report, followed by the hand-kept goal assessment in GOALS.md beside it."""
+    text = render_report(results)
+    goals = Path(path).with_name("GOALS.md")
+    if goals.exists():
+        text += "\n" + goals.read_text()
+    Path(path).write_text(text)
