@@ -401,27 +401,38 @@ def _mixtral(k: _Keys) -> ModelConfig:
         tie_word_embeddings=bool(k("tie_word_embeddings")), rms_norm_eps=k("rms_norm_eps"))
 
 
+def _qwen_moe_layer(k: _Keys, H: int, gated_shared_expert: bool) -> MoEConfig:
+    """The Qwen families' routed layer: softmax top-k (renormalised if norm_topk_prob), and for
+    Qwen2-MoE / Qwen3-Next one shared expert scaled by a sigmoid gate."""
+    shared = dict(n_shared_experts=1,
+                  shared_intermediate_size=k("shared_expert_intermediate_size"),
+                  shared_expert_gate=True) if gated_shared_expert else {}
+    return MoEConfig(hidden_size=H, num_experts=k("num_experts"),
+                     num_experts_per_tok=k("num_experts_per_tok"),
+                     moe_intermediate_size=k("moe_intermediate_size"), scoring="softmax",
+                     norm_topk_prob=bool(k("norm_topk_prob")), activation=_act(k, "hidden_act"),
+                     **shared)
+
+
+def _qwen_placement(k: _Keys, layer_types) -> dict:
+    """ModelConfig fields the Qwen MoE families share: dense width, the mlp_only_layers /
+    decoder_sparse_step placement rule, layer types, tying and the norm epsilon."""
+    return dict(intermediate_size=k("intermediate_size"), hidden_act=_act(k, "hidden_act"),
+                decoder_sparse_step=k("decoder_sparse_step"),
+                mlp_only_layers=tuple(k("mlp_only_layers") or ()), layer_types=layer_types,
+                tie_word_embeddings=bool(k("tie_word_embeddings")), rms_norm_eps=k("rms_norm_eps"))
+
+
 def _qwen2_moe(k: _Keys) -> ModelConfig:
     H, n_h, n_kv, d = _heads(k)
     L = k("num_hidden_layers")
     window, lt = _sliding_qwen(k, L, "qwen2_moe")
-    E = k("num_experts")
-    moe = None
-    if E > 0:
-        moe = MoEConfig(hidden_size=H, num_experts=E, num_experts_per_tok=k("num_experts_per_tok"),
-                        moe_intermediate_size=k("moe_intermediate_size"), scoring="softmax",
-                        norm_topk_prob=bool(k("norm_topk_prob")), activation=_act(k, "hidden_act"),
-                        n_shared_experts=1,
-                        shared_intermediate_size=k("shared_expert_intermediate_size"),
-                        shared_expert_gate=True)
+    moe = _qwen_moe_layer(k, H, gated_shared_expert=True) if k("num_experts") > 0 else None
     return ModelConfig(
         model_type="qwen2_moe", vocab_size=k("vocab_size"), hidden_size=H, num_hidden_layers=L,
         attention=_gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=k("qkv_bias"),
                                  sliding_window=window),
-        intermediate_size=k("intermediate_size"), moe=moe, hidden_act=_act(k, "hidden_act"),
-        decoder_sparse_step=k("decoder_sparse_step"),
-        mlp_only_layers=tuple(k("mlp_only_layers") or ()), layer_types=lt,
-        tie_word_embeddings=bool(k("tie_word_embeddings")), rms_norm_eps=k("rms_norm_eps"))
+        moe=moe, **_qwen_placement(k, lt))
 
 
 def _qwen3_moe(k: _Keys) -> ModelConfig:
@@ -429,18 +440,11 @@ def _qwen3_moe(k: _Keys) -> ModelConfig:
     L = k("num_hidden_layers")
     window, lt = _sliding_qwen(k, L, "qwen3")
     b = k("attention_bias")
-    moe = MoEConfig(hidden_size=H, num_experts=k("num_experts"),
-                    num_experts_per_tok=k("num_experts_per_tok"),
-                    moe_intermediate_size=k("moe_intermediate_size"), scoring="softmax",
-                    norm_topk_prob=bool(k("norm_topk_prob")), activation=_act(k, "hidden_act"))
     return ModelConfig(
         model_type="qwen3_moe", vocab_size=k("vocab_size"), hidden_size=H, num_hidden_layers=L,
         attention=_gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
                                  qk_norm="head", sliding_window=window),
-        intermediate_size=k("intermediate_size"), moe=moe, hidden_act=_act(k, "hidden_act"),
-        decoder_sparse_step=k("decoder_sparse_step"),
-        mlp_only_layers=tuple(k("mlp_only_layers") or ()), layer_types=lt,
-        tie_word_embeddings=bool(k("tie_word_embeddings")), rms_norm_eps=k("rms_norm_eps"))
+        moe=_qwen_moe_layer(k, H, gated_shared_expert=False), **_qwen_placement(k, lt))
 
 
 def _qwen3_next(k: _Keys) -> ModelConfig:
@@ -460,19 +464,10 @@ def _qwen3_next(k: _Keys) -> ModelConfig:
         linear_key_head_dim=k("linear_key_head_dim"),
         linear_value_head_dim=k("linear_value_head_dim"),
         linear_conv_kernel_dim=k("linear_conv_kernel_dim"))
-    moe = MoEConfig(hidden_size=H, num_experts=k("num_experts"),
-                    num_experts_per_tok=k("num_experts_per_tok"),
-                    moe_intermediate_size=k("moe_intermediate_size"), scoring="softmax",
-                    norm_topk_prob=bool(k("norm_topk_prob")), activation=_act(k, "hidden_act"),
-                    n_shared_experts=1,
-                    shared_intermediate_size=k("shared_expert_intermediate_size"),
-                    shared_expert_gate=True)
     return ModelConfig(
         model_type="qwen3_next", vocab_size=k("vocab_size"), hidden_size=H, num_hidden_layers=L,
-        attention=att, intermediate_size=k("intermediate_size"), moe=moe,
-        hidden_act=_act(k, "hidden_act"), decoder_sparse_step=k("decoder_sparse_step"),
-        mlp_only_layers=tuple(k("mlp_only_layers") or ()), layer_types=lt,
-        tie_word_embeddings=bool(k("tie_word_embeddings")), rms_norm_eps=k("rms_norm_eps"))
+        attention=att, moe=_qwen_moe_layer(k, H, gated_shared_expert=True),
+        **_qwen_placement(k, lt))
 
 
 def _mla_attention(k: _Keys, n_h: int, n_kv: int) -> AttentionConfig:
