@@ -32,7 +32,9 @@ void gemm_nt(const float* A, Index lda, const float* W, Index ldw, float* C, Ind
 void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, float* C,
                   Index ldc, Index n, Index N, Index K) noexcept;
 
-// float32 -> bfloat16, round to nearest even (NaN stays NaN); AVX-512-BF16 when present.
+// float32 -> bfloat16, round to nearest even (NaN stays NaN); AVX-512-BF16 when present. That
+// instruction flushes float32 denormals (|w| < 1.2e-38) to zero where the portable rounding
+// keeps them: no trained weight lives there, and it only ever runs at load time.
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept;
 void convert_from_bf16(const std::uint16_t* src, float* dst, Index n) noexcept;
 
