@@ -220,13 +220,13 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
 
 GatedMLP::GatedMLP(Index hidden, Index intermediate, Activation activation, DType weight_dtype)
     : hidden_(hidden), intermediate_(intermediate), activation_(activation), dtype_(weight_dtype) {
-    const Index kMaxDim = Index(1) << 24;
+    const Index kMaxDim = kMaxDimension;
     if (hidden < 1 || hidden > kMaxDim)
         throw std::invalid_argument("hidden_size: must be in [1, 2^24], got " + std::to_string(hidden));
     if (intermediate < 1 || intermediate > kMaxDim)
         throw std::invalid_argument("intermediate_size: must be in [1, 2^24], got " +
                                     std::to_string(intermediate));
-    if (double(hidden) * double(intermediate) * 3.0 > double(Index(1) << 36))
+    if (double(hidden) * double(intermediate) * 3.0 > kMaxLayerParams)
         throw std::invalid_argument("GatedMLP: more than 2^36 parameters");
     weights_.add("gate_up_proj", {2 * intermediate, hidden}, hidden, weight_dtype);
     weights_.add("down_proj", {hidden, intermediate}, intermediate, weight_dtype);

@@ -54,7 +54,7 @@ void require(bool ok, const std::string& message) {
 }  // namespace
 
 void MoESpec::validate() const {
-    const Index kMaxDim = Index(1) << 24;  // 16M: beyond any model; guards overflow of products
+    const Index kMaxDim = kMaxDimension;
     require(hidden_size >= 1 && hidden_size <= kMaxDim, "hidden_size out of range");
     require(num_experts >= 1 && num_experts <= kMaxDim, "num_experts out of range");
     require(intermediate_size >= 1 && intermediate_size <= kMaxDim,
@@ -85,7 +85,7 @@ void MoESpec::validate() const {
             "capacity_factor must be 0 (dropless) or finite and > 0");
     const double params = double(num_experts) * 3.0 * double(hidden_size) * double(intermediate_size) +
                           3.0 * double(hidden_size) * double(shared_intermediate_size);
-    require(params <= double(Index(1) << 36), "more than 2^36 parameters in one layer");
+    require(params <= kMaxLayerParams, "more than 2^36 parameters in one layer");
 }
 
 Index MoESpec::capacity(Index num_tokens) const {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = ["as_float32_array", "as_float32_weights"]
@@ -33,8 +35,6 @@ def as_float32_weights(weights) -> dict:
     Raises ``TypeError`` for something that is not a mapping, a name that is not a str, or an
     array that is not real numbers. Names and shapes are checked by the C++ core, all at once.
     """
-    from collections.abc import Mapping
-
     if not isinstance(weights, Mapping):
         raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
     converted = {}

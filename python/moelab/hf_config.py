@@ -312,15 +312,20 @@ def _qwen2(k: _Keys) -> ModelConfig:
         rms_norm_eps=k("rms_norm_eps"))
 
 
+def _qwen3_attention(k: _Keys, n_h: int, n_kv: int, d: int, window) -> AttentionConfig:
+    """Qwen3 (dense and MoE): q/k/v/o biases from attention_bias, per-head QK-norm."""
+    b = k("attention_bias")
+    return _gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b, qk_norm="head",
+                          sliding_window=window)
+
+
 def _qwen3(k: _Keys) -> ModelConfig:
     H, n_h, n_kv, d = _heads(k)
     L = k("num_hidden_layers")
     window, lt = _sliding_qwen(k, L, "qwen3")
-    b = k("attention_bias")
     return ModelConfig(
         model_type="qwen3", vocab_size=k("vocab_size"), hidden_size=H, num_hidden_layers=L,
-        attention=_gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
-                                 qk_norm="head", sliding_window=window),
+        attention=_qwen3_attention(k, n_h, n_kv, d, window),
         intermediate_size=k("intermediate_size"), hidden_act=_act(k, "hidden_act"),
         layer_types=lt, tie_word_embeddings=bool(k("tie_word_embeddings")),
         rms_norm_eps=k("rms_norm_eps"))
@@ -439,11 +444,9 @@ def _qwen3_moe(k: _Keys) -> ModelConfig:
     H, n_h, n_kv, d = _heads(k)
     L = k("num_hidden_layers")
     window, lt = _sliding_qwen(k, L, "qwen3")
-    b = k("attention_bias")
     return ModelConfig(
         model_type="qwen3_moe", vocab_size=k("vocab_size"), hidden_size=H, num_hidden_layers=L,
-        attention=_gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
-                                 qk_norm="head", sliding_window=window),
+        attention=_qwen3_attention(k, n_h, n_kv, d, window),
         moe=_qwen_moe_layer(k, H, gated_shared_expert=False), **_qwen_placement(k, lt))
 
 

@@ -17,6 +17,10 @@ Activation parse_activation(const std::string& name);   // throws std::invalid_a
 std::string to_string(Scoring s);
 std::string to_string(Activation a);
 
+// Bounds that guard against absurd sizes (and overflow of their products) before allocation.
+constexpr Index kMaxDimension = Index(1) << 24;            // 16M: beyond any model's H, E or I
+constexpr double kMaxLayerParams = double(Index(1) << 36);  // 2^36 float32 = 256 GiB
+
 struct MoESpec {
     Index hidden_size = 0;        // H
     Index num_experts = 0;        // E
