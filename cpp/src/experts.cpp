@@ -18,6 +18,10 @@ namespace {
 constexpr Index kRowBlock = 128;  // dot path: rows (tokens) of one expert per task
 constexpr Index kTileI = 48;      // gate/up: output columns of I per task (plus the same of up)
 constexpr Index kTileH = 96;      // down: output columns of H per task
+// The dot path (decode) streams its weights once: 4x longer tiles start fewer prefetch streams
+// (measured: Qwen3 T=1 bf16, 2 threads, 3.05 -> 2.83 ms) and still give Qwen3's 8 experts 32
+// gate/up and 48 down tasks. Its results do not depend on the tiling.
+constexpr Index kDotTileScale = 4;
 constexpr Index kDotRows = 4;     // an expert with more rows than this uses token panels
 
 struct Task {
@@ -61,10 +65,11 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
     for (std::size_t b = 0; b < batches.size(); ++b) {
         const ExpertBatch& batch = batches[b];
         const Index width = phase == Phase::Down ? batch.stack.hidden : batch.stack.intermediate;
-        const Index tile = phase == Phase::Down ? kTileH : kTileI;
         for (Index e = 0; e < batch.stack.num_experts; ++e) {
             const Index begin = batch.offsets[e], end = batch.offsets[e + 1];
             const Index first = plans[b].first[std::size_t(e)];
+            const Index tile =
+                (phase == Phase::Down ? kTileH : kTileI) * (first >= 0 ? 1 : kDotTileScale);
             if (phase == Phase::Pack && first < 0) continue;
             const Index block = first >= 0 ? kPanel : kRowBlock;
             for (Index r = begin; r < end; r += block) {  // empty experts give no task
