@@ -1,9 +1,19 @@
 #include "moelab/activation.hpp"
 
+#include "moelab/gemm.hpp"
+
 namespace moelab {
+
+namespace detail {
+// activation_avx512.cpp: SiLU and clamped SwiGLU with a vector exp; false for the others.
+bool apply_gated_activation_avx512(Activation a, const float* gate, const float* up, float* out,
+                                   Index n) noexcept;
+}  // namespace detail
 
 void apply_gated_activation(Activation a, const float* gate, const float* up, float* out,
                             Index n) noexcept {
+    if (active_isa() == Isa::Avx512 && detail::apply_gated_activation_avx512(a, gate, up, out, n))
+        return;
     // One switch per call, then a plain loop the compiler can vectorise per case.
     switch (a) {
         case Activation::Silu:
