@@ -26,9 +26,10 @@ constexpr Index kDotRows = 4;     // an expert with more rows than this uses tok
 
 struct Task {
     std::int32_t batch, expert;
-    Index row0, rows;  // rows of the expert's block (one panel's rows on the panel path)
+    Index row0, rows;  // rows of the expert's block (on the panel path: one panel's rows when
+                       // packing, all of the expert's rows otherwise)
     Index col0, cols;  // output columns
-    Index panel;       // index into the batch's panel buffers, or -1 on the dot path
+    Index panel;       // index into the batch's panel buffers (the first), or -1 on the dot path
 };
 
 // Per batch: each expert's first panel (-1: the expert has few rows and takes the dot path).
@@ -71,7 +72,10 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             const Index tile =
                 (phase == Phase::Down ? kTileH : kTileI) * (first >= 0 ? 1 : kDotTileScale);
             if (phase == Phase::Pack && first < 0) continue;
-            const Index block = first >= 0 ? kPanel : kRowBlock;
+            // Pack: one task per panel. Gate/up and down: a panel expert's tile covers all of its
+            // panels, so each block of weight rows is streamed from memory once and reused
+            // from L2 by the expert's other panels.
+            const Index block = first < 0 ? kRowBlock : phase == Phase::Pack ? kPanel : end - begin;
             for (Index r = begin; r < end; r += block) {  // empty experts give no task
                 const Index panel = first >= 0 ? first + (r - begin) / kPanel : -1;
                 const Index rows = std::min(block, end - r);
@@ -135,51 +139,89 @@ void down_rows(const ExpertBatch& b, const Task& t) {
 }
 
 // Weight rows [row0, row0 + R) of a stack tensor whose rows have length K, as the panel
-// kernel takes them.
+// kernel takes them; `next` is the block the following call will read (prefetched meanwhile).
 void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* panel, Index lanes,
-                float* out) {
+                float* out, const PanelPrefetch& next) {
     panel_gemm(W.f32 ? W.f32 + row0 * K : nullptr, W.bf16 ? W.bf16 + row0 * K : nullptr, K, R,
-               panel, K, lanes, out);
+               panel, K, lanes, out, next);
 }
 
-// Panel path: hidden panel rows [c0, c0 + cols) of one panel of tokens.
+// Rows [row0, row0 + rows) of a stack tensor with rows of length K, to be prefetched while
+// the kernel computes the current block. Not for float32 rows that start on a page and span
+// two or more (the L2 streamer covers those, and the prefetches cost: Qwen3's gate/up, K =
+// 2048, 148 -> 131 GFLOP/s cold); short or unaligned rows gain (K = 768: 93 -> 140 GFLOP/s,
+// K = 2880: 135 -> 140) and so do bfloat16 rows, widened a chunk at a time (K = 2048: 123 -> 138).
+PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K) {
+    if (W.f32) {
+        const Index row_bytes = K * Index(sizeof(float));
+        if (row_bytes >= 8192 && row_bytes % 4096 == 0) return {};
+        return {reinterpret_cast<const char*>(W.f32 + row0 * K), rows, row_bytes, Index(sizeof(float))};
+    }
+    return {reinterpret_cast<const char*>(W.bf16 + row0 * K), rows,
+            K * Index(sizeof(std::uint16_t)), Index(sizeof(std::uint16_t))};
+}
+
+// Panel path: hidden rows [c0, c0 + cols) of every panel of the expert's tokens. For each
+// block of 12 weight rows the panels run in turn: the first streams the block from memory
+// (prefetching the next block meanwhile), the others find it in L2.
 void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
     const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
-    const float* Xp = pb.input.data() + t.panel * H * kPanel;
-    float* Hp = pb.hidden.data() + t.panel * I * kPanel;
     const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
     alignas(64) float g[kPanelRows * kPanel], u[kPanelRows * kPanel];
     for (Index j = t.col0; j < t.col0 + t.cols; j += kPanelRows) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - j);
-        panel_rows(s.gate_up, first + j, R, H, Xp, t.rows, g);      // (R, lanes) gate
-        panel_rows(s.gate_up, first + I + j, R, H, Xp, t.rows, u);  // (R, lanes) up
-        for (Index r = 0; r < R; ++r) {
-            if (bias)
-                for (Index l = 0; l < t.rows; ++l) {
-                    g[r * kPanel + l] += bias[j + r];
-                    u[r * kPanel + l] += bias[I + j + r];
-                }
-            apply_gated_activation(s.activation, g + r * kPanel, u + r * kPanel,
-                                   Hp + (j + r) * kPanel, t.rows);
+        // The call order is gate j, up j, gate j + 12 (the expert's next gate rows, possibly
+        // the next tile's): the first panel's calls prefetch the block of the call after them.
+        const Index j_next = j + kPanelRows;
+        const PanelPrefetch before_up = prefetch_rows(s.gate_up, first + I + j, R, H);
+        const PanelPrefetch after_up =
+            j_next < I ? prefetch_rows(s.gate_up, first + j_next, std::min(kPanelRows, I - j_next), H)
+                       : PanelPrefetch{};
+        for (Index p = 0, r0 = 0; r0 < t.rows; ++p, r0 += kPanel) {
+            const Index lanes = std::min(kPanel, t.rows - r0);
+            const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
+            float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
+            panel_rows(s.gate_up, first + j, R, H, Xp, lanes, g,
+                       p == 0 ? before_up : PanelPrefetch{});  // (R, lanes) gate
+            panel_rows(s.gate_up, first + I + j, R, H, Xp, lanes, u,
+                       p == 0 ? after_up : PanelPrefetch{});  // (R, lanes) up
+            for (Index r = 0; r < R; ++r) {
+                if (bias)
+                    for (Index l = 0; l < lanes; ++l) {
+                        g[r * kPanel + l] += bias[j + r];
+                        u[r * kPanel + l] += bias[I + j + r];
+                    }
+                apply_gated_activation(s.activation, g + r * kPanel, u + r * kPanel,
+                                       Hp + (j + r) * kPanel, lanes);
+            }
         }
     }
 }
 
-// Panel path: output rows of the panel's tokens, columns [c0, c0 + cols).
+// Panel path: output rows of every panel of the expert's tokens, columns [c0, c0 + cols).
 void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
-    const float* Hp = pb.hidden.data() + t.panel * I * kPanel;
     const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
+    const Index first = Index(t.expert) * H;  // the expert's first down row
     alignas(64) float o[kPanelRows * kPanel];
     for (Index m = t.col0; m < t.col0 + t.cols; m += kPanelRows) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - m);
-        panel_rows(s.down, Index(t.expert) * H + m, R, I, Hp, t.rows, o);  // (R, lanes)
-        for (Index l = 0; l < t.rows; ++l) {  // back to token rows
-            float* y = b.output + (t.row0 + l) * H + m;
-            for (Index r = 0; r < R; ++r) y[r] = o[r * kPanel + l] + (bias ? bias[m + r] : 0.0f);
+        const Index m_next = m + kPanelRows;  // the expert's next rows (possibly the next tile's)
+        const PanelPrefetch next =
+            m_next < H ? prefetch_rows(s.down, first + m_next, std::min(kPanelRows, H - m_next), I)
+                       : PanelPrefetch{};
+        for (Index p = 0, r0 = 0; r0 < t.rows; ++p, r0 += kPanel) {
+            const Index lanes = std::min(kPanel, t.rows - r0);
+            const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
+            panel_rows(s.down, first + m, R, I, Hp, lanes, o,
+                       p == 0 ? next : PanelPrefetch{});  // (R, lanes)
+            for (Index l = 0; l < lanes; ++l) {  // back to token rows
+                float* y = b.output + (t.row0 + r0 + l) * H + m;
+                for (Index r = 0; r < R; ++r) y[r] = o[r * kPanel + l] + (bias ? bias[m + r] : 0.0f);
+            }
         }
     }
 }

@@ -153,11 +153,12 @@ void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) n
 }
 
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
-                const float* panel, Index K, Index lanes, float* out) noexcept {
+                const float* panel, Index K, Index lanes, float* out,
+                const PanelPrefetch& next) noexcept {
     if (W_f32)
-        detail::panel_gemm_avx512(W_f32, ldw, R, panel, K, lanes, out);
+        detail::panel_gemm_avx512(W_f32, ldw, R, panel, K, lanes, out, next);
     else
-        detail::panel_gemm_bf16_avx512(W_bf16, ldw, R, panel, K, lanes, out);
+        detail::panel_gemm_bf16_avx512(W_bf16, ldw, R, panel, K, lanes, out, next);
 }
 
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept {

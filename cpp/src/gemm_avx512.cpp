@@ -159,66 +159,96 @@ MOELAB_AVX512 void gemm_nt_bf16_avx512(const float* A, Index lda, const std::uin
 
 namespace {
 
-MOELAB_AVX512 inline __m512 bcast(const float* p) { return _mm512_set1_ps(*p); }
-MOELAB_AVX512 inline __m512 bcast(const std::uint16_t* p) {
-    return _mm512_castsi512_ps(_mm512_set1_epi32(int(std::uint32_t(*p) << 16)));
+// out (R, 16 V) (+)= W (R rows of stride ldw) . panel (K, 16 V lanes of 32): acc[r] += w[r][k] *
+// x[k] over k. V = 2 covers the whole panel, V = 1 its first 16 lanes (a panel of <= 16 tokens).
+// With `accumulate` the sums continue from `out` (an exact float32 round trip, so a K cut in
+// chunks gives the same bits as one pass). Every 16 k it prefetches one line of each row of
+// `next` (the block the following call reads) into L2, so that block streams from DRAM while
+// this one computes: on cold weights (every MoE prefill) the FMAs otherwise wait for memory.
+template <int R, int V>
+MOELAB_AVX512 inline void panel_step(__m512 (&acc)[R][V], const float* W, Index ldw,
+                                     const float* Xp, Index k) {
+    __m512 x[V];
+    for (int v = 0; v < V; ++v) x[v] = _mm512_load_ps(Xp + k * kPanel + 16 * v);
+    _Pragma("GCC unroll 12") for (int r = 0; r < R; ++r) {
+        const __m512 w = _mm512_set1_ps(W[r * ldw + k]);
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(w, x[v], acc[r][v]);
+    }
 }
 
-// out (R, 16 V) = W (R rows of stride ldw) . panel (K, 16 V lanes of 32): acc[r] += w[r][k] *
-// x[k] over k. V = 2 covers the whole panel, V = 1 its first 16 lanes (a panel of <= 16 tokens).
-template <int R, int V, class WT>
-MOELAB_AVX512 inline void panel_micro(const WT* W, Index ldw, const float* Xp, Index K, float* out) {
+template <int R, int V>
+MOELAB_AVX512 inline void panel_micro(const float* W, Index ldw, const float* Xp, Index K,
+                                      float* out, bool accumulate, const PanelPrefetch& next,
+                                      Index k_next) {
     __m512 acc[R][V];
     for (int r = 0; r < R; ++r)
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-    for (Index k = 0; k < K; ++k) {
-        __m512 x[V];
-        for (int v = 0; v < V; ++v) x[v] = _mm512_load_ps(Xp + k * kPanel + 16 * v);
-        _Pragma("GCC unroll 12") for (int r = 0; r < R; ++r) {
-            const __m512 w = bcast(W + r * ldw + k);
-            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(w, x[v], acc[r][v]);
-        }
+        for (int v = 0; v < V; ++v)
+            acc[r][v] = accumulate ? _mm512_load_ps(out + r * kPanel + 16 * v) : _mm512_setzero_ps();
+    Index k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const char* p = next.base + (k_next + k) * next.k_bytes;
+        for (Index r = 0; r < next.rows; ++r, p += next.row_bytes) _mm_prefetch(p, _MM_HINT_T1);
+        for (Index kk = k; kk < k + 16; ++kk) panel_step<R, V>(acc, W, ldw, Xp, kk);
     }
+    for (; k < K; ++k) panel_step<R, V>(acc, W, ldw, Xp, k);
     for (int r = 0; r < R; ++r)
         for (int v = 0; v < V; ++v) _mm512_store_ps(out + r * kPanel + 16 * v, acc[r][v]);
 }
 
-template <int V, class WT>
-MOELAB_AVX512 void panel_any(const WT* W, Index ldw, Index R, const float* Xp, Index K, float* out) {
+template <int V>
+MOELAB_AVX512 void panel_any(const float* W, Index ldw, Index R, const float* Xp, Index K,
+                             float* out, bool accumulate, const PanelPrefetch& next, Index k_next) {
     switch (R) {
-        case 12: panel_micro<12, V>(W, ldw, Xp, K, out); break;
-        case 11: panel_micro<11, V>(W, ldw, Xp, K, out); break;
-        case 10: panel_micro<10, V>(W, ldw, Xp, K, out); break;
-        case 9: panel_micro<9, V>(W, ldw, Xp, K, out); break;
-        case 8: panel_micro<8, V>(W, ldw, Xp, K, out); break;
-        case 7: panel_micro<7, V>(W, ldw, Xp, K, out); break;
-        case 6: panel_micro<6, V>(W, ldw, Xp, K, out); break;
-        case 5: panel_micro<5, V>(W, ldw, Xp, K, out); break;
-        case 4: panel_micro<4, V>(W, ldw, Xp, K, out); break;
-        case 3: panel_micro<3, V>(W, ldw, Xp, K, out); break;
-        case 2: panel_micro<2, V>(W, ldw, Xp, K, out); break;
-        case 1: panel_micro<1, V>(W, ldw, Xp, K, out); break;
+#define MOELAB_PANEL_CASE(n) \
+    case n: panel_micro<n, V>(W, ldw, Xp, K, out, accumulate, next, k_next); break;
+        MOELAB_PANEL_CASE(12) MOELAB_PANEL_CASE(11) MOELAB_PANEL_CASE(10) MOELAB_PANEL_CASE(9)
+        MOELAB_PANEL_CASE(8) MOELAB_PANEL_CASE(7) MOELAB_PANEL_CASE(6) MOELAB_PANEL_CASE(5)
+        MOELAB_PANEL_CASE(4) MOELAB_PANEL_CASE(3) MOELAB_PANEL_CASE(2) MOELAB_PANEL_CASE(1)
+#undef MOELAB_PANEL_CASE
         default: break;
     }
 }
 
+MOELAB_AVX512 void panel_lanes(const float* W, Index ldw, Index R, const float* Xp, Index K,
+                               Index lanes, float* out, bool accumulate, const PanelPrefetch& next,
+                               Index k_next) {
+    if (lanes <= 16)
+        panel_any<1>(W, ldw, R, Xp, K, out, accumulate, next, k_next);
+    else
+        panel_any<2>(W, ldw, R, Xp, K, out, accumulate, next, k_next);
+}
+
+// bfloat16 rows are widened to float32 a chunk of K at a time into an L1-resident buffer and
+// run through the float32 kernel: one widening per weight instead of a scalar widen and
+// broadcast per weight and panel row (which made bf16 prefill slower than float32).
+constexpr Index kWidenK = 256;
+
 }  // namespace
 
 MOELAB_AVX512 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel,
-                                     Index K, Index lanes, float* out) noexcept {
-    if (lanes <= 16)
-        panel_any<1>(W, ldw, R, panel, K, out);
-    else
-        panel_any<2>(W, ldw, R, panel, K, out);
+                                     Index K, Index lanes, float* out,
+                                     const PanelPrefetch& next) noexcept {
+    panel_lanes(W, ldw, R, panel, K, lanes, out, false, next, 0);
 }
 
 MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R,
-                                          const float* panel, Index K, Index lanes,
-                                          float* out) noexcept {
-    if (lanes <= 16)
-        panel_any<1>(W, ldw, R, panel, K, out);
-    else
-        panel_any<2>(W, ldw, R, panel, K, out);
+                                          const float* panel, Index K, Index lanes, float* out,
+                                          const PanelPrefetch& next) noexcept {
+    alignas(64) float wide[kPanelRows * kWidenK];
+    for (Index k0 = 0; k0 < K; k0 += kWidenK) {
+        const Index kc = K - k0 < kWidenK ? K - k0 : kWidenK;
+        for (Index r = 0; r < R; ++r) {
+            const std::uint16_t* src = W + r * ldw + k0;
+            float* dst = wide + r * kWidenK;
+            Index k = 0;
+            for (; k + 16 <= kc; k += 16) _mm512_store_ps(dst + k, BF16::load(src + k));
+            if (k < kc) {
+                const __mmask16 m = __mmask16((1u << (kc - k)) - 1u);
+                _mm512_mask_storeu_ps(dst + k, m, BF16::load(src + k, m));
+            }
+        }
+        panel_lanes(wide, kWidenK, R, panel + k0 * kPanel, kc, lanes, out, k0 > 0, next, k0);
+    }
 }
 
 __attribute__((target("avx512f,avx512bf16,avx512vl")))

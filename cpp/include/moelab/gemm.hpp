@@ -50,17 +50,26 @@ bool panels_available() noexcept;  // the active ISA is AVX-512
 
 // panel (K, kPanel) from `lanes` <= kPanel rows of `in` (row stride ld); unused lanes are 0.
 void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept;
+// The weight block the next panel_gemm call will read, prefetched into L2 while this one
+// computes: `rows` rows of `row_bytes` bytes from `base`, `k_bytes` bytes per k (4 for
+// float32, 2 for bfloat16). rows = 0: nothing to prefetch. Only a hint: it never changes a result.
+struct PanelPrefetch {
+    const char* base = nullptr;
+    Index rows = 0, row_bytes = 0, k_bytes = 0;
+};
+
 // out[r * kPanel + lane] = W[r * ldw + 0:K] . panel[0:K, lane] for r < R <= kPanelRows and the
 // first `lanes` lanes (rounded up to 16 or 32; the rest of out is left as it was);
 // W float32 or bfloat16 (exactly one non-null).
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
-                const float* panel, Index K, Index lanes, float* out) noexcept;
+                const float* panel, Index K, Index lanes, float* out,
+                const PanelPrefetch& next = PanelPrefetch{}) noexcept;
 
 namespace detail {
 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, Index K,
-                       Index lanes, float* out) noexcept;
+                       Index lanes, float* out, const PanelPrefetch& next) noexcept;
 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R, const float* panel,
-                            Index K, Index lanes, float* out) noexcept;
+                            Index K, Index lanes, float* out, const PanelPrefetch& next) noexcept;
 // Per-ISA kernels (defined in gemm_avx512.cpp / gemm_avx2.cpp with target attributes).
 void gemm_nt_avx512(const float*, Index, const float*, Index, float*, Index, Index, Index, Index) noexcept;
 void gemm_nt_bf16_avx512(const float*, Index, const std::uint16_t*, Index, float*, Index, Index,
