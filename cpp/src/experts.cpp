@@ -22,12 +22,13 @@ constexpr Index kTileH = 96;      // down: output columns of H per task
 // (measured: Qwen3 T=1 bf16, 2 threads, 3.05 -> 2.83 ms) and still give Qwen3's 8 experts 32
 // gate/up and 48 down tasks. Its results do not depend on the tiling.
 constexpr Index kDotTileScale = 4;
+constexpr Index kPanelGroupBytes = Index(1) << 20;  // panels per task: within 1 MiB of L2
 constexpr Index kDotRows = 4;     // an expert with more rows than this uses token panels
 
 struct Task {
     std::int32_t batch, expert;
     Index row0, rows;  // rows of the expert's block (on the panel path: one panel's rows when
-                       // packing, all of the expert's rows otherwise)
+                       // packing, a group of panels' rows otherwise)
     Index col0, cols;  // output columns
     Index panel;       // index into the batch's panel buffers (the first), or -1 on the dot path
 };
@@ -72,10 +73,13 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             const Index tile =
                 (phase == Phase::Down ? kTileH : kTileI) * (first >= 0 ? 1 : kDotTileScale);
             if (phase == Phase::Pack && first < 0) continue;
-            // Pack: one task per panel. Gate/up and down: a panel expert's tile covers all of its
-            // panels, so each block of weight rows is streamed from memory once and reused
-            // from L2 by the expert's other panels.
-            const Index block = first < 0 ? kRowBlock : phase == Phase::Pack ? kPanel : end - begin;
+            // Pack: one task per panel. Gate/up and down: a panel expert's tile covers a group
+            // of its panels, so each block of weight rows is streamed from memory once and
+            // reused from L2 by the group's other panels; the group's panels (K x 32 floats
+            // each) stay within kPanelGroupBytes of L2 (DeepSeek-V3's H = 7168: 1 panel).
+            const Index K = phase == Phase::Down ? batch.stack.intermediate : batch.stack.hidden;
+            const Index group = std::max<Index>(1, kPanelGroupBytes / (K * kPanel * Index(sizeof(float))));
+            const Index block = first < 0 ? kRowBlock : phase == Phase::Pack ? kPanel : group * kPanel;
             for (Index r = begin; r < end; r += block) {  // empty experts give no task
                 const Index panel = first >= 0 ? first + (r - begin) / kPanel : -1;
                 const Index rows = std::min(block, end - r);
@@ -161,8 +165,8 @@ PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K)
             K * Index(sizeof(std::uint16_t)), Index(sizeof(std::uint16_t))};
 }
 
-// Panel path: hidden rows [c0, c0 + cols) of every panel of the expert's tokens. For each
-// block of 12 weight rows the panels run in turn: the first streams the block from memory
+// Panel path: hidden rows [c0, c0 + cols) of a group of panels of the expert's tokens. For
+// each block of 12 weight rows the panels run in turn: the first streams the block from memory
 // (prefetching the next block meanwhile), the others find it in L2.
 void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const ExpertStack& s = b.stack;
@@ -200,7 +204,7 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     }
 }
 
-// Panel path: output rows of every panel of the expert's tokens, columns [c0, c0 + cols).
+// Panel path: output rows of a group of panels of the expert's tokens, columns [c0, c0 + cols).
 void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
