@@ -155,14 +155,15 @@ void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* p
 // two or more (the L2 streamer covers those, and the prefetches cost: Qwen3's gate/up, K =
 // 2048, 148 -> 131 GFLOP/s cold); short or unaligned rows gain (K = 768: 93 -> 140 GFLOP/s,
 // K = 2880: 135 -> 140) and so do bfloat16 rows, widened a chunk at a time (K = 2048: 123 -> 138).
+// rows <= 0 (past the tensor's last row): nothing.
 PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K) {
+    if (rows <= 0) return {};
     if (W.f32) {
         const Index row_bytes = K * Index(sizeof(float));
         if (row_bytes >= 8192 && row_bytes % 4096 == 0) return {};
-        return {reinterpret_cast<const char*>(W.f32 + row0 * K), rows, row_bytes, Index(sizeof(float))};
+        return {W.f32 + row0 * K, rows};
     }
-    return {reinterpret_cast<const char*>(W.bf16 + row0 * K), rows,
-            K * Index(sizeof(std::uint16_t)), Index(sizeof(std::uint16_t))};
+    return {W.bf16 + row0 * K, rows};
 }
 
 // Panel path: hidden rows [c0, c0 + cols) of a group of panels of the expert's tokens. For
@@ -181,8 +182,7 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
         const Index j_next = j + kPanelRows;
         const PanelPrefetch before_up = prefetch_rows(s.gate_up, first + I + j, R, H);
         const PanelPrefetch after_up =
-            j_next < I ? prefetch_rows(s.gate_up, first + j_next, std::min(kPanelRows, I - j_next), H)
-                       : PanelPrefetch{};
+            prefetch_rows(s.gate_up, first + j_next, std::min(kPanelRows, I - j_next), H);
         for (Index p = 0, r0 = 0; r0 < t.rows; ++p, r0 += kPanel) {
             const Index lanes = std::min(kPanel, t.rows - r0);
             const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
@@ -215,8 +215,7 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - m);
         const Index m_next = m + kPanelRows;  // the expert's next rows (possibly the next tile's)
         const PanelPrefetch next =
-            m_next < H ? prefetch_rows(s.down, first + m_next, std::min(kPanelRows, H - m_next), I)
-                       : PanelPrefetch{};
+            prefetch_rows(s.down, first + m_next, std::min(kPanelRows, H - m_next), I);
         for (Index p = 0, r0 = 0; r0 < t.rows; ++p, r0 += kPanel) {
             const Index lanes = std::min(kPanel, t.rows - r0);
             const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;

@@ -165,6 +165,17 @@ namespace {
 // chunks gives the same bits as one pass). Every 16 k it prefetches one line of each row of
 // `next` (the block the following call reads) into L2, so that block streams from DRAM while
 // this one computes: on cold weights (every MoE prefill) the FMAs otherwise wait for memory.
+// A PanelPrefetch in bytes: its rows have W's stride, and k advances sizeof(T) bytes.
+struct RowPrefetch {
+    const char* base;
+    Index rows, row_bytes, k_bytes;
+    template <class T>
+    static RowPrefetch of(const T*, Index ldw, const PanelPrefetch& p) {
+        return {static_cast<const char*>(p.base), p.base ? p.rows : 0, ldw * Index(sizeof(T)),
+                Index(sizeof(T))};
+    }
+};
+
 template <int R, int V>
 MOELAB_AVX512 inline void panel_step(__m512 (&acc)[R][V], const float* W, Index ldw,
                                      const float* Xp, Index k) {
@@ -178,7 +189,7 @@ MOELAB_AVX512 inline void panel_step(__m512 (&acc)[R][V], const float* W, Index 
 
 template <int R, int V>
 MOELAB_AVX512 inline void panel_micro(const float* W, Index ldw, const float* Xp, Index K,
-                                      float* out, bool accumulate, const PanelPrefetch& next,
+                                      float* out, bool accumulate, const RowPrefetch& next,
                                       Index k_next) {
     __m512 acc[R][V];
     for (int r = 0; r < R; ++r)
@@ -197,7 +208,7 @@ MOELAB_AVX512 inline void panel_micro(const float* W, Index ldw, const float* Xp
 
 template <int V>
 MOELAB_AVX512 void panel_any(const float* W, Index ldw, Index R, const float* Xp, Index K,
-                             float* out, bool accumulate, const PanelPrefetch& next, Index k_next) {
+                             float* out, bool accumulate, const RowPrefetch& next, Index k_next) {
     switch (R) {
 #define MOELAB_PANEL_CASE(n) \
     case n: panel_micro<n, V>(W, ldw, Xp, K, out, accumulate, next, k_next); break;
@@ -210,7 +221,7 @@ MOELAB_AVX512 void panel_any(const float* W, Index ldw, Index R, const float* Xp
 }
 
 MOELAB_AVX512 void panel_lanes(const float* W, Index ldw, Index R, const float* Xp, Index K,
-                               Index lanes, float* out, bool accumulate, const PanelPrefetch& next,
+                               Index lanes, float* out, bool accumulate, const RowPrefetch& next,
                                Index k_next) {
     if (lanes <= 16)
         panel_any<1>(W, ldw, R, Xp, K, out, accumulate, next, k_next);
@@ -228,12 +239,13 @@ constexpr Index kWidenK = 256;
 MOELAB_AVX512 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel,
                                      Index K, Index lanes, float* out,
                                      const PanelPrefetch& next) noexcept {
-    panel_lanes(W, ldw, R, panel, K, lanes, out, false, next, 0);
+    panel_lanes(W, ldw, R, panel, K, lanes, out, false, RowPrefetch::of(W, ldw, next), 0);
 }
 
 MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R,
                                           const float* panel, Index K, Index lanes, float* out,
-                                          const PanelPrefetch& next) noexcept {
+                                          const PanelPrefetch& pf) noexcept {
+    const RowPrefetch next = RowPrefetch::of(W, ldw, pf);
     alignas(64) float wide[kPanelRows * kWidenK];
     for (Index k0 = 0; k0 < K; k0 += kWidenK) {
         const Index kc = K - k0 < kWidenK ? K - k0 : kWidenK;

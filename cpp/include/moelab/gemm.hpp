@@ -51,11 +51,11 @@ bool panels_available() noexcept;  // the active ISA is AVX-512
 // panel (K, kPanel) from `lanes` <= kPanel rows of `in` (row stride ld); unused lanes are 0.
 void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept;
 // The weight block the next panel_gemm call will read, prefetched into L2 while this one
-// computes: `rows` rows of `row_bytes` bytes from `base`, `k_bytes` bytes per k (4 for
-// float32, 2 for bfloat16). rows = 0: nothing to prefetch. Only a hint: it never changes a result.
+// computes: `rows` rows from `base`, of W's dtype and row stride (ldw). rows = 0: nothing to
+// prefetch. Only a hint: it never changes a result.
 struct PanelPrefetch {
-    const char* base = nullptr;
-    Index rows = 0, row_bytes = 0, k_bytes = 0;
+    const void* base = nullptr;
+    Index rows = 0;
 };
 
 // out[r * kPanel + lane] = W[r * ldw + 0:K] . panel[0:K, lane] for r < R <= kPanelRows and the
