@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "moelab/activation.hpp"
+#include "moelab/gemm.hpp"
 #include "moelab/parallel.hpp"
 #include "moelab/types.hpp"
 
@@ -129,13 +130,12 @@ void router_logits(const float* x, Index T, const float* Wr, const float* bias,
     const float cap = spec.router_logit_softcap;
     const int threads = threads_for(double(T) * double(E) * double(H));
     (void)threads;
-    ConstMatMap W(Wr, E, H, Eigen::OuterStride<>(H));
     MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1) if(threads > 1))
     for (Index b = 0; b < blocks; ++b) {
         const Index t0 = b * kTokenBlock, n = std::min(kTokenBlock, T - t0);
-        ConstMatMap X(x + t0 * H, n, H, Eigen::OuterStride<>(H));
-        MatMap L(logits + t0 * E, n, E, Eigen::OuterStride<>(E));
-        L.noalias() = X * W.transpose();  // (n, E)
+        // (n, E) = x[t0 : t0 + n] (n, H) . Wr^T, on the run-time ISA's kernel (Eigen for the
+        // baseline ISA ran Qwen3's T = 2048 router at 28 GFLOP/s on one core).
+        gemm_nt(x + t0 * H, H, Wr, H, logits + t0 * E, E, n, E, H);
         for (Index t = 0; t < n; ++t) {
             float* row = logits + (t0 + t) * E;
             if (bias)
