@@ -199,6 +199,25 @@ def test_long_rows_and_multi_panel_experts_match_reference(isa, path, dtype, cfg
     _check_against_reference(layer, x)
 
 
+# Every token goes to both experts (k = E), so each expert has exactly T rows: past one or more
+# full 32-token panels, a tail of 1-10 rows takes the dot kernel after the panels (with biases,
+# the clamped SwiGLU and the shared expert's own tail), 11 or more a partial panel.
+EVERY_EXPERT = moelab.MoEConfig(300, 2, 2, 40, activation="swiglu_oai", expert_bias=True,
+                                scoring="topk_softmax", n_shared_experts=1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("T", [33, 42, 43, 48, 70, 100])
+def test_panel_tails_match_reference(isa, path, dtype, T, rng):
+    isa(path)
+    layer = moelab.MoELayer(EVERY_EXPERT, seed=11, weight_dtype=dtype)
+    x = rng.standard_normal((T, EVERY_EXPERT.hidden_size)).astype(np.float32)
+    _, stats = layer(x, return_stats=True)
+    assert list(stats.tokens_per_expert) == [T, T]
+    _check_against_reference(layer, x)
+
+
 @pytest.mark.parametrize("kind", ["silu", "swiglu_oai", "gelu", "gelu_tanh", "relu"])
 @pytest.mark.parametrize("path", ISAS[1:])
 def test_vector_activation_matches_the_portable_one(isa, path, kind, rng):

@@ -24,6 +24,18 @@ constexpr Index kTileH = 96;      // down: output columns of H per task
 constexpr Index kDotTileScale = 4;
 constexpr Index kPanelGroupBytes = Index(1) << 20;  // panels per task: within 1 MiB of L2
 constexpr Index kDotRows = 4;     // an expert with more rows than this uses token panels
+// A panel expert's last rows past its full panels, when this few, take the dot kernel on each
+// block of weight rows right after the panels have read it (from L2), instead of a partial
+// panel that computes 16 or 32 lanes for them: a 16-lane panel runs at ~133 GFLOP/s of lanes
+// (4 rows in it: ~33 useful GFLOP/s), the dot kernel at ~120 for 3-16 rows (1 thread, hot).
+// Qwen3 T=512 (~32 +- 6 rows per expert), 1 thread: 387 -> 360 ms; 10 and 16 measured alike.
+constexpr Index kDotTail = 10;
+
+// An expert's rows that take the dot kernel after its panels (0: none, or no panels).
+Index dot_tail(Index rows) {
+    const Index rest = rows % kPanel;
+    return rows > kPanel && rest <= kDotTail ? rest : 0;
+}
 
 struct Task {
     std::int32_t batch, expert;
@@ -31,6 +43,7 @@ struct Task {
                        // packing, a group of panels' rows otherwise)
     Index col0, cols;  // output columns
     Index panel;       // index into the batch's panel buffers (the first), or -1 on the dot path
+    Index tail;        // panel path: the last `tail` of the rows take the dot kernel (dot_tail)
 };
 
 // Per batch: each expert's first panel (-1: the expert has few rows and takes the dot path).
@@ -52,7 +65,7 @@ PanelPlan plan_panels(const ExpertBatch& b) {
         const Index rows = b.offsets[e + 1] - b.offsets[e];
         if (rows > kDotRows) {
             plan.first[std::size_t(e)] = plan.count;
-            plan.count += (rows + kPanel - 1) / kPanel;
+            plan.count += (rows - dot_tail(rows) + kPanel - 1) / kPanel;
         }
     }
     return plan;
@@ -80,16 +93,20 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             const Index K = phase == Phase::Down ? batch.stack.intermediate : batch.stack.hidden;
             const Index group = std::max<Index>(1, kPanelGroupBytes / (K * kPanel * Index(sizeof(float))));
             const Index block = first < 0 ? kRowBlock : phase == Phase::Pack ? kPanel : group * kPanel;
-            for (Index r = begin; r < end; r += block) {  // empty experts give no task
+            // Panel rows end at `split`; the dot tail after it joins the last group's tasks.
+            const Index tail = first >= 0 ? dot_tail(end - begin) : 0;
+            const Index split = end - tail;
+            for (Index r = begin; r < split; r += block) {  // empty experts give no task
                 const Index panel = first >= 0 ? first + (r - begin) / kPanel : -1;
-                const Index rows = std::min(block, end - r);
+                const Index rows = std::min(block, split - r);
                 if (phase == Phase::Pack) {
-                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows, 0, 0, panel});
+                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows, 0, 0, panel, 0});
                     continue;
                 }
+                const Index task_tail = r + rows == split ? tail : 0;
                 for (Index c = 0; c < width; c += tile)
-                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows, c,
-                                     std::min(tile, width - c), panel});
+                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows + task_tail, c,
+                                     std::min(tile, width - c), panel, task_tail});
             }
         }
     }
@@ -175,6 +192,7 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
     const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
     alignas(64) float g[kPanelRows * kPanel], u[kPanelRows * kPanel];
+    const Index in_panels = t.rows - t.tail, tail_row0 = t.row0 + in_panels;  // rows in panels, then the tail
     for (Index j = t.col0; j < t.col0 + t.cols; j += kPanelRows) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - j);
         // The call order is gate j, up j, gate j + 12 (the expert's next gate rows, possibly
@@ -183,8 +201,8 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
         const PanelPrefetch before_up = prefetch_rows(s.gate_up, first + I + j, R, H);
         const PanelPrefetch after_up =
             prefetch_rows(s.gate_up, first + j_next, std::min(kPanelRows, I - j_next), H);
-        for (Index p = 0, r0 = 0; r0 < t.rows; ++p, r0 += kPanel) {
-            const Index lanes = std::min(kPanel, t.rows - r0);
+        for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel) {
+            const Index lanes = std::min(kPanel, in_panels - r0);
             const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
             float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
             panel_rows(s.gate_up, first + j, R, H, Xp, lanes, g,
@@ -201,6 +219,24 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
                                        Hp + (j + r) * kPanel, lanes);
             }
         }
+        // The dot tail on the same weight rows (in L2 now): h (tail, R) into the scratch rows,
+        // where down_panel reads it (the dot path's layout: h over the gate columns).
+        if (t.tail) {
+            static_assert(kDotTail * kPanelRows <= kPanelRows * kPanel, "tail fits g and u");
+            const float* Xt = b.input + tail_row0 * H;
+            gemm_rows(Xt, H, s.gate_up, first + j, g, R, t.tail, R, H);      // (tail, R) gate
+            gemm_rows(Xt, H, s.gate_up, first + I + j, u, R, t.tail, R, H);  // (tail, R) up
+            for (Index i = 0; i < t.tail; ++i) {
+                float* gi = g + i * R;
+                float* ui = u + i * R;
+                if (bias)
+                    for (Index r = 0; r < R; ++r) {
+                        gi[r] += bias[j + r];
+                        ui[r] += bias[I + j + r];
+                    }
+                apply_gated_activation(s.activation, gi, ui, b.scratch + (tail_row0 + i) * 2 * I + j, R);
+            }
+        }
     }
 }
 
@@ -211,13 +247,14 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
     const Index first = Index(t.expert) * H;  // the expert's first down row
     alignas(64) float o[kPanelRows * kPanel];
+    const Index in_panels = t.rows - t.tail, tail_row0 = t.row0 + in_panels;  // rows in panels, then the tail
     for (Index m = t.col0; m < t.col0 + t.cols; m += kPanelRows) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - m);
         const Index m_next = m + kPanelRows;  // the expert's next rows (possibly the next tile's)
         const PanelPrefetch next =
             prefetch_rows(s.down, first + m_next, std::min(kPanelRows, H - m_next), I);
-        for (Index p = 0, r0 = 0; r0 < t.rows; ++p, r0 += kPanel) {
-            const Index lanes = std::min(kPanel, t.rows - r0);
+        for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel) {
+            const Index lanes = std::min(kPanel, in_panels - r0);
             const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
             panel_rows(s.down, first + m, R, I, Hp, lanes, o,
                        p == 0 ? next : PanelPrefetch{});  // (R, lanes)
@@ -225,6 +262,13 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
                 float* y = b.output + (t.row0 + r0 + l) * H + m;
                 for (Index r = 0; r < R; ++r) y[r] = o[r * kPanel + l] + (bias ? bias[m + r] : 0.0f);
             }
+        }
+        if (t.tail) {  // the dot tail on the same (L2-resident) weight rows: (tail, R)
+            float* Y = b.output + tail_row0 * H + m;
+            gemm_rows(b.scratch + tail_row0 * 2 * I, 2 * I, s.down, first + m, Y, H, t.tail, R, I);
+            if (bias)
+                for (Index i = 0; i < t.tail; ++i)
+                    for (Index r = 0; r < R; ++r) Y[i * H + r] += bias[m + r];
         }
     }
 }

@@ -72,7 +72,11 @@ MOELAB_AVX512 inline void micro(const float* A, Index lda, const typename WT::T*
         for (int i = 0; i < MR; ++i) a[i] = _mm512_loadu_ps(A + i * lda + k);
         for (int j = 0; j < NR; ++j) {
             if (stream && j % kRowsPerLine == 0) stream->step();
-            const __m512 w = WT::load(W + j * ldw + k);
+            __m512 w = WT::load(W + j * ldw + k);
+            // Keeps w in a register: GCC otherwise folds the load into each of the MR FMAs
+            // (MR loads of the same vector), and the kernel becomes load-bound: 3 x 8 on hot
+            // weights 108 -> 141 GFLOP/s (1 thread, K = 2048). No effect on the FMA order.
+            __asm__("" : "+v"(w));
             for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(a[i], w, acc[i][j]);
         }
     }
