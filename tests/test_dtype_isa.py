@@ -202,17 +202,22 @@ def test_long_rows_and_multi_panel_experts_match_reference(isa, path, dtype, cfg
 # Every token goes to both experts (k = E), so each expert has exactly T rows: past one or more
 # full 32-token panels, a tail of 1-10 rows takes the dot kernel after the panels (with biases,
 # the clamped SwiGLU and the shared expert's own tail), 11 or more a partial panel.
+# LONG_I: an intermediate size above the down projection's K chunk (4096), whose panels are
+# computed chunk by chunk of K.
 EVERY_EXPERT = moelab.MoEConfig(300, 2, 2, 40, activation="swiglu_oai", expert_bias=True,
                                 scoring="topk_softmax", n_shared_experts=1)
+LONG_I = moelab.MoEConfig(24, 2, 2, 8200, activation="swiglu_oai", expert_bias=True,
+                          scoring="topk_softmax")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
-@pytest.mark.parametrize("T", [33, 42, 43, 48, 70, 100])
-def test_panel_tails_match_reference(isa, path, dtype, T, rng):
+@pytest.mark.parametrize("cfg, T", [(EVERY_EXPERT, T) for T in (33, 42, 43, 48, 70, 100)]
+                         + [(LONG_I, T) for T in (40, 64, 75)])
+def test_panel_tails_match_reference(isa, path, dtype, cfg, T, rng):
     isa(path)
-    layer = moelab.MoELayer(EVERY_EXPERT, seed=11, weight_dtype=dtype)
-    x = rng.standard_normal((T, EVERY_EXPERT.hidden_size)).astype(np.float32)
+    layer = moelab.MoELayer(cfg, seed=11, weight_dtype=dtype)
+    x = rng.standard_normal((T, cfg.hidden_size)).astype(np.float32)
     _, stats = layer(x, return_stats=True)
     assert list(stats.tokens_per_expert) == [T, T]
     _check_against_reference(layer, x)

@@ -23,6 +23,7 @@ constexpr Index kTileH = 96;      // down: output columns of H per task
 // gate/up and 48 down tasks. Its results do not depend on the tiling.
 constexpr Index kDotTileScale = 4;
 constexpr Index kPanelGroupBytes = Index(1) << 20;  // panels per task: within 1 MiB of L2
+constexpr Index kPanelChunkK = 4096;  // down's K is cut in chunks of this (512 KiB of panel)
 constexpr Index kDotRows = 4;     // an expert with more rows than this uses token panels
 // A panel expert's last rows past its full panels, when this few, take the dot kernel on each
 // block of weight rows right after the panels have read it (from L2), instead of a partial
@@ -159,12 +160,16 @@ void down_rows(const ExpertBatch& b, const Task& t) {
     }
 }
 
-// Weight rows [row0, row0 + R) of a stack tensor whose rows have length K, as the panel
-// kernel takes them; `next` is the block the following call will read (prefetched meanwhile).
+// Weight rows [row0, row0 + R) of a stack tensor whose rows have length K, over columns
+// [k0, k0 + kc) (the whole row by default), against the same range of the panel, as the panel
+// kernel takes them; `next` is the block the following call will read (prefetched meanwhile);
+// `accumulate` continues the sums in out (the previous chunk of K).
 void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* panel, Index lanes,
-                float* out, const PanelPrefetch& next) {
-    panel_gemm(W.f32 ? W.f32 + row0 * K : nullptr, W.bf16 ? W.bf16 + row0 * K : nullptr, K, R,
-               panel, K, lanes, out, next);
+                float* out, const PanelPrefetch& next, Index k0 = 0, Index kc = -1,
+                bool accumulate = false) {
+    const Index offset = row0 * K + k0;
+    panel_gemm(W.f32 ? W.f32 + offset : nullptr, W.bf16 ? W.bf16 + offset : nullptr, K, R,
+               panel + k0 * kPanel, kc < 0 ? K : kc, lanes, out, next, accumulate);
 }
 
 // Rows [row0, row0 + rows) of a stack tensor with rows of length K, to be prefetched while
@@ -172,15 +177,15 @@ void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* p
 // two or more (the L2 streamer covers those, and the prefetches cost: Qwen3's gate/up, K =
 // 2048, 148 -> 131 GFLOP/s cold); short or unaligned rows gain (K = 768: 93 -> 140 GFLOP/s,
 // K = 2880: 135 -> 140) and so do bfloat16 rows, widened a chunk at a time (K = 2048: 123 -> 138).
-// rows <= 0 (past the tensor's last row): nothing.
-PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K) {
+// rows <= 0 (past the tensor's last row): nothing. k0: the chunk of K the next call reads.
+PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K, Index k0 = 0) {
     if (rows <= 0) return {};
     if (W.f32) {
         const Index row_bytes = K * Index(sizeof(float));
         if (row_bytes >= 8192 && row_bytes % 4096 == 0) return {};
-        return {W.f32 + row0 * K, rows};
+        return {W.f32 + row0 * K + k0, rows};
     }
-    return {W.bf16 + row0 * K, rows};
+    return {W.bf16 + row0 * K + k0, rows};
 }
 
 // Panel path: hidden rows [c0, c0 + cols) of a group of panels of the expert's tokens. For
@@ -240,10 +245,59 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     }
 }
 
+// y[l * H + r] = o[r * kPanel + l] (+ bias[r]): a (R, lanes) panel block back to token rows.
+void store_rows(const float* o, Index R, Index lanes, const float* bias, float* y, Index H) {
+    for (Index l = 0; l < lanes; ++l, y += H)
+        for (Index r = 0; r < R; ++r) y[r] = o[r * kPanel + l] + (bias ? bias[r] : 0.0f);
+}
+
+// Panel path for a long I (Mixtral's 14336: a 1.8 MiB panel, more than L2 keeps beside the
+// weights streaming past it; down ran at 106 GFLOP/s against gate/up's 132, 1 thread): K is cut
+// in chunks whose panel slice stays in L2 across the tile's weight blocks, each block's sums
+// kept (12 KiB) and continued chunk after chunk (the same bits as one pass). Such a panel is
+// alone in its task (kPanelGroupBytes holds one); its dot tail runs on the whole tile after it.
+void down_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+    const ExpertStack& s = b.stack;
+    const Index H = s.hidden, I = s.intermediate;
+    const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
+    const Index first = Index(t.expert) * H;  // the expert's first down row
+    const Index end = t.col0 + t.cols;
+    static_assert(kTileH % kPanelRows == 0, "a tile is whole blocks");
+    alignas(64) float o[kTileH / kPanelRows][kPanelRows * kPanel];
+    const Index in_panels = t.rows - t.tail, tail_row0 = t.row0 + in_panels;
+    for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel) {
+        const Index lanes = std::min(kPanel, in_panels - r0);
+        const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
+        for (Index k0 = 0; k0 < I; k0 += kPanelChunkK) {
+            const Index kc = std::min(kPanelChunkK, I - k0);
+            for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk) {
+                const Index R = std::min(kPanelRows, end - m);
+                const PanelPrefetch next =
+                    prefetch_rows(s.down, first + m + kPanelRows, std::min(kPanelRows, end - m - kPanelRows), I, k0);
+                panel_rows(s.down, first + m, R, I, Hp, lanes, o[blk], next, k0, kc, k0 > 0);
+            }
+        }
+        for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk)
+            store_rows(o[blk], std::min(kPanelRows, end - m), lanes, bias ? bias + m : nullptr,
+                       b.output + (t.row0 + r0) * H + m, H);
+    }
+    if (t.tail) {  // (tail, cols), the weights streamed once more
+        float* Y = b.output + tail_row0 * H + t.col0;
+        gemm_rows(b.scratch + tail_row0 * 2 * I, 2 * I, s.down, first + t.col0, Y, H, t.tail, t.cols, I);
+        if (bias)
+            for (Index i = 0; i < t.tail; ++i)
+                for (Index c = 0; c < t.cols; ++c) Y[i * H + c] += bias[t.col0 + c];
+    }
+}
+
 // Panel path: output rows of a group of panels of the expert's tokens, columns [c0, c0 + cols).
 void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
+    if (I > kPanelChunkK) {
+        down_panel_chunked(b, pb, t);
+        return;
+    }
     const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
     const Index first = Index(t.expert) * H;  // the expert's first down row
     alignas(64) float o[kPanelRows * kPanel];
@@ -258,10 +312,7 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
             const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
             panel_rows(s.down, first + m, R, I, Hp, lanes, o,
                        p == 0 ? next : PanelPrefetch{});  // (R, lanes)
-            for (Index l = 0; l < lanes; ++l) {  // back to token rows
-                float* y = b.output + (t.row0 + r0 + l) * H + m;
-                for (Index r = 0; r < R; ++r) y[r] = o[r * kPanel + l] + (bias ? bias[m + r] : 0.0f);
-            }
+            store_rows(o, R, lanes, bias ? bias + m : nullptr, b.output + (t.row0 + r0) * H + m, H);
         }
         if (t.tail) {  // the dot tail on the same (L2-resident) weight rows: (tail, R)
             float* Y = b.output + tail_row0 * H + m;

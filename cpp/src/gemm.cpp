@@ -154,11 +154,11 @@ void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) n
 
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
                 const float* panel, Index K, Index lanes, float* out,
-                const PanelPrefetch& next) noexcept {
+                const PanelPrefetch& next, bool accumulate) noexcept {
     if (W_f32)
-        detail::panel_gemm_avx512(W_f32, ldw, R, panel, K, lanes, out, next);
+        detail::panel_gemm_avx512(W_f32, ldw, R, panel, K, lanes, out, next, accumulate);
     else
-        detail::panel_gemm_bf16_avx512(W_bf16, ldw, R, panel, K, lanes, out, next);
+        detail::panel_gemm_bf16_avx512(W_bf16, ldw, R, panel, K, lanes, out, next, accumulate);
 }
 
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept {

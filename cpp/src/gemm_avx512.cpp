@@ -242,13 +242,13 @@ constexpr Index kWidenK = 256;
 
 MOELAB_AVX512 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel,
                                      Index K, Index lanes, float* out,
-                                     const PanelPrefetch& next) noexcept {
-    panel_lanes(W, ldw, R, panel, K, lanes, out, false, RowPrefetch::of(W, ldw, next), 0);
+                                     const PanelPrefetch& next, bool accumulate) noexcept {
+    panel_lanes(W, ldw, R, panel, K, lanes, out, accumulate, RowPrefetch::of(W, ldw, next), 0);
 }
 
 MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R,
                                           const float* panel, Index K, Index lanes, float* out,
-                                          const PanelPrefetch& pf) noexcept {
+                                          const PanelPrefetch& pf, bool accumulate) noexcept {
     const RowPrefetch next = RowPrefetch::of(W, ldw, pf);
     alignas(64) float wide[kPanelRows * kWidenK];
     for (Index k0 = 0; k0 < K; k0 += kWidenK) {
@@ -263,7 +263,8 @@ MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Ind
                 _mm512_mask_storeu_ps(dst + k, m, BF16::load(src + k, m));
             }
         }
-        panel_lanes(wide, kWidenK, R, panel + k0 * kPanel, kc, lanes, out, k0 > 0, next, k0);
+        panel_lanes(wide, kWidenK, R, panel + k0 * kPanel, kc, lanes, out, accumulate || k0 > 0,
+                    next, k0);
     }
 }
 

@@ -58,18 +58,20 @@ struct PanelPrefetch {
     Index rows = 0;
 };
 
-// out[r * kPanel + lane] = W[r * ldw + 0:K] . panel[0:K, lane] for r < R <= kPanelRows and the
-// first `lanes` lanes (rounded up to 16 or 32; the rest of out is left as it was);
-// W float32 or bfloat16 (exactly one non-null).
+// out[r * kPanel + lane] (+)= W[r * ldw + 0:K] . panel[0:K, lane] for r < R <= kPanelRows and
+// the first `lanes` lanes (rounded up to 16 or 32; the rest of out is left as it was);
+// W float32 or bfloat16 (exactly one non-null). With `accumulate` the sums continue from out
+// (a K cut in chunks, each call given W + k0 and panel + k0 * kPanel, gives the same bits).
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
                 const float* panel, Index K, Index lanes, float* out,
-                const PanelPrefetch& next = PanelPrefetch{}) noexcept;
+                const PanelPrefetch& next = PanelPrefetch{}, bool accumulate = false) noexcept;
 
 namespace detail {
 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, Index K,
-                       Index lanes, float* out, const PanelPrefetch& next) noexcept;
+                       Index lanes, float* out, const PanelPrefetch& next, bool accumulate) noexcept;
 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R, const float* panel,
-                            Index K, Index lanes, float* out, const PanelPrefetch& next) noexcept;
+                            Index K, Index lanes, float* out, const PanelPrefetch& next,
+                            bool accumulate) noexcept;
 // Per-ISA kernels (defined in gemm_avx512.cpp / gemm_avx2.cpp with target attributes).
 void gemm_nt_avx512(const float*, Index, const float*, Index, float*, Index, Index, Index, Index) noexcept;
 void gemm_nt_bf16_avx512(const float*, Index, const std::uint16_t*, Index, float*, Index, Index,
