@@ -160,6 +160,19 @@ void down_rows(const ExpertBatch& b, const Task& t) {
     }
 }
 
+// The dot tail of a panel task (its last t.tail rows), over output columns [col0, col0 + cols),
+// as a dot-path task: its h lives in the scratch rows, in the dot path's layout.
+Task tail_task(const Task& t, Index col0, Index cols) {
+    Task d = t;
+    d.row0 = t.row0 + t.rows - t.tail;
+    d.rows = t.tail;
+    d.col0 = col0;
+    d.cols = cols;
+    d.panel = -1;
+    d.tail = 0;
+    return d;
+}
+
 // Weight rows [row0, row0 + R) of a stack tensor whose rows have length K, over columns
 // [k0, k0 + kc) (the whole row by default), against the same range of the panel, as the panel
 // kernel takes them; `next` is the block the following call will read (prefetched meanwhile);
@@ -197,7 +210,7 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
     const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
     alignas(64) float g[kPanelRows * kPanel], u[kPanelRows * kPanel];
-    const Index in_panels = t.rows - t.tail, tail_row0 = t.row0 + in_panels;  // rows in panels, then the tail
+    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
     for (Index j = t.col0; j < t.col0 + t.cols; j += kPanelRows) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - j);
         // The call order is gate j, up j, gate j + 12 (the expert's next gate rows, possibly
@@ -224,24 +237,9 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
                                        Hp + (j + r) * kPanel, lanes);
             }
         }
-        // The dot tail on the same weight rows (in L2 now): h (tail, R) into the scratch rows,
-        // where down_panel reads it (the dot path's layout: h over the gate columns).
-        if (t.tail) {
-            static_assert(kDotTail * kPanelRows <= kPanelRows * kPanel, "tail fits g and u");
-            const float* Xt = b.input + tail_row0 * H;
-            gemm_rows(Xt, H, s.gate_up, first + j, g, R, t.tail, R, H);      // (tail, R) gate
-            gemm_rows(Xt, H, s.gate_up, first + I + j, u, R, t.tail, R, H);  // (tail, R) up
-            for (Index i = 0; i < t.tail; ++i) {
-                float* gi = g + i * R;
-                float* ui = u + i * R;
-                if (bias)
-                    for (Index r = 0; r < R; ++r) {
-                        gi[r] += bias[j + r];
-                        ui[r] += bias[I + j + r];
-                    }
-                apply_gated_activation(s.activation, gi, ui, b.scratch + (tail_row0 + i) * 2 * I + j, R);
-            }
-        }
+        // The dot tail on the same weight rows (in L2 now): h (tail, R) into its scratch rows,
+        // where down_panel reads it.
+        if (t.tail) gate_up_rows(b, tail_task(t, j, R));
     }
 }
 
@@ -264,7 +262,7 @@ void down_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const Index end = t.col0 + t.cols;
     static_assert(kTileH % kPanelRows == 0, "a tile is whole blocks");
     alignas(64) float o[kTileH / kPanelRows][kPanelRows * kPanel];
-    const Index in_panels = t.rows - t.tail, tail_row0 = t.row0 + in_panels;
+    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
     for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel) {
         const Index lanes = std::min(kPanel, in_panels - r0);
         const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
@@ -281,13 +279,7 @@ void down_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
             store_rows(o[blk], std::min(kPanelRows, end - m), lanes, bias ? bias + m : nullptr,
                        b.output + (t.row0 + r0) * H + m, H);
     }
-    if (t.tail) {  // (tail, cols), the weights streamed once more
-        float* Y = b.output + tail_row0 * H + t.col0;
-        gemm_rows(b.scratch + tail_row0 * 2 * I, 2 * I, s.down, first + t.col0, Y, H, t.tail, t.cols, I);
-        if (bias)
-            for (Index i = 0; i < t.tail; ++i)
-                for (Index c = 0; c < t.cols; ++c) Y[i * H + c] += bias[t.col0 + c];
-    }
+    if (t.tail) down_rows(b, tail_task(t, t.col0, t.cols));  // the weights streamed once more
 }
 
 // Panel path: output rows of a group of panels of the expert's tokens, columns [c0, c0 + cols).
@@ -301,7 +293,7 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
     const Index first = Index(t.expert) * H;  // the expert's first down row
     alignas(64) float o[kPanelRows * kPanel];
-    const Index in_panels = t.rows - t.tail, tail_row0 = t.row0 + in_panels;  // rows in panels, then the tail
+    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
     for (Index m = t.col0; m < t.col0 + t.cols; m += kPanelRows) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - m);
         const Index m_next = m + kPanelRows;  // the expert's next rows (possibly the next tile's)
@@ -314,13 +306,7 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
                        p == 0 ? next : PanelPrefetch{});  // (R, lanes)
             store_rows(o, R, lanes, bias ? bias + m : nullptr, b.output + (t.row0 + r0) * H + m, H);
         }
-        if (t.tail) {  // the dot tail on the same (L2-resident) weight rows: (tail, R)
-            float* Y = b.output + tail_row0 * H + m;
-            gemm_rows(b.scratch + tail_row0 * 2 * I, 2 * I, s.down, first + m, Y, H, t.tail, R, I);
-            if (bias)
-                for (Index i = 0; i < t.tail; ++i)
-                    for (Index r = 0; r < R; ++r) Y[i * H + r] += bias[m + r];
-        }
+        if (t.tail) down_rows(b, tail_task(t, m, R));  // on the same (L2-resident) weight rows
     }
 }
 
