@@ -270,8 +270,9 @@ void down_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
             const Index kc = std::min(kPanelChunkK, I - k0);
             for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk) {
                 const Index R = std::min(kPanelRows, end - m);
+                const Index m_next = m + kPanelRows;  // the tile's next block (none past it)
                 const PanelPrefetch next =
-                    prefetch_rows(s.down, first + m + kPanelRows, std::min(kPanelRows, end - m - kPanelRows), I, k0);
+                    prefetch_rows(s.down, first + m_next, std::min(kPanelRows, end - m_next), I, k0);
                 panel_rows(s.down, first + m, R, I, Hp, lanes, o[blk], next, k0, kc, k0 > 0);
             }
         }

@@ -68,7 +68,8 @@ void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Inde
 
 namespace detail {
 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, Index K,
-                       Index lanes, float* out, const PanelPrefetch& next, bool accumulate) noexcept;
+                       Index lanes, float* out, const PanelPrefetch& next,
+                       bool accumulate) noexcept;
 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R, const float* panel,
                             Index K, Index lanes, float* out, const PanelPrefetch& next,
                             bool accumulate) noexcept;
