@@ -243,12 +243,6 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     }
 }
 
-// y[l * H + r] = o[r * kPanel + l] (+ bias[r]): a (R, lanes) panel block back to token rows.
-void store_rows(const float* o, Index R, Index lanes, const float* bias, float* y, Index H) {
-    for (Index l = 0; l < lanes; ++l, y += H)
-        for (Index r = 0; r < R; ++r) y[r] = o[r * kPanel + l] + (bias ? bias[r] : 0.0f);
-}
-
 // Panel path for a long I (Mixtral's 14336: a 1.8 MiB panel, more than L2 keeps beside the
 // weights streaming past it; down ran at 106 GFLOP/s against gate/up's 132, 1 thread): K is cut
 // in chunks whose panel slice stays in L2 across the tile's weight blocks, each block's sums
@@ -277,7 +271,7 @@ void down_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
             }
         }
         for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk)
-            store_rows(o[blk], std::min(kPanelRows, end - m), lanes, bias ? bias + m : nullptr,
+            panel_store(o[blk], std::min(kPanelRows, end - m), lanes, bias ? bias + m : nullptr,
                        b.output + (t.row0 + r0) * H + m, H);
     }
     if (t.tail) down_rows(b, tail_task(t, t.col0, t.cols));  // the weights streamed once more
@@ -305,7 +299,7 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
             const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
             panel_rows(s.down, first + m, R, I, Hp, lanes, o,
                        p == 0 ? next : PanelPrefetch{});  // (R, lanes)
-            store_rows(o, R, lanes, bias ? bias + m : nullptr, b.output + (t.row0 + r0) * H + m, H);
+            panel_store(o, R, lanes, bias ? bias + m : nullptr, b.output + (t.row0 + r0) * H + m, H);
         }
         if (t.tail) down_rows(b, tail_task(t, m, R));  // on the same (L2-resident) weight rows
     }

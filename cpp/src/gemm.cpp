@@ -161,6 +161,11 @@ void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Inde
         detail::panel_gemm_bf16_avx512(W_bf16, ldw, R, panel, K, lanes, out, next, accumulate);
 }
 
+void panel_store(const float* out, Index R, Index lanes, const float* bias, float* y,
+                 Index ldy) noexcept {
+    detail::panel_store_avx512(out, R, lanes, bias, y, ldy);
+}
+
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept {
     if (active_isa() == Isa::Avx512 && cpu_has_avx512_bf16()) {
         detail::convert_to_bf16_avx512bf16(src, dst, n);

@@ -268,6 +268,21 @@ MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Ind
     }
 }
 
+// One masked gather of a lane's R values (stride kPanel) and one masked store per token row:
+// the scalar transpose it replaces took ~12 % of the down projection (K = 768) in `perf`.
+MOELAB_AVX512 void panel_store_avx512(const float* out, Index R, Index lanes, const float* bias,
+                                      float* y, Index ldy) noexcept {
+    const __m512i stride = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(int(kPanel)));
+    const __mmask16 m = __mmask16((1u << R) - 1u);
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
+    for (Index l = 0; l < lanes; ++l) {
+        const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, stride, out + l, 4);
+        _mm512_mask_storeu_ps(y + l * ldy, m, _mm512_add_ps(v, b));  // (R) of token row l
+    }
+}
+
 __attribute__((target("avx512f,avx512bf16,avx512vl")))
 void convert_to_bf16_avx512bf16(const float* src, std::uint16_t* dst, Index n) noexcept {
     Index i = 0;

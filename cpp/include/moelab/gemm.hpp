@@ -66,7 +66,14 @@ void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Inde
                 const float* panel, Index K, Index lanes, float* out,
                 const PanelPrefetch& next = PanelPrefetch{}, bool accumulate = false) noexcept;
 
+// A (R, kPanel) block of panel_gemm's out back to token rows: y[l * ldy + r] = out[r * kPanel +
+// l] (+ bias[r] when bias is not null) for r < R <= 16 and l < lanes.
+void panel_store(const float* out, Index R, Index lanes, const float* bias, float* y,
+                 Index ldy) noexcept;
+
 namespace detail {
+void panel_store_avx512(const float* out, Index R, Index lanes, const float* bias, float* y,
+                        Index ldy) noexcept;
 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, Index K,
                        Index lanes, float* out, const PanelPrefetch& next,
                        bool accumulate) noexcept;
