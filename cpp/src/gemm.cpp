@@ -145,11 +145,7 @@ void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, 
 bool panels_available() noexcept { return active_isa() == Isa::Avx512; }
 
 void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept {
-    for (Index k = 0; k < K; ++k) {
-        float* dst = panel + k * kPanel;
-        for (Index l = 0; l < lanes; ++l) dst[l] = in[l * ld + k];
-        for (Index l = lanes; l < kPanel; ++l) dst[l] = 0.0f;
-    }
+    detail::pack_panel_avx512(in, ld, lanes, K, panel);
 }
 
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,

@@ -72,6 +72,7 @@ void panel_store(const float* out, Index R, Index lanes, const float* bias, floa
                  Index ldy) noexcept;
 
 namespace detail {
+void pack_panel_avx512(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept;
 void panel_store_avx512(const float* out, Index R, Index lanes, const float* bias, float* y,
                         Index ldy) noexcept;
 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, Index K,
