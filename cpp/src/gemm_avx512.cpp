@@ -39,8 +39,17 @@ MOELAB_AVX512 inline float hsum(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-// C[MR x NR] = A[MR rows] . W[NR rows]^T over K: MR*NR vector accumulators along K, one
-// horizontal reduction each at the end (a fixed order for fixed K).
+// The first n of 16 lanes (n clamped to [0, 16]).
+MOELAB_AVX512 inline __mmask16 first_lanes(Index n) {
+    return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// Lane i holds i * step: gather offsets for 16 elements `step` floats apart.
+MOELAB_AVX512 inline __m512i lane_offsets(Index step) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32(int(step)));
+}
+
 // A software prefetch stream (into L2) that runs `kStreamAhead` bytes ahead of a block of
 // bfloat16 weight rows read in address order, one cache line per line consumed. At decode the
 // hardware prefetchers do not ramp up on short bf16 rows (768 bf16 = 1.5 KiB) read 8 side by
@@ -58,6 +67,8 @@ struct Stream {
 };
 constexpr Index kStreamAhead = 16384;
 
+// C[MR x NR] = A[MR rows] . W[NR rows]^T over K: MR*NR vector accumulators along K, one
+// horizontal reduction each at the end (a fixed order for fixed K).
 template <class WT, int MR, int NR>
 MOELAB_AVX512 inline void micro(const float* A, Index lda, const typename WT::T* W, Index ldw,
                                 float* C, Index ldc, Index K, bool accumulate, Stream* stream) {
@@ -81,7 +92,7 @@ MOELAB_AVX512 inline void micro(const float* A, Index lda, const typename WT::T*
         }
     }
     if (k < K) {
-        const __mmask16 m = __mmask16((1u << (K - k)) - 1u);
+        const __mmask16 m = first_lanes(K - k);
         __m512 a[MR];
         for (int i = 0; i < MR; ++i) a[i] = _mm512_maskz_loadu_ps(m, A + i * lda + k);
         for (int j = 0; j < NR; ++j) {
@@ -96,8 +107,6 @@ MOELAB_AVX512 inline void micro(const float* A, Index lda, const typename WT::T*
         }
 }
 
-// Column blocks of NR weight rows for a fixed block of MR rows of A; the tail of N goes
-// through narrower kernels, so every output element sees the same K loop.
 // One block of NR weight rows (kept in L1 for the chunk) against every row of A (streamed,
 // MR rows at a time, from L2). Each output element sees the same K loop whatever MR and NR are,
 // so the blocking never changes a result.
@@ -163,12 +172,6 @@ MOELAB_AVX512 void gemm_nt_bf16_avx512(const float* A, Index lda, const std::uin
 
 namespace {
 
-// out (R, 16 V) (+)= W (R rows of stride ldw) . panel (K, 16 V lanes of 32): acc[r] += w[r][k] *
-// x[k] over k. V = 2 covers the whole panel, V = 1 its first 16 lanes (a panel of <= 16 tokens).
-// With `accumulate` the sums continue from `out` (an exact float32 round trip, so a K cut in
-// chunks gives the same bits as one pass). Every 16 k it prefetches one line of each row of
-// `next` (the block the following call reads) into L2, so that block streams from DRAM while
-// this one computes: on cold weights (every MoE prefill) the FMAs otherwise wait for memory.
 // A PanelPrefetch in bytes: its rows have W's stride, and k advances sizeof(T) bytes.
 struct RowPrefetch {
     const char* base;
@@ -191,6 +194,12 @@ MOELAB_AVX512 inline void panel_step(__m512 (&acc)[R][V], const float* W, Index 
     }
 }
 
+// out (R, 16 V) (+)= W (R rows of stride ldw) . panel (K, 16 V lanes of 32): acc[r] += w[r][k] *
+// x[k] over k. V = 2 covers the whole panel, V = 1 its first 16 lanes (a panel of <= 16 tokens).
+// With `accumulate` the sums continue from `out` (an exact float32 round trip, so a K cut in
+// chunks gives the same bits as one pass). Every 16 k it prefetches one line of each row of
+// `next` (the block the following call reads) into L2, so that block streams from DRAM while
+// this one computes: on cold weights (every MoE prefill) the FMAs otherwise wait for memory.
 template <int R, int V>
 MOELAB_AVX512 inline void panel_micro(const float* W, Index ldw, const float* Xp, Index K,
                                       float* out, bool accumulate, const RowPrefetch& next,
@@ -259,7 +268,7 @@ MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Ind
             Index k = 0;
             for (; k + 16 <= kc; k += 16) _mm512_store_ps(dst + k, BF16::load(src + k));
             if (k < kc) {
-                const __mmask16 m = __mmask16((1u << (kc - k)) - 1u);
+                const __mmask16 m = first_lanes(kc - k);
                 _mm512_mask_storeu_ps(dst + k, m, BF16::load(src + k, m));
             }
         }
@@ -272,14 +281,8 @@ MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Ind
 // transpose it replaces ran at ~3 cycles per element.
 MOELAB_AVX512 void pack_panel_avx512(const float* in, Index ld, Index lanes, Index K,
                                      float* panel) noexcept {
-    const __m512i rows = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(int(ld)));
-    const auto mask = [lanes](Index first) {  // lanes [first, first + 16) that hold a row
-        const Index n = lanes - first;
-        return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-    };
-    const __mmask16 m0 = mask(0), m1 = mask(16);
+    const __m512i rows = lane_offsets(ld);
+    const __mmask16 m0 = first_lanes(lanes), m1 = first_lanes(lanes - 16);
     const float* in16 = lanes > 16 ? in + 16 * ld : in;  // rows 16-31 (m1 reads none if absent)
     for (Index k = 0; k < K; ++k) {
         float* dst = panel + k * kPanel;
@@ -294,10 +297,8 @@ MOELAB_AVX512 void pack_panel_avx512(const float* in, Index ld, Index lanes, Ind
 // the scalar transpose it replaces took ~12 % of the down projection (K = 768) in `perf`.
 MOELAB_AVX512 void panel_store_avx512(const float* out, Index R, Index lanes, const float* bias,
                                       float* y, Index ldy) noexcept {
-    const __m512i stride = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(int(kPanel)));
-    const __mmask16 m = __mmask16((1u << R) - 1u);
+    const __m512i stride = lane_offsets(kPanel);
+    const __mmask16 m = first_lanes(R);
     const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
     for (Index l = 0; l < lanes; ++l) {
         const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, stride, out + l, 4);

@@ -220,10 +220,9 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
 
 GatedMLP::GatedMLP(Index hidden, Index intermediate, Activation activation, DType weight_dtype)
     : hidden_(hidden), intermediate_(intermediate), activation_(activation), dtype_(weight_dtype) {
-    const Index kMaxDim = kMaxDimension;
-    if (hidden < 1 || hidden > kMaxDim)
+    if (hidden < 1 || hidden > kMaxDimension)
         throw std::invalid_argument("hidden_size: must be in [1, 2^24], got " + std::to_string(hidden));
-    if (intermediate < 1 || intermediate > kMaxDim)
+    if (intermediate < 1 || intermediate > kMaxDimension)
         throw std::invalid_argument("intermediate_size: must be in [1, 2^24], got " +
                                     std::to_string(intermediate));
     if (double(hidden) * double(intermediate) * 3.0 > kMaxLayerParams)

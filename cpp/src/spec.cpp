@@ -54,10 +54,9 @@ void require(bool ok, const std::string& message) {
 }  // namespace
 
 void MoESpec::validate() const {
-    const Index kMaxDim = kMaxDimension;
-    require(hidden_size >= 1 && hidden_size <= kMaxDim, "hidden_size out of range");
-    require(num_experts >= 1 && num_experts <= kMaxDim, "num_experts out of range");
-    require(intermediate_size >= 1 && intermediate_size <= kMaxDim,
+    require(hidden_size >= 1 && hidden_size <= kMaxDimension, "hidden_size out of range");
+    require(num_experts >= 1 && num_experts <= kMaxDimension, "num_experts out of range");
+    require(intermediate_size >= 1 && intermediate_size <= kMaxDimension,
             "intermediate_size out of range");
     require(top_k >= 1 && top_k <= num_experts, "top_k must be in [1, num_experts]");
     require(std::isfinite(routed_scaling_factor) && routed_scaling_factor > 0.0f,
@@ -77,7 +76,7 @@ void MoESpec::validate() const {
             "routed_scaling_factor applies to softmax and sigmoid routers only");
     require(std::isfinite(router_logit_softcap) && router_logit_softcap >= 0.0f,
             "router_logit_softcap must be 0 (none) or finite and > 0");
-    require(shared_intermediate_size >= 0 && shared_intermediate_size <= kMaxDim,
+    require(shared_intermediate_size >= 0 && shared_intermediate_size <= kMaxDimension,
             "shared_intermediate_size out of range");
     require(!shared_expert_gate || shared_intermediate_size > 0,
             "shared_expert_gate needs a shared expert");
