@@ -186,16 +186,17 @@ void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* p
 }
 
 // Rows [row0, row0 + rows) of a stack tensor with rows of length K, to be prefetched while
-// the kernel computes the current block. Not for float32 rows that start on a page and span
-// two or more (the L2 streamer covers those, and the prefetches cost: Qwen3's gate/up, K =
-// 2048, 148 -> 131 GFLOP/s cold); short or unaligned rows gain (K = 768: 93 -> 140 GFLOP/s,
-// K = 2880: 135 -> 140) and so do bfloat16 rows, widened a chunk at a time (K = 2048: 123 -> 138).
+// the kernel computes the current block. float32 rows only when short and not whole pages: the
+// L2 streamer covers the others, and the prefetches cost there (12 x 32 kernel on cold weights,
+// 1 thread, GFLOP/s without / with: K = 768 101 / 150, 1408 132 / 148; K = 1024 157 / 135,
+// 1536 144 / 135, 2048 158 / 133, 2880 151 / 129, 4096 164 / 124). bfloat16 rows, widened a
+// chunk at a time, always (K = 768 120 / 162, 2048 133 / 150, 7168 131 / 129).
 // rows <= 0 (past the tensor's last row): nothing. k0: the chunk of K the next call reads.
 PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K, Index k0 = 0) {
     if (rows <= 0) return {};
     if (W.f32) {
         const Index row_bytes = K * Index(sizeof(float));
-        if (row_bytes >= 8192 && row_bytes % 4096 == 0) return {};
+        if (row_bytes >= 6144 || row_bytes % 4096 == 0) return {};
         return {W.f32 + row0 * K + k0, rows};
     }
     return {W.bf16 + row0 * K + k0, rows};
