@@ -203,17 +203,21 @@ def test_long_rows_and_multi_panel_experts_match_reference(isa, path, dtype, cfg
 # full 32-token panels, a tail of 1-10 rows takes the dot kernel after the panels (with biases,
 # the clamped SwiGLU and the shared expert's own tail), 11 or more a partial panel.
 # LONG_I: an intermediate size above the down projection's K chunk (4096), whose panels are
-# computed chunk by chunk of K.
+# computed chunk by chunk of K. LONG_H: the same for gate/up's K chunk (2048), with groups of 4
+# panels (T = 150: two groups, 4 panels and 1 partial) and a last chunk of 104.
 EVERY_EXPERT = moelab.MoEConfig(300, 2, 2, 40, activation="swiglu_oai", expert_bias=True,
                                 scoring="topk_softmax", n_shared_experts=1)
 LONG_I = moelab.MoEConfig(24, 2, 2, 8200, activation="swiglu_oai", expert_bias=True,
                           scoring="topk_softmax")
+LONG_H = moelab.MoEConfig(4200, 2, 2, 40, activation="swiglu_oai", expert_bias=True,
+                          scoring="topk_softmax", n_shared_experts=1)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
 @pytest.mark.parametrize("cfg, T", [(EVERY_EXPERT, T) for T in (33, 42, 43, 48, 70, 100)]
-                         + [(LONG_I, T) for T in (40, 64, 75)])
+                         + [(LONG_I, T) for T in (40, 64, 75)]
+                         + [(LONG_H, T) for T in (40, 75, 150)])
 def test_panel_tails_match_reference(isa, path, dtype, cfg, T, rng):
     isa(path)
     layer = moelab.MoELayer(cfg, seed=11, weight_dtype=dtype)

@@ -24,6 +24,9 @@ constexpr Index kTileH = 96;      // down: output columns of H per task
 constexpr Index kDotTileScale = 4;
 constexpr Index kPanelGroupBytes = Index(1) << 20;  // panels per task: within 1 MiB of L2
 constexpr Index kPanelChunkK = 4096;  // down's K is cut in chunks of this (512 KiB of panel)
+// Gate/up's K (H) is cut in chunks of this when longer: a 256 KiB panel slice, so that a group of
+// 4 panels reuses each block of weight rows from L2 (DeepSeek-V3's H = 7168 held 1 panel).
+constexpr Index kGateUpChunkK = 2048;
 constexpr Index kDotRows = 4;     // an expert with more rows than this uses token panels
 // A panel expert's last rows past its full panels, when this few, take the dot kernel on each
 // block of weight rows right after the panels have read it (from L2), instead of a partial
@@ -91,7 +94,8 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             // of its panels, so each block of weight rows is streamed from memory once and
             // reused from L2 by the group's other panels; the group's panels (K x 32 floats
             // each) stay within kPanelGroupBytes of L2 (DeepSeek-V3's H = 7168: 1 panel).
-            const Index K = phase == Phase::Down ? batch.stack.intermediate : batch.stack.hidden;
+            const Index K = phase == Phase::Down ? batch.stack.intermediate
+                                                 : std::min(batch.stack.hidden, kGateUpChunkK);
             const Index group = std::max<Index>(1, kPanelGroupBytes / (K * kPanel * Index(sizeof(float))));
             const Index block = first < 0 ? kRowBlock : phase == Phase::Pack ? kPanel : group * kPanel;
             // Panel rows end at `split`; the dot tail after it joins the last group's tasks.
@@ -202,12 +206,75 @@ PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K,
     return {W.bf16 + row0 * K + k0, rows};
 }
 
+// Panel path: h (R, lanes) of hidden rows [j, j + R) from the gate and up sums g, u (R, kPanel),
+// into the panel's hidden block Hp (I, kPanel).
+void gated_panel_rows(const ExpertStack& s, const float* bias, Index j, Index R, Index lanes,
+                      float* g, float* u, float* Hp) {
+    const Index I = s.intermediate;
+    for (Index r = 0; r < R; ++r) {
+        if (bias)
+            for (Index l = 0; l < lanes; ++l) {
+                g[r * kPanel + l] += bias[j + r];
+                u[r * kPanel + l] += bias[I + j + r];
+            }
+        apply_gated_activation(s.activation, g + r * kPanel, u + r * kPanel, Hp + (j + r) * kPanel,
+                               lanes);
+    }
+}
+
+// Panel path for a long H (DeepSeek-V3's 7168: a 896 KiB panel, one per task, so every block of
+// weight rows streamed from memory served 32 tokens): K is cut in chunks whose panel slices, a
+// group of them, stay in L2 while each block of weight rows is read once from memory and then
+// from L2 by the group's other panels; the sums (48 KiB) continue chunk after chunk (the same
+// bits as one pass). The dot tail runs on the whole tile after it.
+void gate_up_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+    const ExpertStack& s = b.stack;
+    const Index H = s.hidden, I = s.intermediate;
+    const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
+    const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
+    constexpr Index kGroup = kPanelGroupBytes / (kGateUpChunkK * kPanel * Index(sizeof(float)));
+    constexpr Index kBlocks = (kTileI + kPanelRows - 1) / kPanelRows;
+    alignas(64) float g[kGroup][kBlocks][kPanelRows * kPanel], u[kGroup][kBlocks][kPanelRows * kPanel];
+    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
+    const Index panels = (in_panels + kPanel - 1) / kPanel;  // <= kGroup (make_tasks)
+    const Index end = t.col0 + t.cols;
+    for (Index k0 = 0; k0 < H; k0 += kGateUpChunkK) {
+        const Index kc = std::min(kGateUpChunkK, H - k0);
+        for (Index j = t.col0, blk = 0; j < end; j += kPanelRows, ++blk) {
+            const Index R = std::min(kPanelRows, end - j);
+            for (Index p = 0; p < panels; ++p) {
+                const Index lanes = std::min(kPanel, in_panels - p * kPanel);
+                const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
+                panel_rows(s.gate_up, first + j, R, H, Xp, lanes, g[p][blk], PanelPrefetch{}, k0,
+                           kc, k0 > 0);  // (R, lanes) gate
+            }
+            for (Index p = 0; p < panels; ++p) {
+                const Index lanes = std::min(kPanel, in_panels - p * kPanel);
+                const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
+                panel_rows(s.gate_up, first + I + j, R, H, Xp, lanes, u[p][blk], PanelPrefetch{},
+                           k0, kc, k0 > 0);  // (R, lanes) up
+            }
+        }
+    }
+    for (Index p = 0; p < panels; ++p) {
+        const Index lanes = std::min(kPanel, in_panels - p * kPanel);
+        float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
+        for (Index j = t.col0, blk = 0; j < end; j += kPanelRows, ++blk)
+            gated_panel_rows(s, bias, j, std::min(kPanelRows, end - j), lanes, g[p][blk], u[p][blk], Hp);
+    }
+    if (t.tail) gate_up_rows(b, tail_task(t, t.col0, t.cols));  // the weights streamed once more
+}
+
 // Panel path: hidden rows [c0, c0 + cols) of a group of panels of the expert's tokens. For
 // each block of 12 weight rows the panels run in turn: the first streams the block from memory
 // (prefetching the next block meanwhile), the others find it in L2.
 void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
+    if (H > kGateUpChunkK) {
+        gate_up_panel_chunked(b, pb, t);
+        return;
+    }
     const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
     const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
     alignas(64) float g[kPanelRows * kPanel], u[kPanelRows * kPanel];
@@ -228,15 +295,7 @@ void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
                        p == 0 ? before_up : PanelPrefetch{});  // (R, lanes) gate
             panel_rows(s.gate_up, first + I + j, R, H, Xp, lanes, u,
                        p == 0 ? after_up : PanelPrefetch{});  // (R, lanes) up
-            for (Index r = 0; r < R; ++r) {
-                if (bias)
-                    for (Index l = 0; l < lanes; ++l) {
-                        g[r * kPanel + l] += bias[j + r];
-                        u[r * kPanel + l] += bias[I + j + r];
-                    }
-                apply_gated_activation(s.activation, g + r * kPanel, u + r * kPanel,
-                                       Hp + (j + r) * kPanel, lanes);
-            }
+            gated_panel_rows(s, bias, j, R, lanes, g, u, Hp);
         }
         // The dot tail on the same weight rows (in L2 now): h (tail, R) into its scratch rows,
         // where down_panel reads it.
