@@ -203,7 +203,7 @@ def test_long_rows_and_multi_panel_experts_match_reference(isa, path, dtype, cfg
 # full 32-token panels, a tail of 1-10 rows takes the dot kernel after the panels (with biases,
 # the clamped SwiGLU and the shared expert's own tail), 11 or more a partial panel.
 # LONG_I: an intermediate size above the down projection's K chunk (4096), whose panels are
-# computed chunk by chunk of K. LONG_H: the same for gate/up's K chunk (2048), with groups of 4
+# computed chunk by chunk of K. LONG_H: the same for gate/up's K chunk (2048, float32), groups of 4
 # panels (T = 150: two groups, 4 panels and 1 partial) and a last chunk of 104.
 EVERY_EXPERT = moelab.MoEConfig(300, 2, 2, 40, activation="swiglu_oai", expert_bias=True,
                                 scoring="topk_softmax", n_shared_experts=1)

@@ -35,6 +35,11 @@ constexpr Index kDotRows = 4;     // an expert with more rows than this uses tok
 // Qwen3 T=512 (~32 +- 6 rows per expert), 1 thread: 387 -> 360 ms; 10 and 16 measured alike.
 constexpr Index kDotTail = 10;
 
+// Whether gate/up's panels cut H in chunks (gate_up_panel_chunked): float32 weights only.
+// bfloat16 rows are widened a chunk at a time and prefetched block after block in whole rows,
+// which the chunks would lose (gpt-oss T=512 bf16, 1 thread: gate/up 565 ms chunked, 522 not).
+bool chunked_gate_up(const ExpertStack& s) { return s.gate_up.f32 && s.hidden > kGateUpChunkK; }
+
 // An expert's rows that take the dot kernel after its panels (0: none, or no panels).
 Index dot_tail(Index rows) {
     const Index rest = rows % kPanel;
@@ -94,8 +99,9 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             // of its panels, so each block of weight rows is streamed from memory once and
             // reused from L2 by the group's other panels; the group's panels (K x 32 floats
             // each) stay within kPanelGroupBytes of L2 (DeepSeek-V3's H = 7168: 1 panel).
-            const Index K = phase == Phase::Down ? batch.stack.intermediate
-                                                 : std::min(batch.stack.hidden, kGateUpChunkK);
+            const Index K = phase == Phase::Down         ? batch.stack.intermediate
+                            : chunked_gate_up(batch.stack) ? kGateUpChunkK
+                                                           : batch.stack.hidden;
             const Index group = std::max<Index>(1, kPanelGroupBytes / (K * kPanel * Index(sizeof(float))));
             const Index block = first < 0 ? kRowBlock : phase == Phase::Pack ? kPanel : group * kPanel;
             // Panel rows end at `split`; the dot tail after it joins the last group's tasks.
@@ -192,9 +198,9 @@ void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* p
 // Rows [row0, row0 + rows) of a stack tensor with rows of length K, to be prefetched while
 // the kernel computes the current block. float32 rows only when short and not whole pages: the
 // L2 streamer covers the others, and the prefetches cost there (12 x 32 kernel on cold weights,
-// 1 thread, GFLOP/s without / with: K = 768 101 / 150, 1408 132 / 148; K = 1024 157 / 135,
-// 1536 144 / 135, 2048 158 / 133, 2880 151 / 129, 4096 164 / 124). bfloat16 rows, widened a
-// chunk at a time, always (K = 768 120 / 162, 2048 133 / 150, 7168 131 / 129).
+// 1 thread, GFLOP/s without / with: K = 512 87 / 142, 768 99 / 139, 1408 128 / 145; K = 1024
+// 147 / 148, 1536 147 / 137, 2048 158 / 143, 2880 151 / 135, 4096 150 / 126). bfloat16 rows,
+// widened a chunk at a time, always (K = 768 117 / 149, 2048 127 / 145, 7168 126 / 147).
 // rows <= 0 (past the tensor's last row): nothing. k0: the chunk of K the next call reads.
 PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K, Index k0 = 0) {
     if (rows <= 0) return {};
@@ -271,7 +277,7 @@ void gate_up_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t
 void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
     const ExpertStack& s = b.stack;
     const Index H = s.hidden, I = s.intermediate;
-    if (H > kGateUpChunkK) {
+    if (chunked_gate_up(s)) {
         gate_up_panel_chunked(b, pb, t);
         return;
     }

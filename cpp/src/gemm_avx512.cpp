@@ -186,35 +186,38 @@ MOELAB_AVX512 inline void panel_step(__m512 (&acc)[R][V], const float* W, Index 
 // out (R, 16 V) (+)= W (R rows of stride ldw) . panel (K, 16 V lanes of 32): acc[r] += w[r][k] *
 // x[k] over k. V = 2 covers the whole panel, V = 1 its first 16 lanes (a panel of <= 16 tokens).
 // With `accumulate` the sums continue from `out` (an exact float32 round trip, so a K cut in
-// chunks gives the same bits as one pass). The first `pf_lines` k steps (<= K) each prefetch
-// one line of a stream into L2, from `pf` on: the block the following call reads streams from
-// DRAM while this one computes (on cold weights the FMAs otherwise wait for memory).
+// chunks gives the same bits as one pass). Unless `pf` is null, each k step prefetches into L2
+// the line at pf, then advances pf by `pf_step` bytes: the block the following call reads
+// streams from DRAM while this one computes (on cold weights the FMAs otherwise wait for
+// memory), spread evenly over the call.
 // One flat loop of k steps keeps the R row pointers in registers; a loop nest (a prefetch every
 // 16 k) made GCC spill two of them: 12 x 32 on L2-resident weights 165 -> 186 GFLOP/s.
 template <int R, int V>
 MOELAB_AVX512 inline void panel_micro(const float* W, Index ldw, const float* Xp, Index K,
                                       float* out, bool accumulate, const char* pf,
-                                      Index pf_lines) {
+                                      Index pf_step) {
     __m512 acc[R][V];
     for (int r = 0; r < R; ++r)
         for (int v = 0; v < V; ++v)
             acc[r][v] = accumulate ? _mm512_load_ps(out + r * kPanel + 16 * v) : _mm512_setzero_ps();
-    Index k = 0;
-    for (; k < pf_lines; ++k, pf += 64) {
-        _mm_prefetch(pf, _MM_HINT_T1);
-        panel_step<R, V>(acc, W, ldw, Xp, k);
+    if (pf) {
+        for (Index k = 0; k < K; ++k, pf += pf_step) {
+            _mm_prefetch(pf, _MM_HINT_T1);
+            panel_step<R, V>(acc, W, ldw, Xp, k);
+        }
+    } else {
+        for (Index k = 0; k < K; ++k) panel_step<R, V>(acc, W, ldw, Xp, k);
     }
-    for (; k < K; ++k) panel_step<R, V>(acc, W, ldw, Xp, k);
     for (int r = 0; r < R; ++r)
         for (int v = 0; v < V; ++v) _mm512_store_ps(out + r * kPanel + 16 * v, acc[r][v]);
 }
 
 template <int V>
 MOELAB_AVX512 void panel_any(const float* W, Index ldw, Index R, const float* Xp, Index K,
-                             float* out, bool accumulate, const char* pf, Index pf_lines) {
+                             float* out, bool accumulate, const char* pf, Index pf_step) {
     switch (R) {
 #define MOELAB_PANEL_CASE(n) \
-    case n: panel_micro<n, V>(W, ldw, Xp, K, out, accumulate, pf, pf_lines); break;
+    case n: panel_micro<n, V>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
         MOELAB_PANEL_CASE(12) MOELAB_PANEL_CASE(11) MOELAB_PANEL_CASE(10) MOELAB_PANEL_CASE(9)
         MOELAB_PANEL_CASE(8) MOELAB_PANEL_CASE(7) MOELAB_PANEL_CASE(6) MOELAB_PANEL_CASE(5)
         MOELAB_PANEL_CASE(4) MOELAB_PANEL_CASE(3) MOELAB_PANEL_CASE(2) MOELAB_PANEL_CASE(1)
@@ -225,29 +228,25 @@ MOELAB_AVX512 void panel_any(const float* W, Index ldw, Index R, const float* Xp
 
 MOELAB_AVX512 void panel_lanes(const float* W, Index ldw, Index R, const float* Xp, Index K,
                                Index lanes, float* out, bool accumulate, const char* pf,
-                               Index pf_lines) {
+                               Index pf_step) {
     if (lanes <= 16)
-        panel_any<1>(W, ldw, R, Xp, K, out, accumulate, pf, pf_lines);
+        panel_any<1>(W, ldw, R, Xp, K, out, accumulate, pf, pf_step);
     else
-        panel_any<2>(W, ldw, R, Xp, K, out, accumulate, pf, pf_lines);
+        panel_any<2>(W, ldw, R, Xp, K, out, accumulate, pf, pf_step);
 }
 
-// The next block as one stream of cache lines: its rows in address order, when they are whole
-// rows (ldw == K, so the block is contiguous); none otherwise (a K cut in chunks).
-struct LineStream {
+// The next block as a stream spread evenly over the K steps of the calls that read this one:
+// rows * sizeof(T) bytes per step. Only for whole rows (ldw == K: the block is contiguous); none
+// for a K cut in chunks.
+struct BlockStream {
     const char* base = nullptr;
-    Index lines = 0;
+    Index step = 0;
     template <class T>
-    static LineStream of(const T*, Index ldw, Index K, const PanelPrefetch& p) {
+    static BlockStream of(const T*, Index ldw, Index K, const PanelPrefetch& p) {
         if (!p.base || p.rows <= 0 || ldw != K) return {};
-        return {static_cast<const char*>(p.base), (p.rows * K * Index(sizeof(T)) + 63) / 64};
+        return {static_cast<const char*>(p.base), p.rows * Index(sizeof(T))};
     }
-    const char* at(Index k0) const { return base ? base + k0 * 64 : nullptr; }  // step k0's line
-    // The part of the stream that k steps [k0, k0 + kc) issue (one line per step).
-    Index lines_from(Index k0, Index kc) const {
-        const Index left = lines - k0;
-        return left <= 0 ? 0 : left < kc ? left : kc;
-    }
+    const char* at(Index k) const { return base ? base + k * step : nullptr; }  // step k's line
 };
 
 // bfloat16 rows are widened to float32 a chunk of K at a time into an L1-resident buffer and
@@ -260,15 +259,14 @@ constexpr Index kWidenK = 256;
 MOELAB_AVX512 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel,
                                      Index K, Index lanes, float* out,
                                      const PanelPrefetch& next, bool accumulate) noexcept {
-    const LineStream next_lines = LineStream::of(W, ldw, K, next);
-    panel_lanes(W, ldw, R, panel, K, lanes, out, accumulate, next_lines.base,
-                next_lines.lines_from(0, K));
+    const BlockStream stream = BlockStream::of(W, ldw, K, next);
+    panel_lanes(W, ldw, R, panel, K, lanes, out, accumulate, stream.at(0), stream.step);
 }
 
 MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R,
                                           const float* panel, Index K, Index lanes, float* out,
                                           const PanelPrefetch& pf, bool accumulate) noexcept {
-    const LineStream next = LineStream::of(W, ldw, K, pf);
+    const BlockStream next = BlockStream::of(W, ldw, K, pf);
     alignas(64) float wide[kPanelRows * kWidenK];
     for (Index k0 = 0; k0 < K; k0 += kWidenK) {
         const Index kc = K - k0 < kWidenK ? K - k0 : kWidenK;
@@ -283,7 +281,7 @@ MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Ind
             }
         }
         panel_lanes(wide, kWidenK, R, panel + k0 * kPanel, kc, lanes, out, accumulate || k0 > 0,
-                    next.at(k0), next.lines_from(k0, kc));
+                    next.at(k0), next.step);
     }
 }
 
