@@ -101,9 +101,9 @@ def max_token_rel_err(y: np.ndarray, ref: np.ndarray) -> float:
 
 
 def n_calls_for(T: int, repeats: int, n_batches: int) -> int:
-    """Timed calls at T: repeats x (3 at T <= 8, 1 at T <= 64, 0.4 at T <= 512, 0.2 above),
+    """Timed calls at T: repeats x (3 at T <= 8, 1 at T <= 64, 0.6 at T <= 512, 0.2 above),
     at least 1, rounded up to whole rotations of the batches."""
-    factor = 3.0 if T <= 8 else 1.0 if T <= 64 else 0.4 if T <= 512 else 0.2
+    factor = 3.0 if T <= 8 else 1.0 if T <= 64 else 0.6 if T <= 512 else 0.2
     n = max(1, round(repeats * factor))
     return n_batches * math.ceil(n / n_batches)
 
