@@ -274,7 +274,10 @@ def render_report(results: dict) -> str:
     if bf16:
         L += ["Column *bf16* above: time with `MoELayer(cfg, weight_dtype=\"bfloat16\")` "
               "loaded from the same fp32 weights, its speed-up over fp32, and the largest "
-              "per-token relative error ‖y_bf16 − y_fp32‖/‖y_fp32‖ of the first batch.", ""]
+              "per-token relative error ‖y_bf16 − y_fp32‖/‖y_fp32‖ of the first batch. At "
+              "T ≤ 64 the speed-up is the ratio of the medians of fp32 and bf16 calls made in "
+              "alternation on the same batches (so a disturbance of the shared cores hits both); "
+              "at T ≥ 512 it is against the fp32 time of the cell.", ""]
     else:
         L += ["bf16: pending — `moelab.MoELayer` does not accept `weight_dtype` in this build; "
               "the benchmark times it automatically once it does.", ""]

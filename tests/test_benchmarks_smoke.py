@@ -105,6 +105,15 @@ def test_statistics_helpers():
     assert bench_moe.n_calls_for(512, 5, 1) == 3
 
 
+def test_paired_timing_alternates_the_two_functions_on_each_batch():
+    calls = []
+    batches = [np.zeros(1), np.ones(1)]
+    ta, tb = bench_moe.time_paired(lambda x: calls.append(("a", x[0])),
+                                   lambda x: calls.append(("b", x[0])), batches, 4)
+    assert calls == [("a", 0.0), ("b", 0.0), ("a", 1.0), ("b", 1.0)] * 2
+    assert len(ta) == len(tb) == 4 and min(ta + tb) >= 0.0
+
+
 # -- designed routing -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(TINY))

@@ -51,8 +51,9 @@ bool panels_available() noexcept;  // the active ISA is AVX-512
 // panel (K, kPanel) from `lanes` <= kPanel rows of `in` (row stride ld); unused lanes are 0.
 void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept;
 // The weight block the next panel_gemm call will read, prefetched into L2 while this one
-// computes: `rows` rows from `base`, of W's dtype and row stride (ldw). rows = 0: nothing to
-// prefetch. Only a hint: it never changes a result.
+// computes, spread evenly over its K steps: `rows` rows from `base`, of W's dtype and row stride
+// (ldw). rows = 0, or a call over a chunk of K (K != ldw): nothing to prefetch. Only a hint: it
+// never changes a result.
 struct PanelPrefetch {
     const void* base = nullptr;
     Index rows = 0;
