@@ -94,7 +94,13 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             const Index first = plans[b].first[std::size_t(e)];
             const Index tile =
                 (phase == Phase::Down ? kTileH : kTileI) * (first >= 0 ? 1 : kDotTileScale);
-            if (phase == Phase::Pack && first < 0) continue;
+            // Rows copied from `source` for the dot path: all of a dot expert's, a panel
+            // expert's tail (a pack-phase task with panel -1).
+            if (phase == Phase::Pack && first < 0) {
+                if (batch.source && end > begin)
+                    tasks.push_back({std::int32_t(b), std::int32_t(e), begin, end - begin, 0, 0, -1, 0});
+                continue;
+            }
             // Pack: one task per panel. Gate/up and down: a panel expert's tile covers a group
             // of its panels, so each block of weight rows is streamed from memory once and
             // reused from L2 by the group's other panels; the group's panels (K x 32 floats
@@ -107,6 +113,8 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             // Panel rows end at `split`; the dot tail after it joins the last group's tasks.
             const Index tail = first >= 0 ? dot_tail(end - begin) : 0;
             const Index split = end - tail;
+            if (phase == Phase::Pack && batch.source && tail)
+                tasks.push_back({std::int32_t(b), std::int32_t(e), split, tail, 0, 0, -1, 0});
             for (Index r = begin; r < split; r += block) {  // empty experts give no task
                 const Index panel = first >= 0 ? first + (r - begin) / kPanel : -1;
                 const Index rows = std::min(block, split - r);
@@ -387,6 +395,29 @@ void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
                             bias ? bias + m : nullptr, b.output + (t.row0 + r0) * H + m, H);
 }
 
+// Panel (H, kPanel) of the batch's rows [row0, row0 + rows), from `source` or `input`.
+void pack_rows(const ExpertBatch& b, Index row0, Index rows, float* panel) {
+    const Index H = b.stack.hidden;
+    std::int32_t offsets[kPanel];  // of each row from the first, in elements
+    if (b.source) {
+        const std::int32_t* src = b.source_rows + row0;
+        for (Index l = 0; l < rows; ++l) offsets[l] = std::int32_t(Index(src[l] - src[0]) * H);
+        pack_panel(b.source + Index(src[0]) * H, offsets, rows, H, panel);
+    } else {
+        for (Index l = 0; l < rows; ++l) offsets[l] = std::int32_t(l * H);
+        pack_panel(b.input + row0 * H, offsets, rows, H, panel);
+    }
+}
+
+// gathered rows [row0, row0 + rows) = their source rows (the dot path's input).
+void gather_rows(const ExpertBatch& b, Index row0, Index rows) {
+    const Index H = b.stack.hidden;
+    for (Index r = row0; r < row0 + rows; ++r) {
+        const float* src = b.source + Index(b.source_rows[r]) * H;
+        std::copy(src, src + H, b.gathered + r * H);
+    }
+}
+
 bool run_pool(const std::vector<ExpertBatch>& batches, std::vector<PanelBuffers>& buffers,
               const std::vector<Task>& tasks, Phase phase, int threads) noexcept {
     std::atomic<bool> failed{false};
@@ -409,7 +440,10 @@ bool run_pool(const std::vector<ExpertBatch>& batches, std::vector<PanelBuffers>
             const Index H = b.stack.hidden;
             switch (phase) {
                 case Phase::Pack:
-                    pack_panel(b.input + t.row0 * H, H, t.rows, H, pb.input.data() + t.panel * H * kPanel);
+                    if (t.panel >= 0)
+                        pack_rows(b, t.row0, t.rows, pb.input.data() + t.panel * H * kPanel);
+                    else
+                        gather_rows(b, t.row0, t.rows);
                     break;
                 case Phase::GateUp:
                     if (t.panel >= 0) gate_up_panel(b, pb, t); else gate_up_rows(b, t);

@@ -144,8 +144,9 @@ void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, 
 
 bool panels_available() noexcept { return active_isa() == Isa::Avx512; }
 
-void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept {
-    detail::pack_panel_avx512(in, ld, lanes, K, panel);
+void pack_panel(const float* in, const std::int32_t* row_offsets, Index lanes, Index K,
+                float* panel) noexcept {
+    detail::pack_panel_avx512(in, row_offsets, lanes, K, panel);
 }
 
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,

@@ -285,18 +285,18 @@ MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Ind
     }
 }
 
-// Two masked gathers per k (16 lanes each, rows ld apart), unused lanes zero: the scalar
-// transpose it replaces ran at ~3 cycles per element.
-MOELAB_AVX512 void pack_panel_avx512(const float* in, Index ld, Index lanes, Index K,
-                                     float* panel) noexcept {
-    const __m512i rows = lane_offsets(ld);
+// Two masked gathers per k (16 lanes each, at the rows' offsets), unused lanes zero: the
+// scalar transpose it replaces ran at ~3 cycles per element.
+MOELAB_AVX512 void pack_panel_avx512(const float* in, const std::int32_t* row_offsets, Index lanes,
+                                     Index K, float* panel) noexcept {
     const __mmask16 m0 = first_lanes(lanes), m1 = first_lanes(lanes - 16);
-    const float* in16 = lanes > 16 ? in + 16 * ld : in;  // rows 16-31 (m1 reads none if absent)
+    const __m512i rows0 = _mm512_maskz_loadu_epi32(m0, row_offsets);       // lanes 0-15
+    const __m512i rows1 = _mm512_maskz_loadu_epi32(m1, row_offsets + 16);  // lanes 16-31
     for (Index k = 0; k < K; ++k) {
         float* dst = panel + k * kPanel;
-        _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, rows, in + k, 4));
+        _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, rows0, in + k, 4));
         _mm512_store_ps(dst + 16,
-                        m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, rows, in16 + k, 4)
+                        m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, rows1, in + k, 4)
                            : _mm512_setzero_ps());
     }
 }

@@ -28,7 +28,7 @@ constexpr std::size_t kNone = std::numeric_limits<std::size_t>::max();
 struct Workspace {
     AlignedVector<float> logits, weights, sorted_input, scratch, sorted_output, shared_scratch,
         shared_output, shared_gate;
-    std::vector<std::int32_t> ids;
+    std::vector<std::int32_t> ids, token_of_row;
     Dispatch dispatch;
 };
 
@@ -119,23 +119,31 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     build_dispatch(ws.ids.data(), T, k, E, s.capacity(T), d);
     const Index R = d.num_rows();
 
-    // Gather each kept pair's token into its expert's row block (Llama 4 scales the input).
+    // Each kept pair's token, by row: the experts pack their token panels straight from x and
+    // copy only the rows their dot path reads. Llama 4 scales the input, and a source row's
+    // offset must fit in int32 (the panel gathers): otherwise every row is copied here.
     ensure(ws.sorted_input, R * H);
     ensure(ws.scratch, R * 2 * I);
     ensure(ws.sorted_output, R * H);
     const bool scale_input = s.scoring == Scoring::Llama4;
-    const int gather_threads = threads_for(double(R) * double(H));
-    (void)gather_threads;
-    MOELAB_OMP(parallel for num_threads(gather_threads) schedule(static) if(gather_threads > 1))
-    for (Index r = 0; r < R; ++r) {
-        const Index pair = d.pair_of_row[std::size_t(r)];
-        const float* src = x + (pair / k) * H;
-        float* dst = ws.sorted_input.data() + r * H;
-        if (scale_input) {
-            const float a = ws.weights[std::size_t(pair)];
-            for (Index h = 0; h < H; ++h) dst[h] = a * src[h];
-        } else {
-            std::copy(src, src + H, dst);
+    const bool from_source = !scale_input && T * H < (Index(1) << 31);
+    ensure(ws.token_of_row, R);
+    for (Index r = 0; r < R; ++r)
+        ws.token_of_row[std::size_t(r)] = std::int32_t(d.pair_of_row[std::size_t(r)] / k);
+    if (!from_source) {
+        const int gather_threads = threads_for(double(R) * double(H));
+        (void)gather_threads;
+        MOELAB_OMP(parallel for num_threads(gather_threads) schedule(static) if(gather_threads > 1))
+        for (Index r = 0; r < R; ++r) {
+            const Index pair = d.pair_of_row[std::size_t(r)];
+            const float* src = x + (pair / k) * H;
+            float* dst = ws.sorted_input.data() + r * H;
+            if (scale_input) {
+                const float a = ws.weights[std::size_t(pair)];
+                for (Index h = 0; h < H; ++h) dst[h] = a * src[h];
+            } else {
+                std::copy(src, src + H, dst);
+            }
         }
     }
 
@@ -150,6 +158,11 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     routed.input = ws.sorted_input.data();
     routed.scratch = ws.scratch.data();
     routed.output = ws.sorted_output.data();
+    if (from_source) {
+        routed.source = x;
+        routed.source_rows = ws.token_of_row.data();
+        routed.gathered = ws.sorted_input.data();
+    }
     batches.push_back(routed);
     const Index shared_offsets[2] = {0, T};
     if (S) {

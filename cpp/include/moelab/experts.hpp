@@ -30,12 +30,18 @@ struct ExpertStack {
 
 // A batch for one stack: rows of `input` (R, H) grouped by expert as `offsets` (E + 1) say;
 // `scratch` (R, 2I) is overwritten; `output` (R, H) receives each row's expert output.
+// With `source` set, row r is source row source_rows[r] (stride H, (source_rows[r] + 1) * H <
+// 2^31), and `input` is `gathered`, a buffer (R, H) that run_experts fills only where the dot
+// path reads it: token panels are packed straight from `source`, so most rows are never copied.
 struct ExpertBatch {
     ExpertStack stack;
     const Index* offsets = nullptr;
     const float* input = nullptr;
     float* scratch = nullptr;
     float* output = nullptr;
+    const float* source = nullptr;
+    const std::int32_t* source_rows = nullptr;  // (R)
+    float* gathered = nullptr;                  // (R, H)
 };
 
 // Wall-clock seconds of the phases of run_experts.

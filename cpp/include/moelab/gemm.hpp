@@ -48,8 +48,10 @@ constexpr Index kPanel = 32;
 constexpr Index kPanelRows = 12;  // weight rows per kernel call
 bool panels_available() noexcept;  // the active ISA is AVX-512
 
-// panel (K, kPanel) from `lanes` <= kPanel rows of `in` (row stride ld); unused lanes are 0.
-void pack_panel(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept;
+// panel (K, kPanel) from `lanes` <= kPanel rows of `in`, row l starting at in + row_offsets[l]
+// (elements, each < 2^31); unused lanes are 0.
+void pack_panel(const float* in, const std::int32_t* row_offsets, Index lanes, Index K,
+                float* panel) noexcept;
 // The weight block the next panel_gemm call will read, prefetched into L2 while this one
 // computes, spread evenly over its K steps: `rows` rows from `base`, of W's dtype and row stride
 // (ldw). rows = 0, or a call over a chunk of K (K != ldw): nothing to prefetch. Only a hint: it
@@ -73,7 +75,8 @@ void panel_store(const float* out, Index R, Index lanes, const float* bias, floa
                  Index ldy) noexcept;
 
 namespace detail {
-void pack_panel_avx512(const float* in, Index ld, Index lanes, Index K, float* panel) noexcept;
+void pack_panel_avx512(const float* in, const std::int32_t* row_offsets, Index lanes, Index K,
+                       float* panel) noexcept;
 void panel_store_avx512(const float* out, Index R, Index lanes, const float* bias, float* y,
                         Index ldy) noexcept;
 void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, Index K,
