@@ -127,10 +127,11 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     ensure(ws.sorted_output, R * H);
     const bool scale_input = s.scoring == Scoring::Llama4;
     const bool from_source = !scale_input && T * H < (Index(1) << 31);
-    ensure(ws.token_of_row, R);
-    for (Index r = 0; r < R; ++r)
-        ws.token_of_row[std::size_t(r)] = std::int32_t(d.pair_of_row[std::size_t(r)] / k);
-    if (!from_source) {
+    if (from_source) {
+        ensure(ws.token_of_row, R);
+        for (Index r = 0; r < R; ++r)
+            ws.token_of_row[std::size_t(r)] = std::int32_t(d.pair_of_row[std::size_t(r)] / k);
+    } else {
         const int gather_threads = threads_for(double(R) * double(H));
         (void)gather_threads;
         MOELAB_OMP(parallel for num_threads(gather_threads) schedule(static) if(gather_threads > 1))
