@@ -144,8 +144,8 @@ def render_report(results: dict) -> str:
           "- **Roofline** = max(compute roof, bandwidth roof); *fraction* = roofline time / "
           "moelab time (1.0 = at the roof). *× torch* = best transformers time / moelab time "
           "(> 1: moelab is faster).",
-          "- Calls per cell: repeats × (3 at T ≤ 8, 1 at T = 64, 0.6 at T = 512, 0.2 at "
-          "T = 2048), at least 1, rounded up to whole rotations of the batches. At T ≤ 64 each "
+          "- Calls per cell: repeats × (3 at T ≤ 8, 1 at T = 64, 0.6 at T ≥ 512), at least 1, "
+          "rounded up to whole rotations of the batches. At T ≤ 64 each "
           "batch is called once first (warm-up, routing statistics); at T ≥ 512 a call takes "
           "seconds, so there is no warm-up and the timed calls return the statistics "
           "(`return_stats=True` costs well under 1 % there).", ""]

@@ -101,9 +101,9 @@ def max_token_rel_err(y: np.ndarray, ref: np.ndarray) -> float:
 
 
 def n_calls_for(T: int, repeats: int, n_batches: int) -> int:
-    """Timed calls at T: repeats x (3 at T <= 8, 1 at T <= 64, 0.6 at T <= 512, 0.2 above),
+    """Timed calls at T: repeats x (3 at T <= 8, 1 at T <= 64, 0.6 above),
     at least 1, rounded up to whole rotations of the batches."""
-    factor = 3.0 if T <= 8 else 1.0 if T <= 64 else 0.6 if T <= 512 else 0.2
+    factor = 3.0 if T <= 8 else 1.0 if T <= 64 else 0.6
     n = max(1, round(repeats * factor))
     return n_batches * math.ceil(n / n_batches)
 
@@ -467,7 +467,7 @@ def parse_args(argv=None):
     p.add_argument("--tokens", nargs="+", type=int, default=None)
     p.add_argument("--threads", nargs="+", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed calls at T=64 (x3 at T<=8, <=3 at 512, <=2 at 2048); default 5")
+                   help="timed calls at T=64 (x3 at T<=8, x0.6 at T>=512); default 5")
     p.add_argument("--max-call-s", type=float, default=60.0,
                    help="skip a torch implementation whose projected call time exceeds this")
     p.add_argument("--no-torch", action="store_true", help="moelab and roofs only")
