@@ -104,7 +104,7 @@ std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
             // Pack: one task per panel. Gate/up and down: a panel expert's tile covers a group
             // of its panels, so each block of weight rows is streamed from memory once and
             // reused from L2 by the group's other panels; the group's panels (K x 32 floats
-            // each) stay within kPanelGroupBytes of L2 (DeepSeek-V3's H = 7168: 1 panel).
+            // each, K a chunk of H for chunked gate/up) stay within kPanelGroupBytes of L2.
             const Index K = phase == Phase::Down         ? batch.stack.intermediate
                             : chunked_gate_up(batch.stack) ? kGateUpChunkK
                                                            : batch.stack.hidden;
@@ -256,18 +256,14 @@ void gate_up_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t
         const Index kc = std::min(kGateUpChunkK, H - k0);
         for (Index j = t.col0, blk = 0; j < end; j += kPanelRows, ++blk) {
             const Index R = std::min(kPanelRows, end - j);
-            for (Index p = 0; p < panels; ++p) {
-                const Index lanes = std::min(kPanel, in_panels - p * kPanel);
-                const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
-                panel_rows(s.gate_up, first + j, R, H, Xp, lanes, g[p][blk], PanelPrefetch{}, k0,
-                           kc, k0 > 0);  // (R, lanes) gate
-            }
-            for (Index p = 0; p < panels; ++p) {
-                const Index lanes = std::min(kPanel, in_panels - p * kPanel);
-                const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
-                panel_rows(s.gate_up, first + I + j, R, H, Xp, lanes, u[p][blk], PanelPrefetch{},
-                           k0, kc, k0 > 0);  // (R, lanes) up
-            }
+            for (const Index half : {Index(0), I})  // the gate block, then the up block
+                for (Index p = 0; p < panels; ++p) {
+                    const Index lanes = std::min(kPanel, in_panels - p * kPanel);
+                    const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
+                    float* sums = half == 0 ? g[p][blk] : u[p][blk];
+                    panel_rows(s.gate_up, first + half + j, R, H, Xp, lanes, sums, PanelPrefetch{},
+                               k0, kc, k0 > 0);  // (R, lanes)
+                }
         }
     }
     for (Index p = 0; p < panels; ++p) {
