@@ -17,9 +17,10 @@ at several token counts T and thread counts, it measures in one run:
   the larger of the two, and moelab's fraction of it is roofline time / moelab time;
 * resident memory of a Qwen3-shaped layer and the extra memory of one forward at T = 2048.
 
-Inputs are designed so that each token selects a chosen set of experts (``_inputs.py``), and
-small batches are called in rotation so that the experts used by one call are only used again
-after the whole layer (>= 5x the last-level cache) has been streamed. Nothing here asserts a time.
+Inputs are designed so that each token selects a chosen set of experts
+(``moelab.designed_tokens``), and small batches are called in rotation so that the experts used
+by one call are only used again after the whole layer (>= 5x the last-level cache) has been
+streamed. Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import _inputs  # noqa: E402
+import moelab.designed_tokens as _inputs  # noqa: E402
 import _machine  # noqa: E402
 import _roofline as rl  # noqa: E402
 
@@ -145,7 +146,7 @@ def summarize(times: List[float]) -> Dict[str, float]:
 
 
 def designed_batches(cfg, layer, T: int, min_batches: int, rng: np.random.Generator):
-    """(batches, designed sets, mode) of ``_inputs.make_batches`` for this layer's router."""
+    """(batches, designed sets, mode) of ``designed_tokens.make_batches`` for this layer's router."""
     w = layer.weights
     return _inputs.make_batches(cfg, w["router.weight"], T, min_batches, rng,
                                 router_bias=w.get("router.bias"))

@@ -28,3 +28,27 @@ def restore_threads():
     before = moelab.get_num_threads()
     yield before
     moelab.set_num_threads(before)
+
+
+
+@pytest.fixture
+def every_region_parallel():
+    """Lower the core's parallel threshold to 0 for the test, so that every parallel loop runs on
+    all the threads it may use (below 2^20 operations a loop otherwise runs on one thread, and a
+    determinism test on small shapes would never see two), and restore it after.
+
+    Yields ``run(fn, *args)``, which returns ``(fn(*args), loops)``: ``loops`` is the set of the
+    core's parallel loops (by name) that really ran on more than one thread during the call.
+    """
+    from moelab import _core
+
+    def run(fn, *args):
+        before = _core._parallel_regions()
+        result = fn(*args)
+        after = _core._parallel_regions()
+        return result, {name for name, n in after.items() if n > before[name]}
+
+    threshold = _core._get_min_parallel_work()
+    _core._set_min_parallel_work(0.0)
+    yield run
+    _core._set_min_parallel_work(threshold)

@@ -66,8 +66,15 @@ def test_reprs_show_dimensions():
 def test_core_classes_have_reprs():
     """Every bound class has a __repr__ of its own (not pybind11's '<... object at 0x...>')."""
     spec = moelab.layer.core_spec(moelab.MoEConfig(24, 6, 2, 12))
-    objects = [spec, moelab._core.MoELayer(spec), moelab._core.GatedMLP(24, 40)]
-    classes = {name for name in dir(moelab._core) if isinstance(getattr(moelab._core, name), type)}
+    dn_spec = moelab._core.DeltaNetSpec(hidden_size=24, linear_num_key_heads=1,
+                                        linear_num_value_heads=2, linear_key_head_dim=8,
+                                        linear_value_head_dim=8, linear_conv_kernel_dim=4,
+                                        rms_norm_eps=1e-6)
+    deltanet = moelab._core.GatedDeltaNet(dn_spec)
+    objects = [spec, moelab._core.MoELayer(spec), moelab._core.GatedMLP(24, 40), dn_spec,
+               deltanet, deltanet.new_state()]
+    classes = {name for name in _public(dir(moelab._core))
+               if isinstance(getattr(moelab._core, name), type)}
     assert classes == {type(o).__name__ for o in objects}  # a new class needs a case here
     for obj in objects:
         text = repr(obj)
@@ -114,14 +121,21 @@ def test_stub_lists_exactly_the_public_names_of_core():
 
 def test_stub_classes_list_exactly_the_public_members():
     tree = _stub_tree()
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        in_stub = _public(
-            item.name if isinstance(item, ast.FunctionDef) else item.target.id
-            for item in node.body
-            if isinstance(item, ast.FunctionDef)
-            or (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)))
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    def members(node: ast.ClassDef) -> set:
+        """The class's own members and those of its bases in the stub."""
+        own = {item.name if isinstance(item, ast.FunctionDef) else item.target.id
+               for item in node.body
+               if isinstance(item, ast.FunctionDef)
+               or (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name))}
+        for base in node.bases:
+            assert isinstance(base, ast.Name) and base.id in classes, ast.dump(base)
+            own |= members(classes[base.id])
+        return own
+
+    for node in classes.values():
+        in_stub = _public(members(node))
         in_core = _public(dir(getattr(moelab._core, node.name)))
         assert in_stub == in_core, (
             f"{node.name}: only in the stub: {sorted(in_stub - in_core)}; "

@@ -330,3 +330,20 @@ def test_gated_mlp_bad_weights():
         mlp.load_weights([("down_proj", bad)])
     for n, w in before.items():
         np.testing.assert_array_equal(mlp.weights[n], w, err_msg=n)
+
+
+def test_designed_tokens_reject_bad_arguments(rng):
+    cfg = moelab.MoEConfig(16, 8, 2, 8)
+    W = moelab.MoELayer(cfg, seed=0).weights["router.weight"]            # (E, H)
+    make = moelab.designed_tokens.make_batches
+    with pytest.raises(TypeError, match="cfg must be a moelab.MoEConfig"):
+        make({"num_experts": 8}, W, 4, 1, rng)
+    for T, min_batches in ((0, 1), (4, 0), (2.5, 1), (True, 1)):
+        with pytest.raises(ValueError, match="must be an int >= 1"):
+            make(cfg, W, T, min_batches, rng)
+    with pytest.raises(ValueError, match=r"router_weight: expected \(E, H\)=\(8, 16\), got \(16, 8\)"):
+        make(cfg, W.T, 4, 1, rng)
+    design = moelab.designed_tokens.design_tokens
+    for sets in (np.array([[0, 8]]), np.array([[1, 1]]), np.array([0, 1]), np.array([[0.0, 1.0]])):
+        with pytest.raises(ValueError, match="sets"):
+            design(W, sets, rng)

@@ -19,7 +19,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-import _inputs  # noqa: E402
+import moelab.designed_tokens as _inputs  # noqa: E402
 import _roofline as rl  # noqa: E402
 import bench_moe  # noqa: E402
 from _report import render_report  # noqa: E402

@@ -29,7 +29,7 @@ def test_compare_subprocess_prints_every_preset():
     for name in moelab.list_presets():
         assert re.search(rf"^{re.escape(name)}\s", r.stdout, re.M), name
     assert "671.03B" in r.stdout and "37.55B" in r.stdout  # deepseek-v3 total / active
-    assert "FLOPs/token@4096" in r.stdout
+    assert "FLOPs/token" in r.stdout and "context of 4096 tokens" in " ".join(r.stdout.split())
 
 
 def test_run_subprocess_reports_balance_and_throughput():
@@ -109,3 +109,79 @@ def test_demo_is_wired(capsys):
 def test_cli_run_no_progress(capsys):
     assert main(["run", "mixtral-8x7b", "--tokens", "8", "--repeats", "1", "--no-progress"]) == 0
     assert "throughput" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# what users see (issue 19.7)
+# --------------------------------------------------------------------------------------------
+def test_compare_fits_a_100_column_terminal_and_wide_shows_everything(capsys):
+    assert main(["compare"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(ln) for ln in lines) <= 100, max(lines, key=len)
+    assert main(["compare", "--wide"]) == 0
+    wide = capsys.readouterr().out
+    for column in ("model_type", "attention", "moe_layers", "dense_first"):
+        assert column in wide
+    assert "MLA 128h r_kv=512" in wide  # deepseek-v3's attention
+
+
+def test_compare_footer_and_each_vendors_convention(capsys):
+    assert main(["compare", "gpt-oss-20b", "glm-4.5", "deepseek-v3"]) == 0
+    out = capsys.readouterr().out
+    assert ("active: every parameter a token uses, the embedding and the LM head included"
+            in " ".join(out.split())), out
+    pc = moelab.count_params("gpt-oss-20b")
+    row = next(ln for ln in out.splitlines() if ln.startswith("gpt-oss-20b"))
+    assert f"{pc.active_no_embedding_matrix / 1e9:.2f}B" in row  # 3.61B, OpenAI's 3.6B
+    glm = next(ln for ln in out.splitlines() if ln.startswith("glm-4.5"))
+    assert f"{moelab.count_params('glm-4.5').active_no_embedding / 1e9:.2f}B" in glm
+
+
+def test_vendor_conventions_are_those_that_reproduce_the_published_figures():
+    from moelab.__main__ import vendor_active
+    from test_param_counts import PUBLISHED
+
+    for name, quantity, published, source in PUBLISHED:
+        if quantity.startswith("active"):
+            cfg = moelab.preset(name)
+            assert vendor_active(cfg)[0] == getattr(moelab.count_params(cfg), quantity), source
+
+
+def test_subcommand_errors_print_the_subcommands_usage():
+    for args, usage in ((["run", "nope", "--tokens", "4"], "run"),
+                        (["params", "gpt-9"], "params"),
+                        (["compare", "--context", "0"], "compare"),
+                        (["run", "mixtral-8x7b", "--tokens", "0"], "run"),
+                        (["compare", "mixtral-8x7b", "mixtral-8x7b"], "compare")):
+        r = _cli(*args)
+        assert r.returncode == 2, args
+        assert f"usage: python -m moelab {usage}" in r.stderr, (args, r.stderr)
+
+
+def test_help_shows_examples():
+    r = _cli("--help")
+    assert r.returncode == 0
+    assert "examples:" in r.stdout
+    assert "python -m moelab compare qwen3-30b-a3b gpt-oss-20b" in r.stdout
+    r = _cli("compare", "--help")
+    assert r.returncode == 0 and "--wide" in r.stdout
+
+
+def test_params_prints_integers_as_integers_without_stray_spaces(capsys):
+    assert main(["params", "deepseek-v3"]) == 0
+    out = capsys.readouterr().out
+    assert "70,272" in out and "70,272.0" not in out   # KV bytes per token (an integer)
+    assert not re.search(r"\d,\d{3}\.0\b", out), out
+    assert " )" not in out and "(fp8)" in out
+    assert main(["params", "gpt-oss-20b", "--context", "1000"]) == 0
+    assert "KV bytes per token" in capsys.readouterr().out  # not an integer here: still prints
+
+
+def test_compare_refuses_a_model_given_twice():
+    with pytest.raises(ValueError, match="'mixtral-8x7b'.*twice"):
+        moelab.compare(["mixtral-8x7b", "olmo2-7b", "mixtral-8x7b"])
+    cfg = moelab.preset("olmo2-7b")
+    with pytest.raises(ValueError, match="twice"):
+        moelab.compare([cfg, cfg.replace(vocab_size=1000)])   # same name, another model
+    df = moelab.compare([cfg, cfg.replace(vocab_size=1000, name="olmo2-small-vocab")])
+    assert list(df.index) == ["olmo2-7b", "olmo2-small-vocab"]

@@ -118,14 +118,18 @@ def test_bfloat16_is_close_to_float32(rng):
 
 @pytest.mark.parametrize("path", ISAS)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_thread_count_never_changes_a_bit(isa, restore_threads, path, dtype, rng):
+def test_thread_count_never_changes_a_bit(isa, restore_threads, every_region_parallel, path,
+                                          dtype, rng):
     isa(path)
     layer = moelab.MoELayer(CONFIGS["sigmoid-grouped"], seed=2, weight_dtype=dtype)
     x = rng.standard_normal((200, 64)).astype(np.float32)
     outs = []
     for n in (1, 2, 3):
         moelab.set_num_threads(n)
-        outs.append(layer(x))
+        y, loops = every_region_parallel(layer, x)
+        outs.append(y)
+        if n > 1:  # the experts' loops ran on several threads (every loop, below 2^20 work)
+            assert loops >= {"experts_pack", "experts_gate_up", "experts_down"}, sorted(loops)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
 
@@ -133,9 +137,11 @@ def test_thread_count_never_changes_a_bit(isa, restore_threads, path, dtype, rng
 @pytest.mark.parametrize("path", ISAS)
 def test_thread_count_never_changes_a_bit_when_every_region_runs_parallel(isa, restore_threads,
                                                                            path, rng):
-    """Small work runs serially (moelab's threads_for threshold): this size is large enough that
-    every parallel region of the forward (router logits, selection, gather, experts, combine,
-    losses) really runs on several threads."""
+    """Small work runs serially (moelab's threads_for threshold, left as it is here): this size
+    is large enough that every parallel region of the forward (router logits, selection,
+    experts, combine, losses) really runs on several threads."""
+    from moelab import _core
+
     isa(path)
     cfg = moelab.MoEConfig(128, 32, 4, 64, scoring="sigmoid", n_group=4, topk_group=2,
                            correction_bias=True, n_shared_experts=1, shared_expert_gate=True)
@@ -144,7 +150,13 @@ def test_thread_count_never_changes_a_bit_when_every_region_runs_parallel(isa, r
     results = []
     for n in (1, 2, 4):
         moelab.set_num_threads(n)
+        before = _core._parallel_regions()
         results.append(layer(x, return_stats=True))
+        after = _core._parallel_regions()
+        if n > 1:
+            ran = {name for name in after if after[name] > before[name]}
+            assert ran >= {"router_logits", "select_experts", "experts_pack", "experts_gate_up",
+                           "experts_down", "combine", "aux_loss", "z_loss"}, sorted(ran)
     for y, st in results[1:]:
         np.testing.assert_array_equal(y, results[0][0])
         np.testing.assert_array_equal(st.topk_weights, results[0][1].topk_weights)

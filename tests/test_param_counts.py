@@ -1,10 +1,11 @@
-"""Parameter counts of every preset against the published figures, each with its source.
+"""Parameter counts of every preset, and of the other released models of
+tests/released_configs.py, against the published figures, each with its source.
 
 A figure counts as reproduced when the computed value, under the vendor's convention, is within
 1 %. The figures not reproduced are listed in ``GAPS`` with the gap measured today and why; the
 test pins each gap so that a change in the structure (or a better-explained figure) shows up.
-Sources are abbreviated as in ARCHITECTURES.md §3-§4 ([R] official repository / README, [card]
-model card, [paper], [D] HF discussion).
+Sources: [R] official repository / README, [card] model card, [paper], [blog] the vendor's
+release post, [D] HF discussion.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 import moelab
+from released_configs import RELEASED
 
 # (preset, quantity, published value, source). quantity is a ParamCount attribute:
 #   total / active: with embedding and head (Qwen, Kimi, Mixtral, Llama 4, DeepSeek headline);
@@ -47,6 +49,26 @@ PUBLISHED = [
     ("gemma3-27b", "total", 27e9, "[paper] Gemma 3 technical report: 27B"),
     ("gemma3-27b", "total_no_embedding", 25_600e6,
      "[paper] Gemma 3 technical report table 1: 25,600M non-embedding parameters"),
+    ("olmoe-1b-7b", "total", 6.92e9, "[paper] OLMoE-1B-7B: 6.9B total parameters"),
+    ("qwen1.5-moe-a2.7b", "total", 14.3e9, "[card] Qwen1.5-MoE-A2.7B: 14.3B parameters in total"),
+    ("qwen1.5-moe-a2.7b", "active", 2.7e9, "[card] Qwen1.5-MoE-A2.7B: 2.7B activated parameters"),
+    ("qwen2-57b-a14b", "total", 57.41e9, "[blog] Qwen2 (qwenlm.github.io/blog/qwen2): 57.41B"),
+    ("qwen2-57b-a14b", "total_no_embedding", 56.32e9,
+     "[blog] Qwen2 (qwenlm.github.io/blog/qwen2): 56.32B non-embedding"),
+    # released models without a preset (their config in tests/released_configs.py)
+    ("deepseek-v2-lite", "total", 15.7e9, "[paper] DeepSeek-V2-Lite: 15.7B total parameters"),
+    ("phi-3.5-moe", "total", 41.9e9, "[card] Phi-3.5-MoE: 41.9B parameters"),
+    ("dbrx-base", "total", 132e9, "[card] databricks/dbrx-base: 132B total parameters"),
+    ("llama-3.1-8b", "total", 8.03e9, "[card] Llama-3.1-8B: 8.03B parameters"),
+    ("qwen2.5-7b", "total", 7.61e9, "[card] Qwen2.5-7B: 7.61B parameters"),
+    ("qwen3-8b", "total", 8.2e9, "[card] Qwen3-8B: 8.2B parameters"),
+]
+
+# Published figures given in billions to a few decimals, not within 1 % but reproduced when the
+# count is rounded the same way: (preset, quantity, the figure as written in billions, source).
+ROUNDED = [
+    ("olmoe-1b-7b", "active", "1.3", "[paper] OLMoE (arXiv 2409.02060) Table 1: 1.3B active"),
+    ("qwen2-57b-a14b", "active", "14", "[card] Qwen/Qwen2-57B-A14B: 14B activated (A14B)"),
 ]
 
 # Published figures that are NOT reproduced within 1 %: (preset, quantity, published, the
@@ -89,7 +111,7 @@ GAPS = [
      "[card] HuggingFaceTB/SmolLM3-3B"),
 ]
 
-# The formula counts of ARCHITECTURES.md §4 ("computed with these rules"): exact.
+# Formula counts computed by hand with the rules of docs/semantics.md: exact.
 ARCH_TABLE = {
     "deepseek-v3": (671_026_404_352, 37_552_282_624),
     "kimi-k2": (1_026_408_209_408, 32_861_477_888),
@@ -112,14 +134,30 @@ ARCH_TABLE = {
 }
 
 
+def _count(name) -> moelab.analysis.ParamCount:
+    """The count of a preset, or of a released model without one (from its config.json)."""
+    if name in moelab.list_presets():
+        return moelab.count_params(name)
+    return moelab.count_params(moelab.from_hf_config(RELEASED[name]))
+
+
 def _rel(name, quantity, published):
-    return (getattr(moelab.count_params(name), quantity) - published) / published
+    return (getattr(_count(name), quantity) - published) / published
 
 
 @pytest.mark.parametrize("name, quantity, published, source", PUBLISHED,
                          ids=[f"{p[0]}-{p[1]}-{p[2]:.4g}" for p in PUBLISHED])
 def test_published_figure_reproduced_within_1_percent(name, quantity, published, source):
     assert abs(_rel(name, quantity, published)) <= 0.01, source
+
+
+@pytest.mark.parametrize("name, quantity, published, source", ROUNDED,
+                         ids=[f"{r[0]}-{r[1]}-{r[2]}B" for r in ROUNDED])
+def test_published_figure_reproduced_to_its_digits(name, quantity, published, source):
+    decimals = len(published.partition(".")[2])
+    value = getattr(_count(name), quantity) / 1e9
+    assert f"{value:.{decimals}f}" == published, source
+    assert abs(_rel(name, quantity, float(published) * 1e9)) > 0.01, "move it to PUBLISHED"
 
 
 @pytest.mark.parametrize("name, quantity, published, gap, why, source", GAPS,
@@ -133,11 +171,13 @@ def test_documented_gap(name, quantity, published, gap, why, source):
 def test_every_preset_has_a_published_total():
     named = {p[0] for p in PUBLISHED if p[1] in ("total", "total_with_mtp")}
     named |= {g[0] for g in GAPS if g[1] == "total"}
-    assert named == set(moelab.list_presets())
+    presets = set(moelab.list_presets())
+    assert presets <= named
+    assert named - presets <= set(RELEASED)  # the others are released models we can count
 
 
 def test_every_moe_preset_has_a_published_active_figure():
-    active = {p[0] for p in PUBLISHED + [g[:3] + (None,) for g in GAPS]
+    active = {p[0] for p in PUBLISHED + ROUNDED + [g[:3] + (None,) for g in GAPS]
               if p[1].startswith("active")}
     moe = {n for n in moelab.list_presets() if moelab.preset(n).is_moe}
     assert moe <= active
@@ -195,7 +235,7 @@ def test_breakdown_sums_to_total_and_active_is_consistent(name):
 
 def test_deepseek_v3_components():
     pc = moelab.count_params("deepseek-v3")
-    # ARCHITECTURES.md §4: MLA is 187,107,328 parameters per layer
+    # MLA: 187,107,328 parameters per layer (computed by hand)
     assert pc.attention == 61 * 187_107_328
     assert pc.dense_ffn == 3 * 3 * 7168 * 18432
     assert pc.norms == 61 * 2 * 7168 + 7168

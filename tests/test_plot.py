@@ -17,6 +17,7 @@ import matplotlib  # the plot extra (in the test extra too): a missing one fails
 matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +124,20 @@ def test_active_params_vs_k_lines_hold_the_counts():
     assert list(ds_mark.get_xdata()) == [8]
 
 
+def test_active_params_vs_k_says_its_scales_and_tells_every_line_apart():
+    names = [n for n in moelab.list_presets() if moelab.preset(n).is_moe]
+    assert len(names) > 10
+    ax = plot.active_params_vs_k(names)
+    curves = ax.lines[::2]
+    styles = {(to_rgba(c.get_color()), c.get_linestyle(), c.get_marker()) for c in curves}
+    assert len(styles) == len(names)
+    colors = [to_rgba(c.get_color()) for c in curves]
+    assert all(colors.count(c) <= 2 for c in colors)  # a shared colour differs in line style
+    assert "log scale" in ax.get_xlabel() and "log scale" in ax.get_ylabel()
+    rel = plot.active_params_vs_k(names, relative=True)
+    assert rel.get_yscale() == "linear" and "linear" in rel.get_ylabel()
+
+
 def test_active_params_vs_k_relative_and_errors():
     ax = plot.active_params_vs_k("qwen3-30b-a3b", relative=True)
     curve = ax.lines[0]
@@ -139,14 +154,39 @@ def test_comparison_scatter_marks_moe_and_dense():
     ax = plot.comparison_scatter(df, x="active", y="flops_per_token")
     moe_pts, dense_pts = ax.collections[:2]
     assert moe_pts.get_offsets().shape == (2, 2) and dense_pts.get_offsets().shape == (1, 2)
-    np.testing.assert_allclose(dense_pts.get_offsets()[0],
-                               [df.loc["olmo2-7b", "active"], df.loc["olmo2-7b", "flops_per_token"]])
+    np.testing.assert_allclose(dense_pts.get_offsets()[0],              # billions, GFLOP
+                               [df.loc["olmo2-7b", "active"] / 1e9,
+                                df.loc["olmo2-7b", "flops_per_token"] / 1e9])
     assert sorted(t.get_text() for t in ax.texts) == sorted(df.index)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "active parameters (billions, log scale)"
+    assert ax.get_ylabel() == "FLOPs per token (GFLOP, log scale)"
     ax2 = plot.comparison_scatter(df, annotate=False, logx=False, logy=False)
     assert len(ax2.texts) == 0 and ax2.get_xscale() == "linear"
     with pytest.raises(ValueError, match="no column"):
         plot.comparison_scatter(df, y="nope")
+
+
+def test_comparison_scatter_names_never_overlap_and_kv_is_in_kib():
+    df = moelab.compare(moelab.list_presets())
+    fig, axes = plt.subplots(1, 3, figsize=(19, 6), layout="constrained")
+    for ax, (x, y) in zip(axes, (("total", "flops_per_token"), ("active", "flops_per_token"),
+                                 ("total", "kv_bytes_per_token"))):
+        plot.comparison_scatter(df, x=x, y=y, ax=ax)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]   # the names alone
+        assert len(boxes) == len(df)
+        overlapping = [(a.get_text(), b.get_text())
+                       for i, (a, box_a) in enumerate(zip(ax.texts, boxes))
+                       for b, box_b in zip(ax.texts[i + 1:], boxes[i + 1:])
+                       if box_a.overlaps(box_b)]
+        assert overlapping == [], (ax.get_xlabel(), ax.get_ylabel())
+    kv = axes[2].collections[0].get_offsets()[:, 1]                     # MoE points
+    np.testing.assert_allclose(sorted(kv), sorted(df.loc[df["experts"] > 0,
+                                                         "kv_bytes_per_token"] / 1024))
+    assert axes[2].get_ylabel() == "KV cache per token, bf16 (KiB, log scale)"
 
 
 def test_layer_pattern_image():
@@ -220,7 +260,13 @@ def test_router_comparison_panels(small_model_stats):
                                2 * plot.dense_weights(st.topk_ids, st.topk_weights, E))
     assert panels[0].get_title().startswith("layer") and "weight sum" in panels[0].get_title()
     assert not fig.axes[3].get_visible()                            # the unused 4th cell of 2x2
-    assert len(fig.axes) == 4 + 3                                   # 2x2 panels + 3 colorbars
+    assert len(fig.axes) == 4 + 1                                   # 2x2 panels + 1 colorbar
+    vmax = 2 * float(st.topk_weights.max())                         # the largest of any panel
+    for panel in panels:
+        assert panel.images[0].get_clim() == pytest.approx((0.0, vmax))
+    shown = panels[0].images[0].get_array()                         # unselected: masked
+    assert np.ma.count_masked(shown) == shown.size - np.count_nonzero(
+        plot.dense_weights(st.topk_ids, np.ones(st.topk_ids.shape), E))
     with pytest.raises(TypeError):
         plot.router_comparison({"x": 3})
     with pytest.raises(ValueError, match="unequal token counts"):

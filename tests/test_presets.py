@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import pathlib
-import re
 
 import pytest
 
@@ -17,7 +17,8 @@ REQUIRED = ["deepseek-v3", "kimi-k2", "glm-4.5", "glm-4.5-air", "qwen3-30b-a3b",
             "gemma3-27b", "mistral-small-3.1-24b", "smollm3-3b"]
 MOE = REQUIRED[:13]
 DENSE = REQUIRED[13:]
-PRESET_DIR = pathlib.Path(moelab.__file__).parent / "presets"
+FAMILY_DIR = pathlib.Path(moelab.__file__).parent / "families"
+_CONFIGS = ("ModelConfig", "MoEConfig", "AttentionConfig")
 
 
 def _tiny(**kw) -> ModelConfig:
@@ -37,18 +38,25 @@ def _moe(**kw) -> MoEConfig:
 
 # --- registry -----------------------------------------------------------------------------
 def test_list_presets_has_every_required_model():
-    assert sorted(moelab.list_presets()) == sorted(REQUIRED)
-    assert "deepseek-r1" not in moelab.list_presets()
+    names = moelab.list_presets()
+    assert set(REQUIRED) <= set(names)
+    # every preset a family registers, once; MoE models first
+    assert sorted(names) == sorted(n for f in moelab.families() for n in f.presets)
+    moe = [moelab.preset(n).is_moe for n in names]
+    assert moe == sorted(moe, reverse=True)
+    assert names[:len(MOE)] == MOE and [n for n in names if n in DENSE] == DENSE  # kept order
+    assert "deepseek-r1" not in names
     assert "deepseek-r1" in moelab.list_presets(include_aliases=True)
 
 
-@pytest.mark.parametrize("name", REQUIRED)
+@pytest.mark.parametrize("name", moelab.list_presets())
 def test_preset_is_a_named_model_config(name):
     cfg = moelab.preset(name)
     assert isinstance(cfg, ModelConfig)
     assert cfg.name == name and cfg.display_name == name
-    assert cfg.is_moe == (name in MOE)
+    assert cfg.is_moe == (name in MOE) or name not in REQUIRED
     assert moelab.preset(name.upper()) is cfg  # case-insensitive, the same frozen object
+    assert cfg in moelab.registry.family(cfg.model_type).presets.values()
 
 
 def test_deepseek_r1_is_an_alias_of_v3():
@@ -60,7 +68,7 @@ def test_deepseek_r1_is_an_alias_of_v3():
 def test_unknown_preset_lists_the_names():
     with pytest.raises(ValueError, match="unknown preset 'gpt-5'") as info:
         moelab.preset("gpt-5")
-    for name in REQUIRED + ["deepseek-r1"]:
+    for name in moelab.list_presets(include_aliases=True):
         assert name in str(info.value)
 
 
@@ -76,26 +84,78 @@ def test_presets_are_frozen():
     assert hash(cfg) == hash(moelab.preset("qwen3-30b-a3b"))
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in PRESET_DIR.glob("*.py")
-                                        if p.name != "__init__.py"))
+def _is_config_call(node) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+        node.func.id in _CONFIGS
+
+
+def _preset_definitions(tree: ast.Module):
+    """{name: value} of the module-level assignments that define presets (``X = ModelConfig(
+    name=..., ...)``) and of the constants they use (``_NO_ROPE = ...``)."""
+    assigned = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    presets = {n: v for n, v in assigned.items() if _is_config_call(v) and v.func.id ==
+               "ModelConfig" and any(k.arg == "name" for k in v.keywords)}
+    used = {n.id for v in presets.values() for n in ast.walk(v) if isinstance(n, ast.Name)}
+    while True:  # the constants they use, and those these use
+        more = {n.id for c in used & set(assigned) for n in ast.walk(assigned[c])
+                if isinstance(n, ast.Name)} - used
+        if not more:
+            break
+        used |= more
+    return presets, {n: assigned[n] for n in used if n in assigned and n not in presets}
+
+
+def _data_problems(node, lines, where) -> list:
+    """What in a preset value is not data, or has no source comment."""
+    if isinstance(node, ast.Constant) or (isinstance(node, ast.Name) and node.id in _CONFIGS):
+        return []
+    if isinstance(node, ast.Name):
+        return [] if node.id.startswith("_") else [f"{where}: uses {node.id}, not a constant"]
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return [p for e in node.elts for p in _data_problems(e, lines, where)]
+    if isinstance(node, ast.BinOp):
+        return _data_problems(node.left, lines, where) + _data_problems(node.right, lines, where)
+    if isinstance(node, ast.UnaryOp):
+        return _data_problems(node.operand, lines, where)
+    if not _is_config_call(node):
+        return [f"{where}:{node.lineno}: {ast.unparse(node)} is code, not data"]
+    problems = [f"{where}:{node.lineno}: positional arguments"] if node.args else []
+    for kw in node.keywords:
+        problems += _data_problems(kw.value, lines, where)
+        sourced = kw.arg in ("name", "model_type") or _is_config_call(kw.value) or (
+            isinstance(kw.value, ast.Name) and kw.value.id.startswith("_"))
+        if not sourced and "#" not in lines[kw.lineno - 1]:
+            problems.append(f"{where}:{kw.lineno}: {lines[kw.lineno - 1].strip()} has no source")
+    return problems
+
+
+_PRESET_FILES = sorted(p.name for p in FAMILY_DIR.glob("*.py")
+                       if _preset_definitions(ast.parse(p.read_text()))[0])
+
+
+def test_every_preset_is_defined_in_a_family_module():
+    names = set()
+    for path in _PRESET_FILES:
+        presets, _ = _preset_definitions(ast.parse((FAMILY_DIR / path).read_text()))
+        names |= {next(k.value.value for k in v.keywords if k.arg == "name")
+                  for v in presets.values()}
+    assert names == set(moelab.list_presets())
+
+
+@pytest.mark.parametrize("path", _PRESET_FILES)
 def test_preset_files_are_data_with_a_source_for_every_value(path):
-    text = (PRESET_DIR / path).read_text()
-    code = [ln for ln in text.splitlines()
-            if re.match(r"^\s*(def|class|for|while|if|import)\s", ln)]
-    assert not code, f"{path} holds code, not data: {code}"
-    missing = []
-    for n, line in enumerate(text.splitlines(), 1):
-        m = re.match(r"^\s+([a-z_0-9]+)=(.*)$", line)
-        if not m or m.group(1) in ("name", "model_type"):
-            continue
-        if m.group(2).startswith(("MoEConfig", "AttentionConfig", "ModelConfig", "_")):
-            continue
-        if "#" not in line:
-            missing.append(f"{path}:{n}: {line.strip()}")
-    assert not missing, "values without a source comment:\n" + "\n".join(missing)
+    """Each family module's presets (and the constants they use) are data, every value with
+    its source in a comment."""
+    text = (FAMILY_DIR / path).read_text()
+    lines = text.splitlines()
+    presets, constants = _preset_definitions(ast.parse(text))
+    problems = [p for name, value in {**presets, **constants}.items()
+                for p in _data_problems(value, lines, f"{path} {name}")]
+    assert not problems, "presets that are not data with sources:\n" + "\n".join(problems)
 
 
-# --- structure of each preset (ARCHITECTURES.md §2, §3) ------------------------------------
+# --- structure of each preset --------------------------------------------------------------
 def test_deepseek_v3_structure():
     cfg = moelab.preset("deepseek-v3")
     assert cfg.ffn_kinds[:4] == ("dense", "dense", "dense", "moe")

@@ -3,6 +3,10 @@
 Outputs and stats must be bitwise equal for 1, 2 and 3 OpenMP threads (3 is more than the
 2 cores of the CI machine: oversubscription must not change results), and two Python threads
 sharing one layer must each get exactly the results a serial run gives.
+
+The shapes here are small, and loops below the core's parallel threshold run on one thread: the
+``every_region_parallel`` fixture lowers it to 0, and each test checks that every parallel loop
+of what it calls really ran on several threads (else the comparison would prove nothing).
 """
 
 from __future__ import annotations
@@ -26,6 +30,17 @@ CONFIGS = {
                     router_bias=True, expert_bias=True, activation="swiglu_oai"),
 }
 THREAD_COUNTS = (1, 2, 3)
+#: The parallel loops of every forward with statistics (the core's names).
+FORWARD_LOOPS = {"router_logits", "select_experts", "experts_gate_up", "experts_down", "combine",
+                 "aux_loss", "z_loss"}
+
+
+def forward_loops(cfg: moelab.MoEConfig) -> set:
+    """The loops a forward of ``cfg`` with statistics runs. Llama 4 copies (and scales) the
+    experts' input rows in a loop of its own; the other routers let the experts read x in place,
+    and their pack loop copies the rows of the dot path or packs the panels (Llama 4's pack loop
+    only runs when an expert has panels to pack)."""
+    return FORWARD_LOOPS | ({"copy_expert_inputs"} if cfg.scoring == "llama4" else {"experts_pack"})
 
 
 def make_layer(name: str) -> moelab.MoELayer:
@@ -61,19 +76,23 @@ def test_set_and_get_num_threads(restore_threads):
 
 @pytest.mark.parametrize("T", [1, 64, 300], ids=lambda t: f"T{t}")
 @pytest.mark.parametrize("name", list(CONFIGS), ids=str)
-def test_layer_bitwise_equal_across_thread_counts(name, T, restore_threads, rng):
+def test_layer_bitwise_equal_across_thread_counts(name, T, restore_threads,
+                                                  every_region_parallel, rng):
     layer = make_layer(name)
     x = rng.normal(size=(T, 32)).astype(np.float32)
     results = {}
     for n in THREAD_COUNTS:
         moelab.set_num_threads(n)
-        results[n] = forward_all(layer, x)
+        results[n], loops = every_region_parallel(forward_all, layer, x)
+        if n > 1:
+            assert loops >= forward_loops(layer.config), f"{n} threads: only {sorted(loops)} ran"
     for n in THREAD_COUNTS[1:]:
         assert_bitwise_equal(results[n], results[1], f"{n} threads vs 1")
 
 
 @pytest.mark.parametrize("T", [1, 64, 300], ids=lambda t: f"T{t}")
-def test_gated_mlp_and_route_bitwise_equal_across_thread_counts(T, restore_threads, rng):
+def test_gated_mlp_and_route_bitwise_equal_across_thread_counts(T, restore_threads,
+                                                                every_region_parallel, rng):
     mlp = moelab.GatedMLP(32, 48, activation="gelu", seed=2)
     cfg = moelab.MoEConfig(32, 8, 2, 24, scoring="sigmoid", n_group=2, topk_group=1)
     x = rng.normal(size=(T, 32)).astype(np.float32)
@@ -81,17 +100,38 @@ def test_gated_mlp_and_route_bitwise_equal_across_thread_counts(T, restore_threa
     results = {}
     for n in THREAD_COUNTS:
         moelab.set_num_threads(n)
-        results[n] = (mlp(x), *moelab.ops.route(logits, cfg))
+        y, mlp_loops = every_region_parallel(mlp, x)
+        (ids, w), route_loops = every_region_parallel(moelab.ops.route, logits, cfg)
+        results[n] = (y, ids, w)
+        if n > 1:
+            assert mlp_loops >= {"experts_gate_up", "experts_down"}, sorted(mlp_loops)
+            assert route_loops == {"select_experts"}, sorted(route_loops)
     for n in THREAD_COUNTS[1:]:
         for a, b in zip(results[n], results[1]):
             np.testing.assert_array_equal(a, b, err_msg=f"{n} threads vs 1")
 
 
+def test_random_init_bitwise_equal_across_thread_counts(restore_threads, every_region_parallel):
+    cfg = moelab.MoEConfig(hidden_size=32, moe_intermediate_size=24, **CONFIGS["gpt-oss"])
+    weights = {}
+    for n in THREAD_COUNTS:
+        moelab.set_num_threads(n)
+        layer, loops = every_region_parallel(moelab.MoELayer, cfg, 11)
+        weights[n] = {name: w.copy() for name, w in layer.weights.items()}
+        if n > 1:
+            assert "fill_uniform" in loops
+    for n in THREAD_COUNTS[1:]:
+        for name in weights[1]:
+            np.testing.assert_array_equal(weights[n][name], weights[1][name], err_msg=name)
+
+
 @pytest.mark.parametrize("threads", [1, 2], ids=lambda n: f"omp{n}")
 @pytest.mark.parametrize("name", ["softmax-gated-shared", "sigmoid-groups-capacity"], ids=str)
-def test_python_threads_share_one_layer(name, threads, restore_threads, rng):
+def test_python_threads_share_one_layer(name, threads, restore_threads, every_region_parallel,
+                                        rng):
     """Two Python threads run many forwards on one layer at once (the GIL is released in the
-    core); each result equals the serial one exactly."""
+    core), each forward's loops on `threads` OpenMP threads; each result equals the serial one
+    exactly."""
     moelab.set_num_threads(threads)
     layer = make_layer(name)
     n_workers, n_calls = 2, 25

@@ -34,6 +34,8 @@ __all__ = [
     "WEIGHT_SUM",
     "FLOAT64_FORMULA",
     "BF16_STORAGE",
+    "DELTANET",
+    "LINEAR",
     "max_abs_err",
     "rel_err",
     "assert_close",
@@ -99,6 +101,22 @@ WEIGHT_SUM = Tolerance(rtol=1e-5, atol=0.0)
 FLOAT64_FORMULA = Tolerance(rtol=1e-14, atol=0.0)
 
 
+#: Gated DeltaNet outputs and states (float32 vs the float64 recurrent reference, float32 vs
+#: Hugging Face's float32 torch path, and moelab's chunked prefill vs its own recurrent steps).
+#: Per token: two H-term projections, a K-term conv, d_k-term L2 norms and d_v-term RMS norms
+#: (the OUTPUT analysis), plus the recurrence: the state carries the rounding of every earlier
+#: update, damped by the decay e^g per token, so a head with e^g ~ 0.999 sums ~1000 updates'
+#: worth of rounding (a random walk: ~30 u of the state's scale). The chunked form rounds the
+#: state once per chunk instead of once per token, and its unit-lower-triangular solve has an
+#: inverse with entries of order 1 (|A_ij| <= 1 for normalised keys and beta < 1): no growth.
+#: Measured (outputs, scale-relative): on the tests' shapes ~4e-7 for moelab (either form) and
+#: up to ~1.1e-6 for transformers' chunked path; at real head dims (d_k = d_v = 128) over 2000
+#: tokens with e^g = 0.9999, 3.4e-7 for the chunked form and 7.4e-7 for token-by-token steps
+#: (states: 2.2e-7 and 1.3e-6). 1e-5 keeps a margin of 8x over the worst seen; a wrong head,
+#: channel, decay or ordering is off by 1e-2 or more.
+DELTANET = Tolerance(rtol=1e-5, atol=1e-6)
+
+
 def max_abs_err(actual, expected) -> float:
     """max |actual - expected| over all elements (0.0 for empty arrays), in float64."""
     a = np.asarray(actual, dtype=np.float64)
@@ -153,3 +171,12 @@ def assert_close(actual, expected, tol: Tolerance, what: str, scale: Optional[ob
 #: 2e-2 bounds that with margin; a wrong conversion (truncated mantissa bits misread, bytes
 #: swapped) is off by O(1).
 BF16_STORAGE = Tolerance(rtol=2e-2, atol=1e-6)
+
+
+#: ops.linear, float32 core vs float64 reference on the same (possibly bfloat16-rounded)
+#: weights: one float32 dot product of K terms per element, with K up to 4100 here (beyond
+#: OUTPUT's 64). The kernels sum in k order (in 16 lanes, or 8 partial sums), so the error grows
+#: like sqrt(K) u times the terms' magnitude: ~4e-6 of the output scale at K = 4100 for the
+#: largest of ~1e4 elements (2.8e-6 measured). 2e-5 keeps a 5x margin; a wrong row, column or
+#: bias is off by O(1) of the scale.
+LINEAR = Tolerance(rtol=2e-5, atol=1e-6)

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "moelab/heap_probe.hpp"
+#include "moelab/names.hpp"
 #include "moelab/spec.hpp"
 #include "moelab/weights.hpp"
 
@@ -17,7 +19,19 @@ namespace py = pybind11;
 
 void register_info(py::module_& m);
 void register_ops(py::module_& m);
+void register_spec(py::module_& m);
 void register_layer(py::module_& m);
+void register_deltanet(py::module_& m);
+void register_testing(py::module_& m);
+
+// Runs f() with the GIL released and the core's heap allocations counted (heap_probe.hpp): how
+// the bindings call every kernel, after all conversions.
+template <class F>
+void run_released(F&& f) {
+    py::gil_scoped_release release;
+    HeapWatch watch;
+    f();
+}
 
 inline std::vector<Index> shape_of(const py::array& a) {
     return std::vector<Index>(a.shape(), a.shape() + a.ndim());
@@ -45,20 +59,18 @@ inline py::array_t<float> require_f32(const py::handle& obj, const std::string& 
 // A bfloat16 tensor has no NumPy dtype: it comes back as a read-only float32 copy.
 inline py::array_t<float> tensor_view(Tensor& t, py::handle owner) {
     std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
-    if (t.dtype == DType::F32) return py::array_t<float>(shape, t.data.data(), owner);
+    if (t.dtype == DType::F32) return py::array_t<float>(shape, t.f32.data(), owner);
     py::array_t<float> copy(shape);
     WeightSet::copy_to_f32(t, copy.mutable_data());
     py::detail::array_proxy(copy.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
     return copy;
 }
 
-inline DType parse_dtype(const std::string& name) {
-    if (name == "float32") return DType::F32;
-    if (name == "bfloat16") return DType::BF16;
-    throw py::value_error("weight_dtype: expected 'float32' or 'bfloat16', got '" + name + "'");
-}
+constexpr Named<DType> kDTypes[] = {{DType::F32, "float32"}, {DType::BF16, "bfloat16"}};
 
-inline std::string dtype_name(DType d) { return d == DType::F32 ? "float32" : "bfloat16"; }
+// The weight dtype named `name`; ValueError naming weight_dtype otherwise.
+inline DType parse_dtype(const std::string& name) { return parse_name(kDTypes, name, "weight_dtype"); }
+inline std::string dtype_name(DType d) { return name_of(kDTypes, d); }
 
 // Weight views from a dict of name -> float32 C-contiguous array.
 inline std::vector<WeightView> weight_views(const py::dict& weights) {

@@ -9,6 +9,9 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "moelab's C++ core (private: use the moelab package)";
     m.attr("__version__") = MOELAB_VERSION;
     moelab::bindings::register_info(m);
+    moelab::bindings::register_spec(m);
     moelab::bindings::register_ops(m);
     moelab::bindings::register_layer(m);
+    moelab::bindings::register_deltanet(m);
+    moelab::bindings::register_testing(m);
 }

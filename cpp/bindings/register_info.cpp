@@ -13,8 +13,8 @@ void register_info(py::module_& m) {
         d["openmp"] = has_openmp();
         d["max_threads"] = max_threads();
         d["num_threads"] = num_threads();
-        // simd: what the expert kernels run (chosen at run time); eigen_simd: what the portable
-        // path and the router's Eigen GEMM were compiled for (the baseline ISA).
+        // simd: what the kernels run (chosen at run time); eigen_simd: what Eigen was compiled
+        // for (the baseline ISA).
         d["simd"] = to_string(active_isa());
         d["eigen_simd"] = std::string(Eigen::SimdInstructionSetsInUse());
         d["isa"] = to_string(active_isa());

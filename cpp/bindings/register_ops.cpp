@@ -1,10 +1,14 @@
-// Single ops callable on their own: expert selection from logits, gated activations.
+// Single ops callable on their own: expert selection from logits, gated activations, the dense
+// projection.
 #include <cmath>
 
 #include "convert.hpp"
 #include "moelab/activation.hpp"
 #include "moelab/check.hpp"
+#include "moelab/linear.hpp"
+#include "moelab/parallel.hpp"
 #include "moelab/router.hpp"
+#include "moelab/workspace.hpp"
 
 namespace moelab::bindings {
 
@@ -13,7 +17,7 @@ namespace {
 py::tuple route(const py::handle& logits_obj, const MoESpec& spec, const py::handle& bias_obj) {
     spec.validate();
     py::array_t<float> logits = require_f32(logits_obj, "logits", 2);
-    const Index T = logits.shape(0), E = spec.num_experts, k = spec.top_k;
+    const Index T = logits.shape(0), E = spec.num_experts, k = spec.num_experts_per_tok;
     if (logits.shape(1) != E)
         throw py::value_error("logits: expected (T, E=" + std::to_string(E) + "), got " +
                               shape_string(shape_of(logits)));
@@ -48,10 +52,10 @@ py::tuple route(const py::handle& logits_obj, const MoESpec& spec, const py::han
     py::array_t<float> weights({T, k});
     std::int32_t* ip = ids.mutable_data();
     float* wp = weights.mutable_data();
-    {
-        py::gil_scoped_release release;
-        select_experts(l, T, bias, spec, ip, wp);
-    }
+    const int threads = num_threads();
+    RouterScratch scratch;
+    scratch.reserve(spec, T, threads);
+    run_released([&] { select_experts(l, T, bias, spec, ip, wp, threads, scratch); });
     return py::make_tuple(ids, weights);
 }
 
@@ -71,11 +75,83 @@ py::array_t<float> activation(const std::string& kind, const py::handle& gate_ob
     float* o = out.mutable_data();
     const float* g = gate.data();
     const float* u = up.data();
-    {
-        py::gil_scoped_release release;
-        apply_gated_activation(a, g, u, o, n);
-    }
+    run_released([&] { apply_gated_activation(a, g, u, o, n); });
     return out;
+}
+
+// The arguments of linear, checked: x (T, K) float32; weight (N, K) float32, or uint16 holding
+// bfloat16 bits; bias (N,) float32 or None; all C-contiguous and finite.
+struct LinearCall {
+    py::array_t<float> x;
+    py::array weight;
+    py::array_t<float> bias;
+    LinearWeight w;
+    Index rows = 0;
+};
+
+LinearCall linear_call(const py::handle& x_obj, const py::handle& weight_obj,
+                       const py::handle& bias_obj) {
+    LinearCall c;
+    c.x = require_f32(x_obj, "x", 2);
+    if (!py::isinstance<py::array>(weight_obj))
+        throw py::type_error("weight: expected a numpy.ndarray, got " +
+                             std::string(py::str(py::type::of(weight_obj).attr("__name__"))));
+    c.weight = py::reinterpret_borrow<py::array>(weight_obj);
+    const bool bf16 = c.weight.dtype().is(py::dtype::of<std::uint16_t>());
+    if (!bf16 && !c.weight.dtype().is(py::dtype::of<float>()))
+        throw py::type_error("weight: expected float32, or uint16 holding bfloat16 bits, got " +
+                             std::string(py::str(c.weight.dtype())));
+    if (!(c.weight.flags() & py::array::c_style))
+        throw py::value_error("weight: expected a C-contiguous array");
+    if (c.weight.ndim() != 2 || c.weight.shape(0) < 1 || c.weight.shape(1) < 1 ||
+        c.weight.shape(1) > kMaxDimension)
+        throw py::value_error("weight: expected (N, K) with N >= 1 and 1 <= K <= 2^24, got " +
+                              shape_string(shape_of(c.weight)));
+    const Index N = c.weight.shape(0), K = c.weight.shape(1);
+    if (c.x.shape(1) != K)
+        throw py::value_error("x: expected (T, K=" + std::to_string(K) + ") for weight " +
+                              shape_string(shape_of(c.weight)) + ", got " +
+                              shape_string(shape_of(c.x)));
+    c.rows = c.x.shape(0);
+    require_finite(c.x.data(), c.rows * K, "x");
+    if (bf16) {
+        c.w.weight.bf16 = static_cast<const std::uint16_t*>(c.weight.data());
+        require_finite(c.w.weight.bf16, N * K, "weight");
+    } else {
+        c.w.weight.f32 = static_cast<const float*>(c.weight.data());
+        require_finite(c.w.weight.f32, N * K, "weight");
+    }
+    if (!bias_obj.is_none()) {
+        c.bias = require_f32(bias_obj, "bias", 1);
+        if (c.bias.shape(0) != N)
+            throw py::value_error("bias: expected (N=" + std::to_string(N) + ",), got " +
+                                  shape_string(shape_of(c.bias)));
+        require_finite(c.bias.data(), N, "bias");
+        c.w.bias = c.bias.data();
+    }
+    c.w.out_features = N;
+    c.w.in_features = K;
+    return c;
+}
+
+// y (T, N) of linear (in_region: linear_here, on the calling thread), the scratch planned in
+// the calling thread's workspace.
+py::array_t<float> run_linear(const py::handle& x_obj, const py::handle& weight_obj,
+                              const py::handle& bias_obj, bool in_region) {
+    const LinearCall c = linear_call(x_obj, weight_obj, bias_obj);
+    py::array_t<float> y({c.rows, c.w.out_features});
+    float* yp = y.mutable_data();
+    const float* xp = c.x.data();
+    const int threads = num_threads();
+    bool ran = false;
+    run_released([&] {
+        ExpertScratch& scratch = thread_workspace().experts;
+        reserve_linear(c.w, c.rows, scratch);
+        ran = in_region ? linear_here(xp, c.rows, c.w, yp, scratch)
+                        : linear(xp, c.rows, c.w, yp, threads, scratch);
+    });
+    if (!ran) throw std::logic_error("linear: the planning step left too little scratch");
+    return y;
 }
 
 }  // namespace
@@ -85,6 +161,16 @@ void register_ops(py::module_& m) {
           "(ids (T, k) int32, weights (T, k) float32) from logits (T, E) float32.");
     m.def("activation", &activation, py::arg("kind"), py::arg("gate"), py::arg("up"),
           "act(gate) * up elementwise; gate and up float32 of one shape.");
+    m.def("linear", [](const py::handle& x, const py::handle& weight, const py::handle& bias) {
+              return run_linear(x, weight, bias, false);
+          }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+          "y (T, N) = x (T, K) . weight^T (+ bias): x float32; weight (N, K) float32, or uint16 "
+          "holding bfloat16 bits, read in place; bias (N,) float32 or None.");
+    m.def("_linear_here", [](const py::handle& x, const py::handle& weight, const py::handle& bias) {
+              return run_linear(x, weight, bias, true);
+          }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+          "linear on the calling thread alone (the variant for callers inside a parallel "
+          "region): for the tests.");
 }
 
 }  // namespace moelab::bindings

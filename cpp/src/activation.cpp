@@ -10,30 +10,27 @@ bool apply_gated_activation_avx512(Activation a, const float* gate, const float*
                                    Index n) noexcept;
 }  // namespace detail
 
+namespace {
+
+// A plain loop of one activation, which the compiler can vectorise.
+template <Activation A>
+void gated_loop(const float* gate, const float* up, float* out, Index n) noexcept {
+    for (Index i = 0; i < n; ++i) out[i] = gated_activation(A, gate[i], up[i]);
+}
+
+using GatedLoop = void (*)(const float*, const float*, float*, Index) noexcept;
+// One loop per activation, in the order of the Activation enum.
+constexpr GatedLoop kGatedLoops[] = {gated_loop<Activation::Silu>, gated_loop<Activation::Gelu>,
+                                     gated_loop<Activation::GeluTanh>, gated_loop<Activation::Relu>,
+                                     gated_loop<Activation::SwigluOai>};
+
+}  // namespace
+
 void apply_gated_activation(Activation a, const float* gate, const float* up, float* out,
                             Index n) noexcept {
     if (active_isa() == Isa::Avx512 && detail::apply_gated_activation_avx512(a, gate, up, out, n))
         return;
-    // One switch per call, then a plain loop the compiler can vectorise per case.
-    switch (a) {
-        case Activation::Silu:
-            for (Index i = 0; i < n; ++i) out[i] = gated_activation(Activation::Silu, gate[i], up[i]);
-            break;
-        case Activation::Gelu:
-            for (Index i = 0; i < n; ++i) out[i] = gated_activation(Activation::Gelu, gate[i], up[i]);
-            break;
-        case Activation::GeluTanh:
-            for (Index i = 0; i < n; ++i)
-                out[i] = gated_activation(Activation::GeluTanh, gate[i], up[i]);
-            break;
-        case Activation::Relu:
-            for (Index i = 0; i < n; ++i) out[i] = gated_activation(Activation::Relu, gate[i], up[i]);
-            break;
-        case Activation::SwigluOai:
-            for (Index i = 0; i < n; ++i)
-                out[i] = gated_activation(Activation::SwigluOai, gate[i], up[i]);
-            break;
-    }
+    kGatedLoops[int(a)](gate, up, out, n);
 }
 
 }  // namespace moelab

@@ -1,6 +1,6 @@
 // AVX-512 gated activations that need exp (SiLU, gpt-oss's clamped SwiGLU): 16 lanes per step
-// with a vector exp, instead of one libm expf per element (~6 ns each, 8-9 % of the gate/up
-// phase at prefill). Compiled with a target attribute and called only when the active ISA is
+// with a vector exp, instead of one libm expf per element (benchmarks/KERNEL_NOTES.md [vector
+// exp]). Compiled with a target attribute and called only when the active ISA is
 // AVX-512 (activation.cpp). Same operation order as the scalar gated_activation; exp differs
 // from libm's expf by at most a few ulp.
 #include <immintrin.h>

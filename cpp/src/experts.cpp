@@ -1,136 +1,184 @@
+// The expert kernels. Read in this order: the constants that choose between kernels, the plan
+// of one expert (plan_expert: where they choose the path and the cuts), the tasks a plan gives
+// (expert_tasks), the kernels each task kind runs, and the pool that runs them.
 #include "moelab/experts.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 
 #include "moelab/activation.hpp"
-#include "moelab/aligned.hpp"
 #include "moelab/gemm.hpp"
 #include "moelab/parallel.hpp"
-#include "moelab/types.hpp"
 
 namespace moelab {
 
 namespace {
 
-// Fixed work units: they depend on the shapes only, never on the thread count.
-constexpr Index kRowBlock = 128;  // dot path: rows (tokens) of one expert per task
-constexpr Index kTileI = 48;      // gate/up: output columns of I per task (plus the same of up)
-constexpr Index kTileH = 96;      // down: output columns of H per task
-// The dot path (decode) streams its weights once: 4x longer tiles start fewer prefetch streams
-// (measured: Qwen3 T=1 bf16, 2 threads, 3.05 -> 2.83 ms) and still give Qwen3's 8 experts 32
-// gate/up and 48 down tasks. Its results do not depend on the tiling.
-constexpr Index kDotTileScale = 4;
-constexpr Index kPanelGroupBytes = Index(1) << 20;  // panels per task: within 1 MiB of L2
-constexpr Index kPanelChunkK = 4096;  // down's K is cut in chunks of this (512 KiB of panel)
-// Gate/up's K (H) is cut in chunks of this when longer: a 256 KiB panel slice, so that a group of
-// 4 panels reuses each block of weight rows from L2 (DeepSeek-V3's H = 7168 held 1 panel).
-constexpr Index kGateUpChunkK = 2048;
-constexpr Index kDotRows = 4;     // an expert with more rows than this uses token panels
-// A panel expert's last rows past its full panels, when this few, take the dot kernel on each
-// block of weight rows right after the panels have read it (from L2), instead of a partial
-// panel that computes 16 or 32 lanes for them: a 16-lane panel runs at ~133 GFLOP/s of lanes
-// (4 rows in it: ~33 useful GFLOP/s), the dot kernel at ~120 for 3-16 rows (1 thread, hot).
-// Qwen3 T=512 (~32 +- 6 rows per expert), 1 thread: 387 -> 360 ms; 10 and 16 measured alike.
-constexpr Index kDotTail = 10;
+// ---- The fixed work units and the choices between kernels ---------------------------------
+// Each depends on the shapes only, never on the thread count. Why each has its value, as
+// measured: benchmarks/KERNEL_NOTES.md, the section named in brackets.
+constexpr Index kMaxDotRows = 4;        // experts with more rows take the panel path [dot or panels]
+constexpr Index kMaxDotTail = 10;       // so few rows past a panel expert's last full panel take
+                                        // the dot kernel, not a partial panel [dot tail]
+constexpr Index kDotRowsPerTask = 128;  // dot path: rows of one expert per task
+constexpr Index kGateUpCols = 48;       // panel path: gate/up columns of I per task (and as many of up)
+constexpr Index kDownCols = 96;         // panel path: down output columns per task
+constexpr Index kDotTileScale = 4;      // dot path: tiles of 4x as many columns [dot tiles]
+constexpr Index kPanelGroupBytes = Index(1) << 20;  // a task's panels (K slices) within L2 [groups]
+constexpr Index kGateUpChunkK = 2048;   // float32 gate/up: H cut in chunks of this when longer [long H]
+constexpr Index kDownChunkK = 4096;     // down: K cut in chunks of this when longer [long I]
+constexpr Index kMaxDeferredPanels = 4;  // down: tasks of at most this many panels store their
+                                         // results after the whole tile [deferred stores]
+constexpr Index kMaxPrefetchedRowBytes = 6144;  // float32 weight rows this long are not
+constexpr Index kPageBytes = 4096;              // prefetched, nor whole pages [prefetch]
 
-// Whether gate/up's panels cut H in chunks (gate_up_panel_chunked): float32 weights only.
-// bfloat16 rows are widened a chunk at a time and prefetched block after block in whole rows,
-// which the chunks would lose (gpt-oss T=512 bf16, 1 thread: gate/up 565 ms chunked, 522 not).
-bool chunked_gate_up(const ExpertStack& s) { return s.gate_up.f32 && s.hidden > kGateUpChunkK; }
+// Panels per task: as many as keep their K x kPanel float slices within kPanelGroupBytes, so that
+// each block of weight rows streamed from memory for the first is read from L2 by the others.
+constexpr Index panels_per_group(Index K) {
+    return std::max<Index>(1, kPanelGroupBytes / (K * kPanel * Index(sizeof(float))));
+}
+// A chunked gate/up task keeps the sums of its panels (at most this many) across the chunks.
+constexpr Index kMaxChunkedGateUpPanels = panels_per_group(kGateUpChunkK);
 
-// An expert's rows that take the dot kernel after its panels (0: none, or no panels).
-Index dot_tail(Index rows) {
-    const Index rest = rows % kPanel;
-    return rows > kPanel && rest <= kDotTail ? rest : 0;
+// Whether the panel kernel prefetches the next block of a weight's rows (K elements each) while
+// it computes the current one: bfloat16 rows always (they are widened a chunk at a time, which
+// the hardware streamer does not follow); float32 rows only when short and not whole pages (the
+// L2 streamer covers the others, and the prefetches cost there) [prefetch].
+bool prefetch_rows_of(const WeightPtr& W, Index K) {
+    if (W.bf16) return true;
+    const Index row_bytes = K * Index(sizeof(float));
+    return row_bytes < kMaxPrefetchedRowBytes && row_bytes % kPageBytes != 0;
 }
 
-struct Task {
-    std::int32_t batch, expert;
-    Index row0, rows;  // rows of the expert's block (on the panel path: one panel's rows when
-                       // packing, a group of panels' rows otherwise)
-    Index col0, cols;  // output columns
-    Index panel;       // index into the batch's panel buffers (the first), or -1 on the dot path
-    Index tail;        // panel path: the last `tail` of the rows take the dot kernel (dot_tail)
-};
+// ---- The plan of one expert -----------------------------------------------------------------
 
-// Per batch: each expert's first panel (-1: the expert has few rows and takes the dot path).
-struct PanelPlan {
-    std::vector<Index> first;  // (E)
-    Index count = 0;
-};
-
-// Panel-path buffers of one batch: packed inputs (panels, H, 32), hidden (panels, I, 32).
-struct PanelBuffers {
-    AlignedVector<float> input, hidden;
-};
-
-PanelPlan plan_panels(const ExpertBatch& b) {
-    PanelPlan plan;
-    plan.first.assign(std::size_t(b.stack.num_experts), -1);
-    if (!panels_available()) return plan;
-    for (Index e = 0; e < b.stack.num_experts; ++e) {
-        const Index rows = b.offsets[e + 1] - b.offsets[e];
-        if (rows > kDotRows) {
-            plan.first[std::size_t(e)] = plan.count;
-            plan.count += (rows - dot_tail(rows) + kPanel - 1) / kPanel;
-        }
+// rows: the expert's rows, from row0; first_panel: the batch's panels planned before it.
+ExpertPlan plan_expert(const ExpertStack& s, Index row0, Index rows, Index first_panel,
+                       bool panels_available) {
+    ExpertPlan p;
+    p.row0 = row0;
+    const Index H = s.input_width, K = s.down_k();
+    if (!panels_available || rows <= kMaxDotRows) {
+        p.path = ExpertPath::Dot;
+        p.dot_rows = rows;
+        p.gate_up = {kDotRowsPerTask, kGateUpCols * kDotTileScale, H, false};
+        p.down = {kDotRowsPerTask, kDownCols * kDotTileScale, K, false};
+        return p;
     }
-    return plan;
+    p.path = ExpertPath::Panels;
+    const Index rest = rows % kPanel;
+    p.dot_rows = rows > kPanel && rest <= kMaxDotTail ? rest : 0;
+    p.panel_rows = rows - p.dot_rows;
+    p.first_panel = first_panel;
+    p.panels = (p.panel_rows + kPanel - 1) / kPanel;
+    // gate/up: float32 weights cut a long H in chunks; bfloat16 rows, widened a chunk at a time
+    // and prefetched in whole rows, gain nothing from it [long H].
+    if (s.gate_up.f32 && H > kGateUpChunkK)
+        p.gate_up = {kMaxChunkedGateUpPanels * kPanel, kGateUpCols, kGateUpChunkK, false};
+    else
+        p.gate_up = {panels_per_group(H) * kPanel, kGateUpCols, H, prefetch_rows_of(s.gate_up, H)};
+    // down: a long K is cut in chunks, one panel per task (the group is counted on the whole K).
+    if (K > kDownChunkK)
+        p.down = {panels_per_group(K) * kPanel, kDownCols, kDownChunkK, false};
+    else
+        p.down = {panels_per_group(K) * kPanel, kDownCols, K, prefetch_rows_of(s.down, K)};
+    return p;
 }
 
-// pack: one task per panel; gate/up and down: (expert, row block or panel, column tile).
+// ---- The tasks of a plan ----------------------------------------------------------------------
+
 enum class Phase { Pack, GateUp, Down };
 
-std::vector<Task> make_tasks(const std::vector<ExpertBatch>& batches,
-                             const std::vector<PanelPlan>& plans, Phase phase) {
-    std::vector<Task> tasks;
-    for (std::size_t b = 0; b < batches.size(); ++b) {
-        const ExpertBatch& batch = batches[b];
-        const Index width = phase == Phase::Down ? batch.stack.hidden : batch.stack.intermediate;
-        for (Index e = 0; e < batch.stack.num_experts; ++e) {
-            const Index begin = batch.offsets[e], end = batch.offsets[e + 1];
-            const Index first = plans[b].first[std::size_t(e)];
-            const Index tile =
-                (phase == Phase::Down ? kTileH : kTileI) * (first >= 0 ? 1 : kDotTileScale);
-            // Rows copied from `source` for the dot path: all of a dot expert's, a panel
-            // expert's tail (a pack-phase task with panel -1).
-            if (phase == Phase::Pack && first < 0) {
-                if (batch.source && end > begin)
-                    tasks.push_back({std::int32_t(b), std::int32_t(e), begin, end - begin, 0, 0, -1, 0});
-                continue;
-            }
-            // Pack: one task per panel. Gate/up and down: a panel expert's tile covers a group
-            // of its panels, so each block of weight rows is streamed from memory once and
-            // reused from L2 by the group's other panels; the group's panels (K x 32 floats
-            // each, K a chunk of H for chunked gate/up) stay within kPanelGroupBytes of L2.
-            const Index K = phase == Phase::Down         ? batch.stack.intermediate
-                            : chunked_gate_up(batch.stack) ? kGateUpChunkK
-                                                           : batch.stack.hidden;
-            const Index group = std::max<Index>(1, kPanelGroupBytes / (K * kPanel * Index(sizeof(float))));
-            const Index block = first < 0 ? kRowBlock : phase == Phase::Pack ? kPanel : group * kPanel;
-            // Panel rows end at `split`; the dot tail after it joins the last group's tasks.
-            const Index tail = first >= 0 ? dot_tail(end - begin) : 0;
-            const Index split = end - tail;
-            if (phase == Phase::Pack && batch.source && tail)
-                tasks.push_back({std::int32_t(b), std::int32_t(e), split, tail, 0, 0, -1, 0});
-            for (Index r = begin; r < split; r += block) {  // empty experts give no task
-                const Index panel = first >= 0 ? first + (r - begin) / kPanel : -1;
-                const Index rows = std::min(block, split - r);
-                if (phase == Phase::Pack) {
-                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows, 0, 0, panel, 0});
-                    continue;
-                }
-                const Index task_tail = r + rows == split ? tail : 0;
-                for (Index c = 0; c < width; c += tile)
-                    tasks.push_back({std::int32_t(b), std::int32_t(e), r, rows + task_tail, c,
-                                     std::min(tile, width - c), panel, task_tail});
-            }
+// Calls fn(task) for each task of expert e of batch b in `phase`, in a fixed order.
+// Pack: the dot rows copied from `tokens` (Gather), then one Pack task per panel.
+// GateUp, Down: (block of rows, tile of output columns); a panel task covers a group of panels,
+// so that each block of weight rows is streamed from memory once and reused from L2 by the
+// group's other panels; the expert's dot tail joins its last group's tasks.
+template <class Fn>
+void expert_tasks(const ExpertBatch& b, int batch, Index e, const ExpertPlan& p, Phase phase,
+                  Fn&& fn) {
+    Task t;
+    t.batch = std::int32_t(batch);
+    t.expert = std::int32_t(e);
+    if (phase == Phase::Pack) {
+        if (b.tokens && p.dot_rows > 0) {
+            t.kind = TaskKind::Gather;
+            t.row0 = p.row0 + p.panel_rows;
+            t.rows = p.dot_rows;
+            fn(t);
+        }
+        t.kind = TaskKind::Pack;
+        t.panels = 1;
+        for (Index i = 0; i < p.panels; ++i) {
+            t.row0 = p.row0 + i * kPanel;
+            t.rows = std::min(kPanel, p.panel_rows - i * kPanel);
+            t.panel0 = p.first_panel + i;
+            fn(t);
+        }
+        return;
+    }
+    const bool gate_up = phase == Phase::GateUp;
+    if (gate_up && !b.stack.gated()) return;
+    const PhasePlan& pp = gate_up ? p.gate_up : p.down;
+    const Index width = gate_up ? b.stack.intermediate : b.stack.output_width;
+    const bool dot = p.path == ExpertPath::Dot;
+    t.kind = dot ? (gate_up ? TaskKind::GateUpDot : TaskKind::DownDot)
+                 : (gate_up ? TaskKind::GateUpPanels : TaskKind::DownPanels);
+    const Index end = p.row0 + (dot ? p.dot_rows : p.panel_rows);
+    for (Index r = p.row0; r < end; r += pp.rows_per_task) {  // an empty expert gives no task
+        t.row0 = r;
+        t.rows = std::min(pp.rows_per_task, end - r);
+        if (!dot) {
+            t.panel0 = p.first_panel + (r - p.row0) / kPanel;
+            t.panels = (t.rows + kPanel - 1) / kPanel;
+            t.tail_rows = r + t.rows == end ? p.dot_rows : 0;
+        }
+        for (Index c = 0; c < width; c += pp.cols_per_task) {
+            t.col0 = c;
+            t.cols = std::min(pp.cols_per_task, width - c);
+            fn(t);
         }
     }
-    return tasks;
 }
+
+template <class Fn>
+void for_each_task(const ExpertBatch* batches, int count, const ExpertScratch& s, Phase phase,
+                   Fn&& fn) {
+    for (int b = 0; b < count; ++b)
+        for (Index e = 0; e < batches[b].stack.num_experts; ++e)
+            expert_tasks(batches[b], b, e, s.plans[s.first_plan[std::size_t(b)] + std::size_t(e)],
+                         phase, fn);
+}
+
+// Each expert's plan into s.plans (within its capacity), and each batch's panel count.
+void plan_batches(const ExpertBatch* batches, int count, ExpertScratch& s, Index* panels) {
+    const bool panel_path = panels_available();
+    std::size_t n = 0;
+    for (int b = 0; b < count; ++b) n += std::size_t(batches[b].stack.num_experts);
+    s.plans.resize(n);
+    std::size_t next = 0;
+    for (int b = 0; b < count; ++b) {
+        const ExpertBatch& batch = batches[b];
+        s.first_plan[std::size_t(b)] = next;
+        panels[b] = 0;
+        for (Index e = 0; e < batch.stack.num_experts; ++e) {
+            const Index row0 = batch.offsets[e], rows = batch.offsets[e + 1] - row0;
+            s.plans[next] = plan_expert(batch.stack, row0, rows, panels[b], panel_path);
+            panels[b] += s.plans[next++].panels;
+        }
+    }
+}
+
+// Floats of the panel buffers of a batch of `panels` panels.
+Index panel_input_floats(const ExpertStack& s, Index panels) { return panels * s.input_width * kPanel; }
+Index panel_hidden_floats(const ExpertStack& s, Index panels) {
+    return s.gated() ? panels * s.intermediate * kPanel : 0;
+}
+
+// ---- Dot path kernels -------------------------------------------------------------------------
+
+// The rows the dot path reads: the batch's rows, or the copies of those gathered from tokens.
+const float* dot_input(const ExpertBatch& b) { return b.tokens ? b.gathered : b.rows; }
 
 // C (rows, cols) = A (rows, K) . W[row0 : row0 + cols]^T for a weight of row length K.
 void gemm_rows(const float* A, Index lda, const WeightPtr& W, Index row0, float* C, Index ldc,
@@ -141,89 +189,75 @@ void gemm_rows(const float* A, Index lda, const WeightPtr& W, Index row0, float*
         gemm_nt(A, lda, W.f32 + row0 * K, K, C, ldc, rows, cols, K);
 }
 
-// Dot path: scratch[rows, c0:c0+n] = act(x W_gate[c0:c0+n]^T + b) * (x W_up[c0:c0+n]^T + b)
-void gate_up_rows(const ExpertBatch& b, const Task& t) {
+// hidden[r, c0 : c0 + n] = act(x W_gate[c0 : c0 + n]^T + b) * (x W_up[c0 : c0 + n]^T + b) of
+// expert e for batch rows [row0, row0 + rows), h stored over the gate half of the row.
+void gate_up_dot(const ExpertBatch& b, Index e, Index row0, Index rows, Index col0,
+                 Index cols) noexcept {
     const ExpertStack& s = b.stack;
-    const Index H = s.hidden, I = s.intermediate, ld = 2 * I;
-    const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
-    const float* X = b.input + t.row0 * H;
-    float* g0 = b.scratch + t.row0 * ld + t.col0;
+    const Index H = s.input_width, I = s.intermediate, ld = 2 * I;
+    const Index first = e * 2 * I;  // the expert's first weight row
+    const float* X = dot_input(b) + row0 * H;
+    float* g0 = b.hidden + row0 * ld + col0;
     float* u0 = g0 + I;
-    gemm_rows(X, H, s.gate_up, first + t.col0, g0, ld, t.rows, t.cols, H);      // gate (rows, cols)
-    gemm_rows(X, H, s.gate_up, first + I + t.col0, u0, ld, t.rows, t.cols, H);  // up (rows, cols)
+    gemm_rows(X, H, s.gate_up, first + col0, g0, ld, rows, cols, H);      // gate (rows, cols)
+    gemm_rows(X, H, s.gate_up, first + I + col0, u0, ld, rows, cols, H);  // up (rows, cols)
     const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
-    for (Index r = 0; r < t.rows; ++r) {
+    for (Index r = 0; r < rows; ++r) {
         float* g = g0 + r * ld;
         float* u = u0 + r * ld;
         if (bias)
-            for (Index c = 0; c < t.cols; ++c) {
-                g[c] += bias[t.col0 + c];
-                u[c] += bias[I + t.col0 + c];
+            for (Index c = 0; c < cols; ++c) {
+                g[c] += bias[col0 + c];
+                u[c] += bias[I + col0 + c];
             }
-        apply_gated_activation(s.activation, g, u, g, t.cols);  // h stored over the gate
+        apply_gated_activation(s.activation, g, u, g, cols);  // h stored over the gate
     }
 }
 
-// Dot path: output[rows, c0:c0+n] = h W_down[c0:c0+n]^T + b, with h = scratch[rows, 0:I]
-void down_rows(const ExpertBatch& b, const Task& t) {
+// output[r, c0 : c0 + n] = in[r] W_down[c0 : c0 + n]^T + b of expert e for batch rows [row0,
+// row0 + rows); in = h of a gated stack, the input rows of a projection.
+void down_dot(const ExpertBatch& b, Index e, Index row0, Index rows, Index col0,
+              Index cols) noexcept {
     const ExpertStack& s = b.stack;
-    const Index H = s.hidden, I = s.intermediate;
-    float* Y = b.output + t.row0 * H + t.col0;
-    gemm_rows(b.scratch + t.row0 * 2 * I, 2 * I, s.down, Index(t.expert) * H + t.col0, Y, H, t.rows,
-              t.cols, I);  // (rows, cols)
+    const Index K = s.down_k(), N = s.output_width;
+    const Index ld = s.gated() ? 2 * s.intermediate : K;
+    const float* in = (s.gated() ? b.hidden : dot_input(b)) + row0 * ld;
+    float* Y = b.output + row0 * N + col0;
+    gemm_rows(in, ld, s.down, e * N + col0, Y, N, rows, cols, K);  // (rows, cols)
     if (s.down_bias) {
-        const float* bias = s.down_bias + Index(t.expert) * H + t.col0;
-        for (Index r = 0; r < t.rows; ++r)
-            for (Index c = 0; c < t.cols; ++c) Y[r * H + c] += bias[c];
+        const float* bias = s.down_bias + e * N + col0;
+        for (Index r = 0; r < rows; ++r)
+            for (Index c = 0; c < cols; ++c) Y[r * N + c] += bias[c];
     }
 }
 
-// The dot tail of a panel task (its last t.tail rows), over output columns [col0, col0 + cols),
-// as a dot-path task: its h lives in the scratch rows, in the dot path's layout.
-Task tail_task(const Task& t, Index col0, Index cols) {
-    Task d = t;
-    d.row0 = t.row0 + t.rows - t.tail;
-    d.rows = t.tail;
-    d.col0 = col0;
-    d.cols = cols;
-    d.panel = -1;
-    d.tail = 0;
-    return d;
-}
+// ---- Panel path kernels -----------------------------------------------------------------------
 
 // Weight rows [row0, row0 + R) of a stack tensor whose rows have length K, over columns
 // [k0, k0 + kc) (the whole row by default), against the same range of the panel, as the panel
 // kernel takes them; `next` is the block the following call will read (prefetched meanwhile);
 // `accumulate` continues the sums in out (the previous chunk of K).
-void panel_rows(const WeightPtr& W, Index row0, Index R, Index K, const float* panel, Index lanes,
-                float* out, const PanelPrefetch& next, Index k0 = 0, Index kc = -1,
-                bool accumulate = false) {
+void panel_block(const WeightPtr& W, Index row0, Index R, Index K, const float* panel,
+                 Index lanes, float* out, const PanelPrefetch& next, Index k0 = 0, Index kc = -1,
+                 bool accumulate = false) noexcept {
     const Index offset = row0 * K + k0;
     panel_gemm(W.f32 ? W.f32 + offset : nullptr, W.bf16 ? W.bf16 + offset : nullptr, K, R,
                panel + k0 * kPanel, kc < 0 ? K : kc, lanes, out, next, accumulate);
 }
 
-// Rows [row0, row0 + rows) of a stack tensor with rows of length K, to be prefetched while
-// the kernel computes the current block. float32 rows only when short and not whole pages: the
-// L2 streamer covers the others, and the prefetches cost there (12 x 32 kernel on cold weights,
-// 1 thread, GFLOP/s without / with: K = 512 87 / 142, 768 99 / 139, 1408 128 / 145; K = 1024
-// 147 / 148, 1536 147 / 137, 2048 158 / 143, 2880 151 / 135, 4096 150 / 126). bfloat16 rows,
-// widened a chunk at a time, always (K = 768 117 / 149, 2048 127 / 145, 7168 126 / 147).
-// rows <= 0 (past the tensor's last row): nothing. k0: the chunk of K the next call reads.
-PanelPrefetch prefetch_rows(const WeightPtr& W, Index row0, Index rows, Index K, Index k0 = 0) {
-    if (rows <= 0) return {};
-    if (W.f32) {
-        const Index row_bytes = K * Index(sizeof(float));
-        if (row_bytes >= 6144 || row_bytes % 4096 == 0) return {};
-        return {W.f32 + row0 * K + k0, rows};
-    }
-    return {W.bf16 + row0 * K + k0, rows};
+// Rows [row0, row0 + rows) of a stack tensor with rows of length K, for the panel kernel to
+// prefetch while it computes the current block: nothing unless the plan says so, or past the
+// tensor's last row (rows <= 0).
+PanelPrefetch next_block(const WeightPtr& W, bool prefetch, Index row0, Index rows, Index K) {
+    if (!prefetch || rows <= 0) return {};
+    if (W.f32) return {W.f32 + row0 * K, rows};
+    return {W.bf16 + row0 * K, rows};
 }
 
-// Panel path: h (R, lanes) of hidden rows [j, j + R) from the gate and up sums g, u (R, kPanel),
-// into the panel's hidden block Hp (I, kPanel).
+// h (R, lanes) of hidden rows [j, j + R) from the gate and up sums g, u (R, kPanel), into the
+// panel's hidden block Hp (I, kPanel).
 void gated_panel_rows(const ExpertStack& s, const float* bias, Index j, Index R, Index lanes,
-                      float* g, float* u, float* Hp) {
+                      float* g, float* u, float* Hp) noexcept {
     const Index I = s.intermediate;
     for (Index r = 0; r < R; ++r) {
         if (bias)
@@ -236,255 +270,334 @@ void gated_panel_rows(const ExpertStack& s, const float* bias, Index j, Index R,
     }
 }
 
-// Panel path for a long H (DeepSeek-V3's 7168: a 896 KiB panel, one per task, so every block of
-// weight rows streamed from memory served 32 tokens): K is cut in chunks whose panel slices, a
-// group of them, stay in L2 while each block of weight rows is read once from memory and then
-// from L2 by the group's other panels; the sums (48 KiB) continue chunk after chunk (the same
-// bits as one pass). The dot tail runs on the whole tile after it.
-void gate_up_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+// Gate/up with H cut in chunks [long H]: the group's panel slices stay in L2 while each block of
+// weight rows is read once from memory and then from L2 by the group's other panels; the sums
+// continue chunk after chunk (the same bits as one pass). The dot tail runs on the whole tile
+// after it (its weights streamed once more).
+void gate_up_panels_chunked(const ExpertBatch& b, ExpertScratch::PanelBuffers& pb,
+                            const ExpertPlan& p, const Task& t) noexcept {
     const ExpertStack& s = b.stack;
-    const Index H = s.hidden, I = s.intermediate;
-    const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
+    const Index H = s.input_width, I = s.intermediate;
+    const Index first = t.expert * 2 * I;  // the expert's first weight row
     const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
-    constexpr Index kGroup = kPanelGroupBytes / (kGateUpChunkK * kPanel * Index(sizeof(float)));
-    constexpr Index kBlocks = (kTileI + kPanelRows - 1) / kPanelRows;
-    alignas(64) float g[kGroup][kBlocks][kPanelRows * kPanel], u[kGroup][kBlocks][kPanelRows * kPanel];
-    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
-    const Index panels = (in_panels + kPanel - 1) / kPanel;  // <= kGroup (make_tasks)
+    constexpr Index kBlocks = (kGateUpCols + kPanelRows - 1) / kPanelRows;
+    alignas(64) float g[kMaxChunkedGateUpPanels][kBlocks][kPanelRows * kPanel];
+    alignas(64) float u[kMaxChunkedGateUpPanels][kBlocks][kPanelRows * kPanel];
     const Index end = t.col0 + t.cols;
-    for (Index k0 = 0; k0 < H; k0 += kGateUpChunkK) {
-        const Index kc = std::min(kGateUpChunkK, H - k0);
+    for (Index k0 = 0; k0 < H; k0 += p.gate_up.chunk_k) {
+        const Index kc = std::min(p.gate_up.chunk_k, H - k0);
         for (Index j = t.col0, blk = 0; j < end; j += kPanelRows, ++blk) {
             const Index R = std::min(kPanelRows, end - j);
             for (const Index half : {Index(0), I})  // the gate block, then the up block
-                for (Index p = 0; p < panels; ++p) {
-                    const Index lanes = std::min(kPanel, in_panels - p * kPanel);
-                    const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
-                    float* sums = half == 0 ? g[p][blk] : u[p][blk];
-                    panel_rows(s.gate_up, first + half + j, R, H, Xp, lanes, sums, PanelPrefetch{},
-                               k0, kc, k0 > 0);  // (R, lanes)
+                for (Index i = 0; i < t.panels; ++i) {
+                    const Index lanes = std::min(kPanel, t.rows - i * kPanel);
+                    const float* Xp = pb.input.data() + (t.panel0 + i) * H * kPanel;
+                    float* sums = half == 0 ? g[i][blk] : u[i][blk];
+                    panel_block(s.gate_up, first + half + j, R, H, Xp, lanes, sums,
+                                PanelPrefetch{}, k0, kc, k0 > 0);  // (R, lanes)
                 }
         }
     }
-    for (Index p = 0; p < panels; ++p) {
-        const Index lanes = std::min(kPanel, in_panels - p * kPanel);
-        float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
+    for (Index i = 0; i < t.panels; ++i) {
+        const Index lanes = std::min(kPanel, t.rows - i * kPanel);
+        float* Hp = pb.hidden.data() + (t.panel0 + i) * I * kPanel;
         for (Index j = t.col0, blk = 0; j < end; j += kPanelRows, ++blk)
-            gated_panel_rows(s, bias, j, std::min(kPanelRows, end - j), lanes, g[p][blk], u[p][blk], Hp);
+            gated_panel_rows(s, bias, j, std::min(kPanelRows, end - j), lanes, g[i][blk], u[i][blk],
+                             Hp);
     }
-    if (t.tail) gate_up_rows(b, tail_task(t, t.col0, t.cols));  // the weights streamed once more
+    if (t.tail_rows) gate_up_dot(b, t.expert, t.row0 + t.rows, t.tail_rows, t.col0, t.cols);
 }
 
-// Panel path: hidden rows [c0, c0 + cols) of a group of panels of the expert's tokens. For
-// each block of 12 weight rows the panels run in turn: the first streams the block from memory
-// (prefetching the next block meanwhile), the others find it in L2.
-void gate_up_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+// Hidden rows [col0, col0 + cols) of the task's panels. For each block of kPanelRows weight rows
+// the panels run in turn: the first streams the block from memory (prefetching the next block
+// meanwhile), the others find it in L2; then the dot tail, on the same weight rows.
+void gate_up_panels(const ExpertBatch& b, ExpertScratch::PanelBuffers& pb, const ExpertPlan& p,
+                    const Task& t) noexcept {
     const ExpertStack& s = b.stack;
-    const Index H = s.hidden, I = s.intermediate;
-    if (chunked_gate_up(s)) {
-        gate_up_panel_chunked(b, pb, t);
+    const Index H = s.input_width, I = s.intermediate;
+    if (p.gate_up.chunk_k < H) {
+        gate_up_panels_chunked(b, pb, p, t);
         return;
     }
-    const Index first = Index(t.expert) * 2 * I;  // the expert's first weight row
+    const Index first = t.expert * 2 * I;  // the expert's first weight row
     const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
+    const bool prefetch = p.gate_up.prefetch;
     alignas(64) float g[kPanelRows * kPanel], u[kPanelRows * kPanel];
-    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
     for (Index j = t.col0; j < t.col0 + t.cols; j += kPanelRows) {
         const Index R = std::min(kPanelRows, t.col0 + t.cols - j);
-        // The call order is gate j, up j, gate j + 12 (the expert's next gate rows, possibly
-        // the next tile's): the first panel's calls prefetch the block of the call after them.
+        // The call order is gate j, up j, gate j + kPanelRows (the expert's next gate rows,
+        // possibly the next tile's): the first panel's calls prefetch the block of the next call.
         const Index j_next = j + kPanelRows;
-        const PanelPrefetch before_up = prefetch_rows(s.gate_up, first + I + j, R, H);
+        const PanelPrefetch before_up = next_block(s.gate_up, prefetch, first + I + j, R, H);
         const PanelPrefetch after_up =
-            prefetch_rows(s.gate_up, first + j_next, std::min(kPanelRows, I - j_next), H);
-        for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel) {
-            const Index lanes = std::min(kPanel, in_panels - r0);
-            const float* Xp = pb.input.data() + (t.panel + p) * H * kPanel;
-            float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
-            panel_rows(s.gate_up, first + j, R, H, Xp, lanes, g,
-                       p == 0 ? before_up : PanelPrefetch{});  // (R, lanes) gate
-            panel_rows(s.gate_up, first + I + j, R, H, Xp, lanes, u,
-                       p == 0 ? after_up : PanelPrefetch{});  // (R, lanes) up
+            next_block(s.gate_up, prefetch, first + j_next, std::min(kPanelRows, I - j_next), H);
+        for (Index i = 0; i < t.panels; ++i) {
+            const Index lanes = std::min(kPanel, t.rows - i * kPanel);
+            const float* Xp = pb.input.data() + (t.panel0 + i) * H * kPanel;
+            float* Hp = pb.hidden.data() + (t.panel0 + i) * I * kPanel;
+            panel_block(s.gate_up, first + j, R, H, Xp, lanes, g,
+                        i == 0 ? before_up : PanelPrefetch{});  // (R, lanes) gate
+            panel_block(s.gate_up, first + I + j, R, H, Xp, lanes, u,
+                        i == 0 ? after_up : PanelPrefetch{});  // (R, lanes) up
             gated_panel_rows(s, bias, j, R, lanes, g, u, Hp);
         }
-        // The dot tail on the same weight rows (in L2 now): h (tail, R) into its scratch rows,
-        // where down_panel reads it.
-        if (t.tail) gate_up_rows(b, tail_task(t, j, R));
+        // h (tail, R) into the tail's hidden rows, where down reads it.
+        if (t.tail_rows) gate_up_dot(b, t.expert, t.row0 + t.rows, t.tail_rows, j, R);
     }
 }
 
-// Panel path for a long I (Mixtral's 14336: a 1.8 MiB panel, more than L2 keeps beside the
-// weights streaming past it; down ran at 106 GFLOP/s against gate/up's 132, 1 thread): K is cut
-// in chunks whose panel slice stays in L2 across the tile's weight blocks, each block's sums
-// kept (12 KiB) and continued chunk after chunk (the same bits as one pass). Such a panel is
-// alone in its task (kPanelGroupBytes holds one); its dot tail runs on the whole tile after it.
-void down_panel_chunked(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+// The panels down reads: h of a gated stack, the packed input rows of a projection.
+const float* down_input_panel(const ExpertStack& s, const ExpertScratch::PanelBuffers& pb,
+                              Index panel) {
+    const Index K = s.down_k();
+    return (s.gated() ? pb.hidden.data() : pb.input.data()) + panel * K * kPanel;
+}
+
+// Down with K cut in chunks [long I]: a panel's slice stays in L2 across the tile's weight
+// blocks, each block's sums kept and continued chunk after chunk (the same bits as one pass).
+// Such a panel is alone in its task; its dot tail runs on the whole tile after it.
+void down_panels_chunked(const ExpertBatch& b, const ExpertScratch::PanelBuffers& pb,
+                         const ExpertPlan& p, const Task& t) noexcept {
     const ExpertStack& s = b.stack;
-    const Index H = s.hidden, I = s.intermediate;
-    const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
-    const Index first = Index(t.expert) * H;  // the expert's first down row
+    const Index K = s.down_k(), N = s.output_width;
+    const float* bias = s.down_bias ? s.down_bias + t.expert * N : nullptr;
+    const Index first = t.expert * N;  // the expert's first down row
     const Index end = t.col0 + t.cols;
-    static_assert(kTileH % kPanelRows == 0, "a tile is whole blocks");
-    alignas(64) float o[kTileH / kPanelRows][kPanelRows * kPanel];
-    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
-    for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel) {
-        const Index lanes = std::min(kPanel, in_panels - r0);
-        const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
-        for (Index k0 = 0; k0 < I; k0 += kPanelChunkK) {
-            const Index kc = std::min(kPanelChunkK, I - k0);
-            for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk) {
-                const Index R = std::min(kPanelRows, end - m);
-                const Index m_next = m + kPanelRows;  // the tile's next block (none past it)
-                const PanelPrefetch next =
-                    prefetch_rows(s.down, first + m_next, std::min(kPanelRows, end - m_next), I, k0);
-                panel_rows(s.down, first + m, R, I, Hp, lanes, o[blk], next, k0, kc, k0 > 0);
-            }
+    static_assert(kDownCols % kPanelRows == 0, "a tile is whole blocks");
+    alignas(64) float o[kDownCols / kPanelRows][kPanelRows * kPanel];
+    for (Index i = 0; i < t.panels; ++i) {
+        const Index lanes = std::min(kPanel, t.rows - i * kPanel);
+        const float* Hp = down_input_panel(s, pb, t.panel0 + i);
+        for (Index k0 = 0; k0 < K; k0 += p.down.chunk_k) {
+            const Index kc = std::min(p.down.chunk_k, K - k0);
+            for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk)
+                panel_block(s.down, first + m, std::min(kPanelRows, end - m), K, Hp, lanes, o[blk],
+                            PanelPrefetch{}, k0, kc, k0 > 0);
         }
         for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk)
             panel_store(o[blk], std::min(kPanelRows, end - m), lanes, bias ? bias + m : nullptr,
-                       b.output + (t.row0 + r0) * H + m, H);
+                        b.output + (t.row0 + i * kPanel) * N + m, N);
     }
-    if (t.tail) down_rows(b, tail_task(t, t.col0, t.cols));  // the weights streamed once more
+    if (t.tail_rows) down_dot(b, t.expert, t.row0 + t.rows, t.tail_rows, t.col0, t.cols);
 }
 
-// Panel path: output rows of a group of panels of the expert's tokens, columns [c0, c0 + cols).
-// With at most kDeferPanels panels the blocks' results wait in `o` and go back to the token rows
-// after the tile, row by row over its whole width: stored block by block, 12 floats into each of
-// 32 rows between kernel calls, the partial lines' fills stalled the kernel (a DeepSeek-V3-shaped
-// down, 4 panels, cold weights, 1 thread: 149 -> 156 GFLOP/s). The same bits either way.
-constexpr Index kDeferPanels = 4;
-void down_panel(const ExpertBatch& b, PanelBuffers& pb, const Task& t) {
+// Output columns [col0, col0 + cols) of the task's panels, then of its dot tail on the same
+// (L2-resident) weight rows. A task of at most kMaxDeferredPanels panels keeps each block's
+// results and stores them after the whole tile, row by row [deferred stores]; the same bits
+// either way.
+void down_panels(const ExpertBatch& b, const ExpertScratch::PanelBuffers& pb, const ExpertPlan& p,
+                 const Task& t) noexcept {
     const ExpertStack& s = b.stack;
-    const Index H = s.hidden, I = s.intermediate;
-    if (I > kPanelChunkK) {
-        down_panel_chunked(b, pb, t);
+    const Index K = s.down_k(), N = s.output_width;
+    if (p.down.chunk_k < K) {
+        down_panels_chunked(b, pb, p, t);
         return;
     }
-    const float* bias = s.down_bias ? s.down_bias + Index(t.expert) * H : nullptr;
-    const Index first = Index(t.expert) * H;  // the expert's first down row
+    const float* bias = s.down_bias ? s.down_bias + t.expert * N : nullptr;
+    const Index first = t.expert * N;  // the expert's first down row
     const Index end = t.col0 + t.cols;
-    static_assert(kTileH % kPanelRows == 0, "a tile is whole blocks");
-    alignas(64) float o[kDeferPanels][kTileH / kPanelRows][kPanelRows * kPanel];
-    const Index in_panels = t.rows - t.tail;  // rows in panels (the tail follows them)
-    const bool defer = in_panels <= kDeferPanels * kPanel;
+    static_assert(kDownCols % kPanelRows == 0, "a tile is whole blocks");
+    alignas(64) float o[kMaxDeferredPanels][kDownCols / kPanelRows][kPanelRows * kPanel];
+    const bool defer = t.panels <= kMaxDeferredPanels;
     for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk) {
         const Index R = std::min(kPanelRows, end - m);
         const Index m_next = m + kPanelRows;  // the expert's next rows (possibly the next tile's)
         const PanelPrefetch next =
-            prefetch_rows(s.down, first + m_next, std::min(kPanelRows, H - m_next), I);
-        for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel) {
-            const Index lanes = std::min(kPanel, in_panels - r0);
-            const float* Hp = pb.hidden.data() + (t.panel + p) * I * kPanel;
-            float* out = defer ? o[p][blk] : o[0][0];
-            panel_rows(s.down, first + m, R, I, Hp, lanes, out,
-                       p == 0 ? next : PanelPrefetch{});  // (R, lanes)
+            next_block(s.down, p.down.prefetch, first + m_next, std::min(kPanelRows, N - m_next), K);
+        for (Index i = 0; i < t.panels; ++i) {
+            const Index lanes = std::min(kPanel, t.rows - i * kPanel);
+            float* out = defer ? o[i][blk] : o[0][0];
+            panel_block(s.down, first + m, R, K, down_input_panel(s, pb, t.panel0 + i), lanes, out,
+                        i == 0 ? next : PanelPrefetch{});  // (R, lanes)
             if (!defer)
                 panel_store(out, R, lanes, bias ? bias + m : nullptr,
-                            b.output + (t.row0 + r0) * H + m, H);
+                            b.output + (t.row0 + i * kPanel) * N + m, N);
         }
-        if (t.tail) down_rows(b, tail_task(t, m, R));  // on the same (L2-resident) weight rows
+        if (t.tail_rows) down_dot(b, t.expert, t.row0 + t.rows, t.tail_rows, m, R);
     }
     if (defer)
-        for (Index p = 0, r0 = 0; r0 < in_panels; ++p, r0 += kPanel)
+        for (Index i = 0; i < t.panels; ++i)
             for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk)
-                panel_store(o[p][blk], std::min(kPanelRows, end - m), std::min(kPanel, in_panels - r0),
-                            bias ? bias + m : nullptr, b.output + (t.row0 + r0) * H + m, H);
+                panel_store(o[i][blk], std::min(kPanelRows, end - m),
+                            std::min(kPanel, t.rows - i * kPanel), bias ? bias + m : nullptr,
+                            b.output + (t.row0 + i * kPanel) * N + m, N);
 }
 
-// Panel (H, kPanel) of the batch's rows [row0, row0 + rows), from `source` or `input`.
-void pack_rows(const ExpertBatch& b, Index row0, Index rows, float* panel) {
-    const Index H = b.stack.hidden;
+// ---- Pack phase kernels -----------------------------------------------------------------------
+
+// Panel (K, kPanel) of the batch's rows [row0, row0 + rows), from `tokens` or `rows`.
+void pack_rows(const ExpertBatch& b, Index row0, Index rows, float* panel) noexcept {
+    const Index K = b.stack.input_width;
     std::int32_t offsets[kPanel];  // of each row from the first, in elements
-    if (b.source) {
-        const std::int32_t* src = b.source_rows + row0;
-        for (Index l = 0; l < rows; ++l) offsets[l] = std::int32_t(Index(src[l] - src[0]) * H);
-        pack_panel(b.source + Index(src[0]) * H, offsets, rows, H, panel);
+    if (b.tokens) {
+        const std::int32_t* src = b.token_of_row + row0;
+        for (Index l = 0; l < rows; ++l) offsets[l] = std::int32_t(Index(src[l] - src[0]) * K);
+        pack_panel(b.tokens + Index(src[0]) * K, offsets, rows, K, panel);
     } else {
-        for (Index l = 0; l < rows; ++l) offsets[l] = std::int32_t(l * H);
-        pack_panel(b.input + row0 * H, offsets, rows, H, panel);
+        for (Index l = 0; l < rows; ++l) offsets[l] = std::int32_t(l * K);
+        pack_panel(b.rows + row0 * K, offsets, rows, K, panel);
     }
 }
 
-// gathered rows [row0, row0 + rows) = their source rows (the dot path's input).
-void gather_rows(const ExpertBatch& b, Index row0, Index rows) {
-    const Index H = b.stack.hidden;
+// gathered rows [row0, row0 + rows) = their token rows (the dot path's input).
+void gather_rows(const ExpertBatch& b, Index row0, Index rows) noexcept {
+    const Index K = b.stack.input_width;
     for (Index r = row0; r < row0 + rows; ++r) {
-        const float* src = b.source + Index(b.source_rows[r]) * H;
-        std::copy(src, src + H, b.gathered + r * H);
+        const float* src = b.tokens + Index(b.token_of_row[r]) * K;
+        std::copy(src, src + K, b.gathered + r * K);
     }
 }
 
-bool run_pool(const std::vector<ExpertBatch>& batches, std::vector<PanelBuffers>& buffers,
-              const std::vector<Task>& tasks, Phase phase, int threads) noexcept {
-    std::atomic<bool> failed{false};
-    const Index n = Index(tasks.size());
-    double work = 0.0;  // multiply-adds (or moves, for packing)
-    for (const Task& t : tasks) {
-        const ExpertStack& s = batches[std::size_t(t.batch)].stack;
-        work += phase == Phase::Pack ? double(t.rows) * double(s.hidden)
-                : double(t.rows) * double(t.cols) *
-                      double(phase == Phase::GateUp ? 2 * s.hidden : s.intermediate);
+// ---- The pool ---------------------------------------------------------------------------------
+
+void run_task(const ExpertBatch* batches, ExpertScratch& s, const Task& t) noexcept {
+    const ExpertBatch& b = batches[t.batch];
+    ExpertScratch::PanelBuffers& pb = s.panel_buffers[std::size_t(t.batch)];
+    const ExpertPlan& p = s.plans[s.first_plan[std::size_t(t.batch)] + std::size_t(t.expert)];
+    float* panel = pb.input.data() + t.panel0 * b.stack.input_width * kPanel;  // Pack's
+    switch (t.kind) {
+        case TaskKind::Gather: return gather_rows(b, t.row0, t.rows);
+        case TaskKind::Pack: return pack_rows(b, t.row0, t.rows, panel);
+        case TaskKind::GateUpDot: return gate_up_dot(b, t.expert, t.row0, t.rows, t.col0, t.cols);
+        case TaskKind::GateUpPanels: return gate_up_panels(b, pb, p, t);
+        case TaskKind::DownDot: return down_dot(b, t.expert, t.row0, t.rows, t.col0, t.cols);
+        case TaskKind::DownPanels: return down_panels(b, pb, p, t);
     }
-    threads = std::min(threads, threads_for(work));
-    (void)threads;
-    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1) if(threads > 1))
-    for (Index i = 0; i < n; ++i) {
-        try {  // the portable path's Eigen may allocate: never let an exception leave the region
-            const Task& t = tasks[std::size_t(i)];
-            const ExpertBatch& b = batches[std::size_t(t.batch)];
-            PanelBuffers& pb = buffers[std::size_t(t.batch)];
-            const Index H = b.stack.hidden;
-            switch (phase) {
-                case Phase::Pack:
-                    if (t.panel >= 0)
-                        pack_rows(b, t.row0, t.rows, pb.input.data() + t.panel * H * kPanel);
-                    else
-                        gather_rows(b, t.row0, t.rows);
-                    break;
-                case Phase::GateUp:
-                    if (t.panel >= 0) gate_up_panel(b, pb, t); else gate_up_rows(b, t);
-                    break;
-                case Phase::Down:
-                    if (t.panel >= 0) down_panel(b, pb, t); else down_rows(b, t);
-                    break;
-            }
-        } catch (...) {
-            failed.store(true, std::memory_order_relaxed);
-        }
-    }
-    return !failed.load();
 }
+
+// Multiply-adds of a task (moves, for the pack phase): what decides whether a phase is worth
+// a parallel region.
+double task_work(const ExpertStack& s, const Task& t) {
+    const double rows = double(t.rows + t.tail_rows), cols = double(t.cols);
+    switch (t.kind) {
+        case TaskKind::Gather:
+        case TaskKind::Pack: return rows * double(s.input_width);
+        case TaskKind::GateUpDot:
+        case TaskKind::GateUpPanels: return rows * cols * double(2 * s.input_width);
+        case TaskKind::DownDot:
+        case TaskKind::DownPanels: return rows * cols * double(s.down_k());
+    }
+    return 0.0;
+}
+
+Region region_of(Phase phase) {
+    return phase == Phase::Pack     ? Region::ExpertsPack
+           : phase == Phase::GateUp ? Region::ExpertsGateUp
+                                    : Region::ExpertsDown;
+}
+
+void run_phase(const ExpertBatch* batches, int count, ExpertScratch& s, Phase phase,
+               int threads) noexcept {
+    s.tasks.clear();  // within the capacity plan_experts gave it: no allocation
+    for_each_task(batches, count, s, phase, [&s](const Task& t) { s.tasks.push_back(t); });
+    const Index n = Index(s.tasks.size());
+    if (n == 0) return;
+    double work = 0.0;
+    for (const Task& t : s.tasks) work += task_work(batches[t.batch].stack, t);
+    threads = threads_for(work, threads);
+    (void)threads;
+    MOELAB_OMP(parallel num_threads(threads) if(threads > 1))
+    {
+        note_region(region_of(phase));
+        MOELAB_OMP(for schedule(dynamic, 1))
+        for (Index i = 0; i < n; ++i) run_task(batches, s, s.tasks[std::size_t(i)]);
+    }
+}
+
+// The bound behind ExpertScratch::reserve: blocks of rows an expert's rows are cut into, summed
+// over the experts of a batch of at most R rows. A dot block holds kDotRowsPerTask rows and a
+// panel block at least one panel: each expert with r rows gives at most r / kPanel + 1 blocks.
+Index max_row_blocks(Index R, Index E) { return R / kPanel + std::min(E, R); }
+
+// Panels of a batch of at most R rows: an expert with r > kMaxDotRows rows packs at most
+// r / kPanel + 1 panels.
+Index max_panels(Index R, Index E) { return R / kPanel + std::min(E, R / (kMaxDotRows + 1)); }
+
+Index ceil_div(Index a, Index b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-bool run_experts(const std::vector<ExpertBatch>& batches, int threads,
-                 ExpertTimings* timings) noexcept {
-    try {
-        // Panel buffers per calling thread, reused: no allocation once the sizes have been seen.
-        static thread_local std::vector<PanelBuffers> buffers;
-        if (buffers.size() < batches.size()) buffers.resize(batches.size());
-        std::vector<PanelPlan> plans;
-        for (std::size_t b = 0; b < batches.size(); ++b) {
-            plans.push_back(plan_panels(batches[b]));
-            const Index panels = plans.back().count;
-            const std::size_t in = std::size_t(panels * batches[b].stack.hidden * kPanel);
-            const std::size_t hid = std::size_t(panels * batches[b].stack.intermediate * kPanel);
-            if (buffers[b].input.size() < in) buffers[b].input.resize(in);
-            if (buffers[b].hidden.size() < hid) buffers[b].hidden.resize(hid);
-        }
-        for (Phase phase : {Phase::Pack, Phase::GateUp, Phase::Down}) {
-            const auto start = std::chrono::steady_clock::now();
-            if (!run_pool(batches, buffers, make_tasks(batches, plans, phase), phase, threads))
-                return false;
-            if (timings) {
-                const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-                (phase == Phase::Pack ? timings->pack : phase == Phase::GateUp ? timings->gate_up : timings->down) = s;
-            }
-        }
-        return true;
-    } catch (...) {
-        return false;
+void ExpertScratch::reserve(const ExpertStack* stacks, const Index* max_rows, int count) {
+    std::size_t n_plans = 0, n_tasks = 0;
+    const bool panel_path = panels_available();
+    for (int b = 0; b < count; ++b) {
+        const ExpertStack& s = stacks[b];
+        const Index R = max_rows[b], E = s.num_experts;
+        n_plans += std::size_t(E);
+        const Index panels = panel_path ? max_panels(R, E) : 0;
+        grow_to(panel_buffers[std::size_t(b)].input, panel_input_floats(s, panels));
+        grow_to(panel_buffers[std::size_t(b)].hidden, panel_hidden_floats(s, panels));
+        const Index blocks = max_row_blocks(R, E);
+        const Index gate_up = s.gated() ? blocks * ceil_div(s.intermediate, kGateUpCols) : 0;
+        const Index down = blocks * ceil_div(s.output_width, kDownCols);
+        const Index pack = panels + std::min(E, R);
+        n_tasks += std::size_t(std::max({gate_up, down, pack}));
     }
+    if (plans.capacity() < n_plans) plans.reserve(n_plans);
+    if (tasks.capacity() < n_tasks) tasks.reserve(n_tasks);
+}
+
+// What planned batches need beyond their plans: the most tasks of one phase.
+std::size_t most_tasks(const ExpertBatch* batches, int count, const ExpertScratch& s) {
+    std::size_t most = 0;
+    for (Phase phase : {Phase::Pack, Phase::GateUp, Phase::Down}) {
+        std::size_t n = 0;
+        for_each_task(batches, count, s, phase, [&n](const Task&) { ++n; });
+        most = std::max(most, n);
+    }
+    return most;
+}
+
+std::size_t plan_count(const ExpertBatch* batches, int count) {
+    std::size_t n = 0;
+    for (int b = 0; b < count; ++b) n += std::size_t(batches[b].stack.num_experts);
+    return n;
+}
+
+void plan_experts(const ExpertBatch* batches, int count, ExpertScratch& s) {
+    const std::size_t n_plans = plan_count(batches, count);
+    if (s.plans.capacity() < n_plans) s.plans.reserve(n_plans);
+    Index panels[kMaxExpertBatches];
+    plan_batches(batches, count, s, panels);
+    for (int b = 0; b < count; ++b) {
+        grow_to(s.panel_buffers[std::size_t(b)].input, panel_input_floats(batches[b].stack, panels[b]));
+        grow_to(s.panel_buffers[std::size_t(b)].hidden, panel_hidden_floats(batches[b].stack, panels[b]));
+    }
+    const std::size_t most = most_tasks(batches, count, s);
+    if (s.tasks.capacity() < most) s.tasks.reserve(most);
+}
+
+bool plan_experts_within(const ExpertBatch* batches, int count, ExpertScratch& s) noexcept {
+    if (s.plans.capacity() < plan_count(batches, count)) return false;
+    Index panels[kMaxExpertBatches];
+    plan_batches(batches, count, s, panels);  // resizes s.plans within its capacity
+    for (int b = 0; b < count; ++b) {
+        const ExpertScratch::PanelBuffers& pb = s.panel_buffers[std::size_t(b)];
+        if (pb.input.size() < std::size_t(panel_input_floats(batches[b].stack, panels[b])) ||
+            pb.hidden.size() < std::size_t(panel_hidden_floats(batches[b].stack, panels[b])))
+            return false;
+    }
+    return most_tasks(batches, count, s) <= s.tasks.capacity();
+}
+
+void run_experts(const ExpertBatch* batches, int count, ExpertScratch& s, int threads,
+                 ExpertTimings* timings) noexcept {
+    using Clock = std::chrono::steady_clock;
+    for (Phase phase : {Phase::Pack, Phase::GateUp, Phase::Down}) {
+        const auto start = Clock::now();
+        run_phase(batches, count, s, phase, threads);
+        if (timings) {
+            const double sec = std::chrono::duration<double>(Clock::now() - start).count();
+            (phase == Phase::Pack ? timings->pack
+             : phase == Phase::GateUp ? timings->gate_up : timings->down) = sec;
+        }
+    }
+}
+
+void run_experts_here(const ExpertBatch* batches, int count, ExpertScratch& s) noexcept {
+    for (Phase phase : {Phase::Pack, Phase::GateUp, Phase::Down})
+        for_each_task(batches, count, s, phase,
+                      [batches, &s](const Task& t) { run_task(batches, s, t); });
 }
 
 }  // namespace moelab

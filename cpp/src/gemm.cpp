@@ -1,5 +1,6 @@
 #include "moelab/gemm.hpp"
 
+#include "moelab/names.hpp"
 #include "moelab/types.hpp"
 
 #include <atomic>
@@ -10,6 +11,9 @@
 namespace moelab {
 
 namespace {
+
+constexpr Named<Isa> kIsas[] = {{Isa::Portable, "portable"}, {Isa::Avx2, "avx2"},
+                                 {Isa::Avx512, "avx512"}};
 
 Isa detect() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -54,11 +58,12 @@ inline float from_bf16(std::uint16_t h) noexcept {
     return f;
 }
 
-// Portable bfloat16 path: a dot product in plain C++, one fixed order per element (the
-// compiler vectorises the 8 partial sums for the baseline ISA).
+// Portable dot products in plain C++, one fixed order per element (the compiler vectorises the
+// 8 partial sums for the baseline ISA): bfloat16 weights, and float32 ones at decode (the few
+// rows of A could not repay packing the weights).
 template <class W, class Load>
-void gemm_portable(const float* A, Index lda, const W* w, Index ldw, float* C, Index ldc, Index n,
-                   Index N, Index K, Load load) noexcept {
+void gemm_portable_dot(const float* A, Index lda, const W* w, Index ldw, float* C, Index ldc,
+                       Index n, Index N, Index K, Load load) noexcept {
     for (Index i = 0; i < n; ++i)
         for (Index j = 0; j < N; ++j) {
             const float* a = A + i * lda;
@@ -71,6 +76,100 @@ void gemm_portable(const float* A, Index lda, const W* w, Index ldw, float* C, I
             C[i * ldc + j] = ((part[0] + part[1]) + (part[2] + part[3])) +
                              ((part[4] + part[5]) + (part[6] + part[7]));
         }
+}
+
+// Portable float32 path: a blocked GEMM in C++ with the compiler's generic vectors (GCC/Clang
+// vector extensions: SSE2 registers on x86-64, NEON on ARM, scalar code elsewhere); no
+// allocation, no library call, no intrinsic. Weight rows are packed k-major, a block of
+// kPortableCols rows by a chunk of K at a time, into a buffer on the stack (L1), and each row of
+// A is broadcast against it (an outer product): each element of C is the sum over k in order,
+// carried through C from chunk to chunk, so the blocking never changes a bit.
+typedef float Lanes4 __attribute__((vector_size(16)));
+constexpr int kPortableRows = 4;        // rows of A per micro-kernel call
+constexpr int kPortableCols = 8;        // weight rows per packed block: 4 x 8 sums in 8 registers
+constexpr int kLaneGroups = kPortableCols / 4;
+constexpr Index kPortableChunkK = 256;  // K per packed block (8 KiB)
+constexpr Index kPortableDotRows = 3;   // at most this many rows of A: dot products, no packing
+
+// Wp (kc, kPortableCols): Wp[k][j] = w[j][k0 + k] for j < nr, zero for the rest.
+inline void pack_weight_block(const float* w, Index ldw, Index nr, Index k0, Index kc,
+                              float* Wp) noexcept {
+    for (Index k = 0; k < kc; ++k)
+        for (int j = 0; j < kPortableCols; ++j)
+            Wp[k * kPortableCols + j] = j < nr ? w[j * ldw + k0 + k] : 0.0f;
+}
+
+// C[0:MR, 0:nr] = (C when `carry`, else 0) + A[0:MR, 0:kc] . Wp over k in order.
+template <int MR>
+inline void portable_micro(const float* A, Index lda, const float* Wp, Index kc, float* C,
+                           Index ldc, Index nr, bool carry) noexcept {
+    alignas(16) float out[MR][kPortableCols] = {};
+    if (carry)
+        for (int i = 0; i < MR; ++i)
+            for (Index j = 0; j < nr; ++j) out[i][j] = C[i * ldc + j];
+    Lanes4 c[MR][kLaneGroups];
+    for (int i = 0; i < MR; ++i)
+        for (int g = 0; g < kLaneGroups; ++g) std::memcpy(&c[i][g], &out[i][4 * g], sizeof(Lanes4));
+    for (Index k = 0; k < kc; ++k) {
+        Lanes4 w[kLaneGroups];
+        std::memcpy(w, Wp + k * kPortableCols, sizeof w);
+        for (int i = 0; i < MR; ++i) {
+            const float a = A[i * lda + k];
+            for (int g = 0; g < kLaneGroups; ++g) c[i][g] += a * w[g];
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int g = 0; g < kLaneGroups; ++g) std::memcpy(&out[i][4 * g], &c[i][g], sizeof(Lanes4));
+    for (int i = 0; i < MR; ++i)
+        for (Index j = 0; j < nr; ++j) C[i * ldc + j] = out[i][j];
+}
+
+inline float as_is(float v) noexcept { return v; }
+
+void gemm_portable_f32(const float* A, Index lda, const float* W, Index ldw, float* C, Index ldc,
+                       Index n, Index N, Index K) noexcept {
+    if (n <= kPortableDotRows || K <= 0) {
+        gemm_portable_dot(A, lda, W, ldw, C, ldc, n, N, K, as_is);
+        return;
+    }
+    alignas(64) float Wp[kPortableChunkK * kPortableCols];
+    for (Index k0 = 0; k0 < K; k0 += kPortableChunkK) {
+        const Index kc = K - k0 < kPortableChunkK ? K - k0 : kPortableChunkK;
+        for (Index j0 = 0; j0 < N; j0 += kPortableCols) {
+            const Index nr = N - j0 < kPortableCols ? N - j0 : kPortableCols;
+            pack_weight_block(W + j0 * ldw, ldw, nr, k0, kc, Wp);
+            static_assert(kPortableRows == 4, "the remainder below has 1 to 3 rows");
+            Index i = 0;
+            for (; i + kPortableRows <= n; i += kPortableRows)
+                portable_micro<kPortableRows>(A + i * lda + k0, lda, Wp, kc, C + i * ldc + j0, ldc,
+                                              nr, k0 > 0);
+            const float* Ai = A + i * lda + k0;
+            float* Ci = C + i * ldc + j0;
+            switch (n - i) {
+                case 3: portable_micro<3>(Ai, lda, Wp, kc, Ci, ldc, nr, k0 > 0); break;
+                case 2: portable_micro<2>(Ai, lda, Wp, kc, Ci, ldc, nr, k0 > 0); break;
+                case 1: portable_micro<1>(Ai, lda, Wp, kc, Ci, ldc, nr, k0 > 0); break;
+                default: break;
+            }
+        }
+    }
+}
+
+void gemm_portable_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, float* C,
+                        Index ldc, Index n, Index N, Index K) noexcept {
+    gemm_portable_dot(A, lda, W, ldw, C, ldc, n, N, K, from_bf16);
+}
+
+constexpr detail::GemmKernels kGemmPortable = {gemm_portable_f32, gemm_portable_bf16};
+
+// The kernels of the active instruction set.
+const detail::GemmKernels& gemm_kernels() noexcept {
+    switch (active_isa()) {
+        case Isa::Avx512: return detail::kGemmAvx512;
+        case Isa::Avx2: return detail::kGemmAvx2;
+        case Isa::Portable: break;
+    }
+    return kGemmPortable;
 }
 
 }  // namespace
@@ -89,21 +188,9 @@ void set_isa(Isa isa) {
     isa_setting().store(int(isa), std::memory_order_relaxed);
 }
 
-std::string to_string(Isa isa) {
-    switch (isa) {
-        case Isa::Portable: return "portable";
-        case Isa::Avx2: return "avx2";
-        case Isa::Avx512: return "avx512";
-    }
-    return "?";
-}
+std::string to_string(Isa isa) { return name_of(kIsas, isa); }
 
-Isa parse_isa(const std::string& name) {
-    if (name == "portable") return Isa::Portable;
-    if (name == "avx2") return Isa::Avx2;
-    if (name == "avx512") return Isa::Avx512;
-    throw std::invalid_argument("isa: expected 'portable', 'avx2' or 'avx512', got '" + name + "'");
-}
+Isa parse_isa(const std::string& name) { return parse_name(kIsas, name, "isa"); }
 
 bool cpu_has_avx512_bf16() noexcept {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
@@ -116,30 +203,12 @@ bool cpu_has_avx512_bf16() noexcept {
 
 void gemm_nt(const float* A, Index lda, const float* W, Index ldw, float* C, Index ldc, Index n,
              Index N, Index K) noexcept {
-    if (n <= 0 || N <= 0) return;
-    switch (active_isa()) {
-        case Isa::Avx512: detail::gemm_nt_avx512(A, lda, W, ldw, C, ldc, n, N, K); return;
-        case Isa::Avx2: detail::gemm_nt_avx2(A, lda, W, ldw, C, ldc, n, N, K); return;
-        case Isa::Portable: {  // Eigen's GEMM for the baseline ISA
-            ConstMatMap a(A, n, K, Eigen::OuterStride<>(lda));
-            ConstMatMap w(W, N, K, Eigen::OuterStride<>(ldw));
-            MatMap c(C, n, N, Eigen::OuterStride<>(ldc));
-            c.noalias() = a * w.transpose();
-            return;
-        }
-    }
+    if (n > 0 && N > 0) gemm_kernels().f32(A, lda, W, ldw, C, ldc, n, N, K);
 }
 
 void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, float* C,
                   Index ldc, Index n, Index N, Index K) noexcept {
-    if (n <= 0 || N <= 0) return;
-    switch (active_isa()) {
-        case Isa::Avx512: detail::gemm_nt_bf16_avx512(A, lda, W, ldw, C, ldc, n, N, K); return;
-        case Isa::Avx2: detail::gemm_nt_bf16_avx2(A, lda, W, ldw, C, ldc, n, N, K); return;
-        case Isa::Portable:
-            gemm_portable(A, lda, W, ldw, C, ldc, n, N, K, from_bf16);
-            return;
-    }
+    if (n > 0 && N > 0) gemm_kernels().bf16(A, lda, W, ldw, C, ldc, n, N, K);
 }
 
 bool panels_available() noexcept { return active_isa() == Isa::Avx512; }

@@ -10,14 +10,36 @@ namespace moelab::detail {
 
 namespace {
 
-// Loads 16 weights (or `m`-masked) as float32.
-struct F32 {
-    using T = float;
-    MOELAB_AVX512 static inline __m512 load(const float* p) { return _mm512_loadu_ps(p); }
-    MOELAB_AVX512 static inline __m512 load(const float* p, __mmask16 m) {
-        return _mm512_maskz_loadu_ps(m, p);
+// The first n of 16 lanes (n clamped to [0, 16]).
+MOELAB_AVX512 inline __mmask16 first_lanes(Index n) {
+    return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// The vector unit of gemm_micro.hpp: 16 float32 lanes; a tail is a lane mask.
+struct V {
+    using Reg = __m512;
+    using Tail = __mmask16;
+    static constexpr int kLanes = 16;
+    MOELAB_AVX512 static inline Reg zero() { return _mm512_setzero_ps(); }
+    MOELAB_AVX512 static inline Tail tail(Index n) { return first_lanes(n); }
+    MOELAB_AVX512 static inline Reg load(const float* p) { return _mm512_loadu_ps(p); }
+    MOELAB_AVX512 static inline Reg load(const float* p, Tail m) { return _mm512_maskz_loadu_ps(m, p); }
+    MOELAB_AVX512 static inline Reg fmadd(Reg a, Reg w, Reg acc) { return _mm512_fmadd_ps(a, w, acc); }
+    // Sum of the 16 lanes in a fixed order (GCC 12's _mm512_reduce_add_ps warns spuriously).
+    MOELAB_AVX512 static inline float hsum(Reg v) {
+        const __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+        const __m512 q = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+        const __m128 c = _mm512_castps512_ps128(q);
+        const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
+        return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
     }
+    // Keeps w in a register: GCC otherwise folds the load into each of the MR FMAs (MR loads of
+    // the same vector) and the kernel becomes load-bound (KERNEL_NOTES.md [weight in a
+    // register]). No effect on the FMA order.
+    MOELAB_AVX512 static inline void keep(Reg& w) { __asm__("" : "+v"(w)); }
 };
+
+// Loads 16 bfloat16 weights (or the masked lanes) as float32.
 struct BF16 {
     using T = std::uint16_t;
     MOELAB_AVX512 static inline __m512 load(const std::uint16_t* p) {
@@ -30,20 +52,6 @@ struct BF16 {
     }
 };
 
-// Sum of the 16 lanes in a fixed order (GCC 12's _mm512_reduce_add_ps warns spuriously).
-MOELAB_AVX512 inline float hsum(__m512 v) {
-    const __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-    const __m512 q = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
-    const __m128 c = _mm512_castps512_ps128(q);
-    const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
-// The first n of 16 lanes (n clamped to [0, 16]).
-MOELAB_AVX512 inline __mmask16 first_lanes(Index n) {
-    return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
 // Lane i holds i * step: gather offsets for 16 elements `step` floats apart.
 MOELAB_AVX512 inline __m512i lane_offsets(Index step) {
     return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -51,10 +59,10 @@ MOELAB_AVX512 inline __m512i lane_offsets(Index step) {
 }
 
 // A software prefetch stream (into L2) that runs `kStreamAhead` bytes ahead of a block of
-// bfloat16 weight rows read in address order, one cache line per line consumed. At decode the
-// hardware prefetchers do not ramp up on short bf16 rows (768 bf16 = 1.5 KiB) read 8 side by
-// side: the kernel drew 8.4 GB/s of a 15.5 GB/s core without it, 14 GB/s with it. float32 rows
-// stream at the bandwidth without it (measured: no gain), so it is not used there.
+// bfloat16 weight rows read in address order, one cache line per line consumed: at decode the
+// hardware prefetchers do not ramp up on short bf16 rows read side by side; float32 rows stream
+// at the bandwidth without it, so it is not used there (benchmarks/KERNEL_NOTES.md [decode
+// stream]).
 struct Stream {
     const char* next = nullptr;  // next line to prefetch
     const char* end = nullptr;   // end of the block (never prefetched past)
@@ -67,48 +75,17 @@ struct Stream {
 };
 constexpr Index kStreamAhead = 16384;
 
-// C[MR x NR] = A[MR rows] . W[NR rows]^T over K: MR*NR vector accumulators along K, one
-// horizontal reduction each at the end (a fixed order for fixed K).
-template <class WT, int MR, int NR>
-MOELAB_AVX512 inline void micro(const float* A, Index lda, const typename WT::T* W, Index ldw,
-                                float* C, Index ldc, Index K, bool accumulate, Stream* stream) {
-    // Lines of weights one k step of 16 consumes per row: 1 (float32) or 1/2 (bfloat16).
-    constexpr int kRowsPerLine = int(64 / (16 * sizeof(typename WT::T)));
-    __m512 acc[MR][NR];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
-    Index k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m512 a[MR];
-        for (int i = 0; i < MR; ++i) a[i] = _mm512_loadu_ps(A + i * lda + k);
-        for (int j = 0; j < NR; ++j) {
-            if (stream && j % kRowsPerLine == 0) stream->step();
-            __m512 w = WT::load(W + j * ldw + k);
-            // Keeps w in a register: GCC otherwise folds the load into each of the MR FMAs
-            // (MR loads of the same vector), and the kernel becomes load-bound: 3 x 8 on hot
-            // weights 108 -> 141 GFLOP/s (1 thread, K = 2048). No effect on the FMA order.
-            __asm__("" : "+v"(w));
-            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(a[i], w, acc[i][j]);
-        }
-    }
-    if (k < K) {
-        const __mmask16 m = first_lanes(K - k);
-        __m512 a[MR];
-        for (int i = 0; i < MR; ++i) a[i] = _mm512_maskz_loadu_ps(m, A + i * lda + k);
-        for (int j = 0; j < NR; ++j) {
-            const __m512 w = WT::load(W + j * ldw + k, m);
-            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(a[i], w, acc[i][j]);
-        }
-    }
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) {
-            const float v = hsum(acc[i][j]);
-            C[i * ldc + j] = accumulate ? C[i * ldc + j] + v : v;
-        }
-}
+#define MOELAB_GEMM_TARGET MOELAB_AVX512
+#include "gemm_micro.hpp"
+#undef MOELAB_GEMM_TARGET
+
+// Rows of A per micro-kernel call: 3 x 8 = 24 accumulators (+ 3 A vectors + 1 W vector of the
+// 32 registers).
+constexpr int kMicroRows = 3;
+constexpr int kMicroCols = 8;
 
 // One block of NR weight rows (kept in L1 for the chunk) against every row of A (streamed,
-// MR rows at a time, from L2). Each output element sees the same K loop whatever MR and NR are,
+// kMicroRows rows at a time, from L2). Each output element sees the same K loop whatever MR and NR are,
 // so the blocking never changes a result.
 // `stream` (or null) is stepped by the first pass over the block only.
 template <class WT, int NR>
@@ -116,11 +93,12 @@ MOELAB_AVX512 inline void col_block(const float* A, Index lda, const typename WT
                                     float* C, Index ldc, Index n, Index K, bool acc,
                                     Stream* stream) {
     Index i = 0;
-    for (; i + 3 <= n; i += 3, stream = nullptr)
-        micro<WT, 3, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc, stream);
+    static_assert(kMicroRows == 3, "the remainder below handles 1 or 2 rows");
+    for (; i + kMicroRows <= n; i += kMicroRows, stream = nullptr)
+        micro<V, WT, kMicroRows, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc, stream);
     switch (n - i) {
-        case 2: micro<WT, 2, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc, stream); break;
-        case 1: micro<WT, 1, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc, stream); break;
+        case 2: micro<V, WT, 2, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc, stream); break;
+        case 1: micro<V, WT, 1, NR>(A + i * lda, lda, W, ldw, C + i * ldc, ldc, K, acc, stream); break;
         default: break;
     }
 }
@@ -129,13 +107,13 @@ MOELAB_AVX512 inline void col_block(const float* A, Index lda, const typename WT
 // stream from L2; each chunk's partial sum is added to C in chunk order (fixed for a given K).
 constexpr Index kKc = 1024;
 
-// At decode (n <= 3, one pass of micro-kernels over the weights, nothing to keep in L1) K is
-// not chunked, so the block of N rows is read in address order, and for contiguous (ldw == K)
-// bfloat16 rows a prefetch stream runs ahead of it.
+// At decode (n <= kMicroRows: one pass of micro-kernels over the weights, nothing to keep in
+// L1) K is not chunked, so the block of N rows is read in address order, and for contiguous
+// (ldw == K) bfloat16 rows a prefetch stream runs ahead of it.
 template <class WT>
 MOELAB_AVX512 void gemm(const float* A, Index lda, const typename WT::T* W, Index ldw, float* C,
-                        Index ldc, Index n, Index N, Index K) {
-    const bool decode = n <= 3;
+                        Index ldc, Index n, Index N, Index K) noexcept {
+    const bool decode = n <= kMicroRows;
     Stream stream;
     if (decode && ldw == K && sizeof(typename WT::T) == 2) {
         const char* begin = reinterpret_cast<const char*>(W);
@@ -151,8 +129,8 @@ MOELAB_AVX512 void gemm(const float* A, Index lda, const typename WT::T* W, Inde
         const float* Ak = A + k0;
         const typename WT::T* Wk = W + k0;
         Index j = 0;
-        // 3 x 8 = 24 accumulators (+ 3 A vectors + 1 W vector of 32 registers).
-        for (; j + 8 <= N; j += 8) col_block<WT, 8>(Ak, lda, Wk + j * ldw, ldw, C + j, ldc, n, kc, acc, s);
+        for (; j + kMicroCols <= N; j += kMicroCols)
+            col_block<WT, kMicroCols>(Ak, lda, Wk + j * ldw, ldw, C + j, ldc, n, kc, acc, s);
         for (; j + 4 <= N; j += 4) col_block<WT, 4>(Ak, lda, Wk + j * ldw, ldw, C + j, ldc, n, kc, acc, s);
         for (; j < N; ++j) col_block<WT, 1>(Ak, lda, Wk + j * ldw, ldw, C + j, ldc, n, kc, acc, s);
     }
@@ -160,15 +138,7 @@ MOELAB_AVX512 void gemm(const float* A, Index lda, const typename WT::T* W, Inde
 
 }  // namespace
 
-MOELAB_AVX512 void gemm_nt_avx512(const float* A, Index lda, const float* W, Index ldw, float* C,
-                                  Index ldc, Index n, Index N, Index K) noexcept {
-    gemm<F32>(A, lda, W, ldw, C, ldc, n, N, K);
-}
-
-MOELAB_AVX512 void gemm_nt_bf16_avx512(const float* A, Index lda, const std::uint16_t* W, Index ldw,
-                                       float* C, Index ldc, Index n, Index N, Index K) noexcept {
-    gemm<BF16>(A, lda, W, ldw, C, ldc, n, N, K);
-}
+const GemmKernels kGemmAvx512 = {gemm<F32>, gemm<BF16>};
 
 namespace {
 
@@ -191,7 +161,7 @@ MOELAB_AVX512 inline void panel_step(__m512 (&acc)[R][V], const float* W, Index 
 // streams from DRAM while this one computes (on cold weights the FMAs otherwise wait for
 // memory), spread evenly over the call.
 // One flat loop of k steps keeps the R row pointers in registers; a loop nest (a prefetch every
-// 16 k) made GCC spill two of them: 12 x 32 on L2-resident weights 165 -> 186 GFLOP/s.
+// 16 k) made GCC spill two of them (KERNEL_NOTES.md [flat k loop]).
 template <int R, int V>
 MOELAB_AVX512 inline void panel_micro(const float* W, Index ldw, const float* Xp, Index K,
                                       float* out, bool accumulate, const char* pf,
@@ -251,7 +221,7 @@ struct BlockStream {
 
 // bfloat16 rows are widened to float32 a chunk of K at a time into an L1-resident buffer and
 // run through the float32 kernel: one widening per weight instead of a scalar widen and
-// broadcast per weight and panel row (which made bf16 prefill slower than float32).
+// broadcast per weight and panel row (KERNEL_NOTES.md [bf16 widening]).
 constexpr Index kWidenK = 256;
 
 }  // namespace
@@ -285,8 +255,8 @@ MOELAB_AVX512 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Ind
     }
 }
 
-// Two masked gathers per k (16 lanes each, at the rows' offsets), unused lanes zero: the
-// scalar transpose it replaces ran at ~3 cycles per element.
+// Two masked gathers per k (16 lanes each, at the rows' offsets), unused lanes zero, rather than
+// a scalar transpose (KERNEL_NOTES.md [panel gathers]).
 MOELAB_AVX512 void pack_panel_avx512(const float* in, const std::int32_t* row_offsets, Index lanes,
                                      Index K, float* panel) noexcept {
     const __mmask16 m0 = first_lanes(lanes), m1 = first_lanes(lanes - 16);
@@ -301,8 +271,8 @@ MOELAB_AVX512 void pack_panel_avx512(const float* in, const std::int32_t* row_of
     }
 }
 
-// One masked gather of a lane's R values (stride kPanel) and one masked store per token row:
-// the scalar transpose it replaces took ~12 % of the down projection (K = 768) in `perf`.
+// One masked gather of a lane's R values (stride kPanel) and one masked store per token row,
+// rather than a scalar transpose (KERNEL_NOTES.md [panel gathers]).
 MOELAB_AVX512 void panel_store_avx512(const float* out, Index R, Index lanes, const float* bias,
                                       float* y, Index ldy) noexcept {
     const __m512i stride = lane_offsets(kPanel);

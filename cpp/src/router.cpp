@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <vector>
 
 #include "moelab/activation.hpp"
+#include "moelab/aligned.hpp"
 #include "moelab/gemm.hpp"
 #include "moelab/parallel.hpp"
 #include "moelab/types.hpp"
@@ -15,6 +15,13 @@ namespace moelab {
 namespace {
 
 constexpr Index kTokenBlock = 64;  // fixed work unit over tokens: independent of thread count
+// Elementary operations per logit, for threads_for: what makes a loop worth a parallel region.
+constexpr double kSelectWorkPerLogit = 16.0;  // a key, a top-k comparison, an exp
+constexpr double kAuxWorkPerLogit = 32.0;     // a top-k comparison and two exps
+constexpr double kZLossWorkPerLogit = 16.0;   // a max and an exp
+// Added to the sum of the selected sigmoid scores before renormalising, as Hugging Face does
+// (moelab.reference.SIGMOID_RENORM_EPS).
+constexpr double kSigmoidRenormEps = 1e-20;
 
 // Top-k of keys[0..n) by (key descending, index ascending): ids/vals (k) in that order.
 // Keys may be -inf (picked only when fewer than k others exist).
@@ -76,7 +83,8 @@ void mask_groups(float* keys, const MoESpec& spec, float* group_score, std::int3
 void route_token(const float* l, const float* correction_bias, const MoESpec& spec,
                  std::int32_t* ids, float* w, float* keys, float* group_score, float* group_vals,
                  std::int32_t* group_ids) noexcept {
-    const Index E = spec.num_experts, k = spec.top_k;
+    const Index E = spec.num_experts, k = spec.num_experts_per_tok;
+    const double scaling = float(spec.routed_scaling_factor);  // applied as float32
     switch (spec.scoring) {
         case Scoring::Softmax: {
             // top-k of softmax(l) == top-k of l (softmax is strictly increasing).
@@ -88,7 +96,7 @@ void route_token(const float* l, const float* correction_bias, const MoESpec& sp
             for (Index j = 0; j < k; ++j) sel += std::exp(double(w[j]) - m) / sum;
             const double scale = spec.norm_topk_prob ? 1.0 / sel : 1.0;
             for (Index j = 0; j < k; ++j)
-                w[j] = float(std::exp(double(w[j]) - m) / sum * scale * spec.routed_scaling_factor);
+                w[j] = float(std::exp(double(w[j]) - m) / sum * scale * scaling);
             break;
         }
         case Scoring::Sigmoid: {
@@ -100,8 +108,8 @@ void route_token(const float* l, const float* correction_bias, const MoESpec& sp
             topk_desc(keys, E, k, ids, w);
             double sum = 0.0;
             for (Index j = 0; j < k; ++j) sum += (w[j] = sigmoid_exact(l[ids[j]]));  // unbiased
-            const double scale = spec.norm_topk_prob ? 1.0 / (sum + 1e-20) : 1.0;
-            for (Index j = 0; j < k; ++j) w[j] = float(double(w[j]) * scale * spec.routed_scaling_factor);
+            const double scale = spec.norm_topk_prob ? 1.0 / (sum + kSigmoidRenormEps) : 1.0;
+            for (Index j = 0; j < k; ++j) w[j] = float(double(w[j]) * scale * scaling);
             break;
         }
         case Scoring::TopkSoftmax: {
@@ -123,65 +131,93 @@ void route_token(const float* l, const float* correction_bias, const MoESpec& sp
 
 }  // namespace
 
+void RouterScratch::reserve(const MoESpec& spec, Index T, int threads) {
+    const Index E = spec.num_experts, k = spec.num_experts_per_tok, G = spec.n_group;
+    const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
+    grow_to(select_keys, threads * (E + 2 * G));
+    grow_to(select_groups, threads * G);
+    grow_to(aux_count, blocks * E);
+    grow_to(aux_prob, blocks * E);
+    grow_to(aux_ids, threads * k);
+    grow_to(aux_vals, threads * k);
+    grow_to(z_terms, T);
+}
+
 void router_logits(const float* x, Index T, const float* Wr, const float* bias,
-                   const MoESpec& spec, float* logits) noexcept {
+                   const MoESpec& spec, float* logits, int threads) noexcept {
     const Index H = spec.hidden_size, E = spec.num_experts;
     const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
-    const float cap = spec.router_logit_softcap;
-    const int threads = threads_for(double(T) * double(E) * double(H));
+    const float cap = spec.router_logit_softcap ? float(*spec.router_logit_softcap) : 0.0f;
+    threads = threads_for(double(T) * double(E) * double(H), threads);
     (void)threads;
-    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1) if(threads > 1))
-    for (Index b = 0; b < blocks; ++b) {
-        const Index t0 = b * kTokenBlock, n = std::min(kTokenBlock, T - t0);
-        // (n, E) = x[t0 : t0 + n] (n, H) . Wr^T, on the run-time ISA's kernel (Eigen for the
-        // baseline ISA ran Qwen3's T = 2048 router at 28 GFLOP/s on one core).
-        gemm_nt(x + t0 * H, H, Wr, H, logits + t0 * E, E, n, E, H);
-        for (Index t = 0; t < n; ++t) {
-            float* row = logits + (t0 + t) * E;
-            if (bias)
-                for (Index e = 0; e < E; ++e) row[e] += bias[e];
-            if (cap > 0.0f)
-                for (Index e = 0; e < E; ++e) row[e] = cap * std::tanh(row[e] / cap);
+    MOELAB_OMP(parallel num_threads(threads) if(threads > 1))
+    {
+        note_region(Region::RouterLogits);
+        MOELAB_OMP(for schedule(dynamic, 1))
+        for (Index b = 0; b < blocks; ++b) {
+            const Index t0 = b * kTokenBlock, n = std::min(kTokenBlock, T - t0);
+            // (n, E) = x[t0 : t0 + n] (n, H) . Wr^T, on the run-time ISA's kernel [router].
+            gemm_nt(x + t0 * H, H, Wr, H, logits + t0 * E, E, n, E, H);
+            for (Index t = 0; t < n; ++t) {
+                float* row = logits + (t0 + t) * E;
+                if (bias)
+                    for (Index e = 0; e < E; ++e) row[e] += bias[e];
+                if (cap > 0.0f)
+                    for (Index e = 0; e < E; ++e) row[e] = cap * std::tanh(row[e] / cap);
+            }
         }
     }
 }
 
 void select_experts(const float* logits, Index T, const float* correction_bias,
-                    const MoESpec& spec, std::int32_t* ids, float* weights) {
-    const Index E = spec.num_experts, k = spec.top_k;
-    const int threads = threads_for(double(T) * double(E) * 16.0);
+                    const MoESpec& spec, std::int32_t* ids, float* weights, int threads,
+                    RouterScratch& scratch) noexcept {
+    const Index E = spec.num_experts, k = spec.num_experts_per_tok;
+    threads = threads_for(double(T) * double(E) * kSelectWorkPerLogit, threads);
     const Index G = spec.n_group, per_thread = E + 2 * G;
-    std::vector<float> scratch(std::size_t(threads * per_thread));
-    std::vector<std::int32_t> group_ids(std::size_t(threads * G));
-    MOELAB_OMP(parallel for num_threads(threads) schedule(static) if(threads > 1))
-    for (Index t = 0; t < T; ++t) {
-        float* keys = scratch.data() + thread_id() * per_thread;
-        route_token(logits + t * E, correction_bias, spec, ids + t * k, weights + t * k, keys,
-                    keys + E, keys + E + G, group_ids.data() + thread_id() * G);
+    float* keys_of = scratch.select_keys.data();
+    std::int32_t* groups_of = scratch.select_groups.data();
+    MOELAB_OMP(parallel num_threads(threads) if(threads > 1))
+    {
+        note_region(Region::SelectExperts);
+        MOELAB_OMP(for schedule(static))
+        for (Index t = 0; t < T; ++t) {
+            float* keys = keys_of + thread_id() * per_thread;
+            route_token(logits + t * E, correction_bias, spec, ids + t * k, weights + t * k, keys,
+                        keys + E, keys + E + G, groups_of + thread_id() * G);
+        }
     }
 }
 
-double aux_loss(const float* logits, Index T, Index E, Index k) {
+double aux_loss(const float* logits, Index T, Index E, Index k, int threads,
+                RouterScratch& scratch) noexcept {
     if (T == 0) return 0.0;
     const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
-    const int threads = threads_for(double(T) * double(E) * 32.0);
-    std::vector<double> count(std::size_t(blocks * E), 0.0), prob(std::size_t(blocks * E), 0.0);
-    std::vector<std::int32_t> ids(std::size_t(threads * k));
-    std::vector<float> vals(std::size_t(threads * k));
-    MOELAB_OMP(parallel for num_threads(threads) schedule(dynamic, 1) if(threads > 1))
-    for (Index b = 0; b < blocks; ++b) {
-        std::int32_t* id = ids.data() + thread_id() * k;
-        float* val = vals.data() + thread_id() * k;
-        double* cnt = count.data() + b * E;
-        double* pr = prob.data() + b * E;
-        for (Index t = b * kTokenBlock; t < std::min(T, (b + 1) * kTokenBlock); ++t) {
-            const float* l = logits + t * E;
-            topk_desc(l, E, k, id, val);
-            const double m = val[0];
-            double sum = 0.0;
-            for (Index e = 0; e < E; ++e) sum += std::exp(double(l[e]) - m);
-            for (Index e = 0; e < E; ++e) pr[e] += std::exp(double(l[e]) - m) / sum;
-            for (Index j = 0; j < k; ++j) cnt[id[j]] += 1.0;
+    threads = threads_for(double(T) * double(E) * kAuxWorkPerLogit, threads);
+    double* count = scratch.aux_count.data();
+    double* prob = scratch.aux_prob.data();
+    std::fill(count, count + blocks * E, 0.0);
+    std::fill(prob, prob + blocks * E, 0.0);
+    std::int32_t* ids = scratch.aux_ids.data();
+    float* vals = scratch.aux_vals.data();
+    MOELAB_OMP(parallel num_threads(threads) if(threads > 1))
+    {
+        note_region(Region::AuxLoss);
+        MOELAB_OMP(for schedule(dynamic, 1))
+        for (Index b = 0; b < blocks; ++b) {
+            std::int32_t* id = ids + thread_id() * k;
+            float* val = vals + thread_id() * k;
+            double* cnt = count + b * E;
+            double* pr = prob + b * E;
+            for (Index t = b * kTokenBlock; t < std::min(T, (b + 1) * kTokenBlock); ++t) {
+                const float* l = logits + t * E;
+                topk_desc(l, E, k, id, val);
+                const double m = val[0];
+                double sum = 0.0;
+                for (Index e = 0; e < E; ++e) sum += std::exp(double(l[e]) - m);
+                for (Index e = 0; e < E; ++e) pr[e] += std::exp(double(l[e]) - m) / sum;
+                for (Index j = 0; j < k; ++j) cnt[id[j]] += 1.0;
+            }
         }
     }
     double loss = 0.0;
@@ -196,23 +232,28 @@ double aux_loss(const float* logits, Index T, Index E, Index k) {
     return double(E) * loss;
 }
 
-double z_loss(const float* logits, Index T, Index E) {
+double z_loss(const float* logits, Index T, Index E, int threads,
+              RouterScratch& scratch) noexcept {
     if (T == 0) return 0.0;
-    std::vector<double> sq(static_cast<std::size_t>(T));
-    const int threads = threads_for(double(T) * double(E) * 16.0);
+    double* sq = scratch.z_terms.data();
+    threads = threads_for(double(T) * double(E) * kZLossWorkPerLogit, threads);
     (void)threads;
-    MOELAB_OMP(parallel for num_threads(threads) schedule(static) if(threads > 1))
-    for (Index t = 0; t < T; ++t) {
-        const float* l = logits + t * E;
-        double m = l[0];
-        for (Index e = 1; e < E; ++e) m = std::max(m, double(l[e]));
-        double sum = 0.0;
-        for (Index e = 0; e < E; ++e) sum += std::exp(double(l[e]) - m);
-        const double lse = m + std::log(sum);
-        sq[std::size_t(t)] = lse * lse;
+    MOELAB_OMP(parallel num_threads(threads) if(threads > 1))
+    {
+        note_region(Region::ZLoss);
+        MOELAB_OMP(for schedule(static))
+        for (Index t = 0; t < T; ++t) {
+            const float* l = logits + t * E;
+            double m = l[0];
+            for (Index e = 1; e < E; ++e) m = std::max(m, double(l[e]));
+            double sum = 0.0;
+            for (Index e = 0; e < E; ++e) sum += std::exp(double(l[e]) - m);
+            const double lse = m + std::log(sum);
+            sq[t] = lse * lse;
+        }
     }
     double total = 0.0;
-    for (Index t = 0; t < T; ++t) total += sq[std::size_t(t)];  // fixed order
+    for (Index t = 0; t < T; ++t) total += sq[t];  // fixed order
     return total / double(T);
 }
 

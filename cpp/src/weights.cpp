@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -22,6 +23,15 @@ std::string shape_string(const std::vector<Index>& shape) {
     return s.str();
 }
 
+WeightPtr weight_ptr(const Tensor& t) {
+    WeightPtr w;
+    if (t.dtype == DType::F32)
+        w.f32 = t.f32.data();
+    else
+        w.bf16 = t.bf16.data();
+    return w;
+}
+
 Index Tensor::numel() const {
     Index n = 1;
     for (Index d : shape) n *= d;
@@ -35,9 +45,9 @@ std::size_t WeightSet::add(const std::string& name, std::vector<Index> shape, In
     t.shape = std::move(shape);
     t.dtype = dtype;
     if (dtype == DType::F32)
-        t.data.assign(std::size_t(t.numel()), 0.0f);
+        t.f32.assign(std::size_t(t.numel()), 0.0f);
     else
-        t.half.assign(std::size_t(t.numel()), 0);
+        t.bf16.assign(std::size_t(t.numel()), 0);
     t.init_bound = float(1.0 / std::sqrt(double(fan_in)));
     tensors_.push_back(std::move(t));
     return tensors_.size() - 1;
@@ -48,7 +58,7 @@ void WeightSet::init_random(std::uint64_t seed) {
         Tensor& t = tensors_[i];
         const Index n = t.numel();
         if (t.dtype == DType::F32) {
-            fill_uniform(t.data.data(), n, t.init_bound, seed, std::uint64_t(i + 1), 0);
+            fill_uniform(t.f32.data(), n, t.init_bound, seed, std::uint64_t(i + 1), 0);
             continue;
         }
         // bfloat16: the float32 values of the same seed, rounded; in chunks (no full copy)
@@ -57,16 +67,16 @@ void WeightSet::init_random(std::uint64_t seed) {
         for (Index o = 0; o < n; o += chunk) {
             const Index m = std::min(chunk, n - o);
             fill_uniform(buf.data(), m, t.init_bound, seed, std::uint64_t(i + 1), o);
-            convert_to_bf16(buf.data(), t.half.data() + o, m);
+            convert_to_bf16(buf.data(), t.bf16.data() + o, m);
         }
     }
 }
 
 void WeightSet::copy_to_f32(const Tensor& t, float* dst) {
     if (t.dtype == DType::F32)
-        std::memcpy(dst, t.data.data(), t.data.size() * sizeof(float));
+        std::memcpy(dst, t.f32.data(), t.f32.size() * sizeof(float));
     else
-        convert_from_bf16(t.half.data(), dst, t.numel());
+        convert_from_bf16(t.bf16.data(), dst, t.numel());
 }
 
 std::vector<std::string> WeightSet::names() const {
@@ -110,10 +120,20 @@ void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
     for (const WeightView& v : views) {
         Tensor& t = find(v.name);
         if (t.dtype == DType::F32)
-            std::memcpy(t.data.data(), v.data, t.data.size() * sizeof(float));
+            std::memcpy(t.f32.data(), v.data, t.f32.size() * sizeof(float));
         else
-            convert_to_bf16(v.data, t.half.data(), t.numel());
+            convert_to_bf16(v.data, t.bf16.data(), t.numel());
     }
+}
+
+void LayerWeights::init_random(std::uint64_t seed) {
+    std::unique_lock<std::shared_mutex> lock(mutex_);
+    weights_.init_random(seed);
+}
+
+void LayerWeights::load_weights(const std::vector<WeightView>& views, bool strict) {
+    std::unique_lock<std::shared_mutex> lock(mutex_);
+    weights_.load(views, strict);
 }
 
 }  // namespace moelab

@@ -1,7 +1,8 @@
 """moelab: build, run and compare the Mixture-of-Experts layers of modern LLMs.
 
 A C++17 core (Eigen + OpenMP) holds the routers, experts and MoE layers; this package is its
-NumPy face. See DESIGN.md §2 for the public API.
+NumPy face. What each layer computes: docs/semantics.md. The model families moelab knows, their
+presets, config parsers and checkpoint names: ``moelab.families()`` (``moelab.registry``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ from . import ops, reference
 from .config import MoEConfig
 from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
+from .deltanet import DeltaNetState, GatedDeltaNet
 from .model_config import AttentionConfig, ModelConfig
 from .hf_config import from_hf_config
-from .presets import list_presets, preset
+from . import families as _family_modules  # registers every family (moelab/families/*.py)
+from . import registry
+from .registry import families, list_presets, preset
 from .analysis import compare, costs, count_params
 from .model import build
 from . import hf
+from . import designed_tokens
 from . import plot  # matplotlib is imported only when a helper is called
 
 __version__: str = _core.__version__
@@ -44,9 +49,13 @@ __all__ = [
     "MoEConfig",
     "MoELayer",
     "GatedMLP",
+    "GatedDeltaNet",
+    "DeltaNetState",
     "AttentionConfig",
     "ModelConfig",
     "from_hf_config",
+    "families",
+    "registry",
     "list_presets",
     "preset",
     "count_params",
@@ -58,6 +67,7 @@ __all__ = [
     "reference",
     "hf",
     "plot",
+    "designed_tokens",
 ]
 
 

@@ -1,12 +1,5 @@
 """Command line: ``python -m moelab {compare,params,run,list,demo} ...`` (``--help`` on each).
 
-    python -m moelab compare                    # every preset: sizes, routing, KV cache, FLOPs
-    python -m moelab compare qwen3-30b-a3b gpt-oss-20b --context 32768
-    python -m moelab params deepseek-v3         # parameter breakdown and per-token costs
-    python -m moelab run deepseek-v3 --tokens 512   # the scaled model: load balance, tokens/s
-    python -m moelab list                       # preset names
-    python -m moelab demo [demo args]           # moelab.demo.main
-
 Exit status: 0 on success, 2 on a usage error (bad option, unknown preset).
 """
 
@@ -14,11 +7,44 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import List, Optional
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["main", "vendor_active", "EXAMPLES"]
+
+EXAMPLES = """\
+examples:
+  python -m moelab compare                    # every preset: sizes, routing, KV cache, FLOPs
+  python -m moelab compare qwen3-30b-a3b gpt-oss-20b --context 32768
+  python -m moelab compare --wide --sort active   # every column (a wide terminal)
+  python -m moelab params deepseek-v3         # parameter breakdown and per-token costs
+  python -m moelab run deepseek-v3 --tokens 512   # the scaled model: load balance, tokens/s
+  python -m moelab list                       # preset names
+  python -m moelab demo --help                # one layer per router kind
+"""
+
+#: How a family's vendor counts "active" parameters when it publishes the figure: the
+#: ParamCount attribute that reproduces the published count, and a label for the table.
+#: Families not listed count everything a token uses (moelab's ``active``).
+_VENDOR_CONVENTIONS = {
+    "gpt_oss": ("active_no_embedding_matrix", "-1 VxH"),  # OpenAI's model card
+    "kimi_k2": ("active_no_embedding_matrix", "-1 VxH"),  # Moonshot's "32B activated"
+    "glm4_moe": ("active_no_embedding", "-emb,head"),     # the GLM-4.5 paper
+}
+_ALL_ACTIVE = ("active", "all")
+_VENDOR_LEGEND = ("convention all: the same; -emb,head: without the embedding and the LM head, "
+                  "as GLM counts; -1 VxH: without one vocabulary x hidden matrix, as OpenAI "
+                  "(gpt-oss) and Moonshot (Kimi K2) count")
+
+
+def vendor_active(cfg) -> "tuple[int, str]":
+    """(active parameters as the model's vendor counts them, the convention's label)."""
+    import moelab
+
+    attribute, label = _VENDOR_CONVENTIONS.get(cfg.model_type, _ALL_ACTIVE)
+    return int(getattr(moelab.count_params(cfg), attribute)), label
 
 
 def _fmt_count(n: float) -> str:
@@ -31,6 +57,11 @@ def _fmt_count(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def _fmt_number(v: float) -> str:
+    """An integral value as an integer ("70,272"), any other with one decimal ("25,344.5")."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
 def _fmt_bytes(n: float) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
@@ -38,33 +69,51 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+#: columns of the default table (it fits a 100-column terminal); --wide shows every column
+_NARROW = ["total", "active", "active_share", "vendor_active", "vendor_convention", "experts",
+           "top_k", "kv_bytes_per_token", "flops_per_token"]
+
+
 def _cmd_compare(args) -> int:
+    import pandas as pd
+
     import moelab
 
     names = args.models or moelab.list_presets()
     df = moelab.compare(names, context=args.context)
+    configs = [moelab.preset(n) if isinstance(n, str) else n for n in names]
+    vendor = [vendor_active(cfg) for cfg in configs]
+    df.insert(df.columns.get_loc("active_share") + 1, "vendor_active", [v for v, _ in vendor])
+    df.insert(df.columns.get_loc("vendor_active") + 1, "vendor_convention", [c for _, c in vendor])
     if args.sort:
-        df = df.sort_values(args.sort, ascending=False)
+        df = df.sort_values(args.sort, ascending=False, kind="stable")
+    if not args.wide:
+        df = df[_NARROW]
     if args.raw:
         out = df
     else:
         out = df.copy()
-        out["total"] = df["total"].map(_fmt_count)
-        out["active"] = df["active"].map(_fmt_count)
+        for col in ("total", "active", "vendor_active"):
+            out[col] = df[col].map(_fmt_count)
         out["active_share"] = df["active_share"].map(lambda v: f"{100 * v:.1f}%")
         out["kv_bytes_per_token"] = df["kv_bytes_per_token"].map(_fmt_bytes_small)
         out["flops_per_token"] = df["flops_per_token"].map(lambda v: f"{v / 1e9:.1f}G")
-        out = out.rename(columns={"active_share": "active%", "shared_experts": "shared",
+        out = out.rename(columns={"active_share": "active%", "vendor_active": "vendor",
+                                  "vendor_convention": "convention", "experts": "E",
+                                  "top_k": "k", "shared_experts": "shared",
                                   "dense_first_layers": "dense_first",
-                                  "kv_bytes_per_token": f"KV/token@{args.context}",
-                                  "flops_per_token": f"FLOPs/token@{args.context}"})
-    import pandas as pd
-
-    with pd.option_context("display.max_columns", None, "display.width", 250,
+                                  "kv_bytes_per_token": "KV/token",
+                                  "flops_per_token": "FLOPs/token"})
+    with pd.option_context("display.max_columns", None, "display.width", 1000,
                            "display.max_colwidth", 60):
         print(out.to_string())
-    print(f"\nKV cache in bf16 averaged over {args.context} tokens; FLOPs = 2 x active matmul "
-          "params + attention at that context (see moelab.costs).")
+    print()
+    print(textwrap.fill(
+        "active: every parameter a token uses, the embedding and the LM head included. vendor: "
+        f"active as the model's vendor counts it ({_VENDOR_LEGEND}). KV/token: the KV cache in "
+        f"bf16, averaged over a context of {args.context} tokens. FLOPs/token: 2 x the active "
+        "matmul parameters + attention at that context (moelab.count_params, moelab.costs).",
+        width=100))
     return 0
 
 
@@ -95,9 +144,9 @@ def _cmd_params(args) -> int:
     print(f"    matmul FLOPs              {c.matmul_flops:>20,}")
     print(f"    attention FLOPs           {c.attention_flops:>20,}")
     for fmt, b in c.weight_bytes.items():
-        print(f"    weights read ({fmt:4s})       {_fmt_bytes(b):>20}")
+        print(f"    {f'weights read ({fmt})':25s} {_fmt_bytes(b):>20}")
     print(f"    KV cache (bf16, 1 seq)    {_fmt_bytes(c.kv_cache_bytes):>20}")
-    print(f"    KV bytes per token        {c.kv_bytes_per_token:>20,.1f}")
+    print(f"    KV bytes per token        {_fmt_number(c.kv_bytes_per_token):>20}")
     return 0
 
 
@@ -164,8 +213,11 @@ def _run_demo(argv: List[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The parser; each sub-parser is kept as ``parser.commands[name]`` for its errors."""
     p = argparse.ArgumentParser(prog="python -m moelab",
-                                description="Build, run and compare Mixture-of-Experts LLMs.")
+                                description="Build, run and compare Mixture-of-Experts LLMs.",
+                                epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="{compare,params,run,list,demo}")
     sub.required = True
 
@@ -173,8 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("models", nargs="*", help="preset names (default: every preset)")
     c.add_argument("--context", type=int, default=4096,
                    help="context length for KV bytes and FLOPs (default 4096)")
-    c.add_argument("--sort", choices=["total", "active", "active_share", "kv_bytes_per_token",
-                                      "flops_per_token"], help="sort descending by a column")
+    c.add_argument("--sort", choices=["total", "active", "active_share", "vendor_active",
+                                      "kv_bytes_per_token", "flops_per_token"],
+                   help="sort descending by a column")
+    c.add_argument("--wide", action="store_true",
+                   help="every column (model type, layer counts, attention): ~200 characters")
     c.add_argument("--raw", action="store_true", help="print raw numbers, not human units")
 
     pr = sub.add_parser("params", help="parameter breakdown and per-token costs of a preset")
@@ -198,36 +253,43 @@ def _parser() -> argparse.ArgumentParser:
                    help="no progress bar over the layers (it is shown only on a terminal, "
                         "for forwards longer than a few seconds)")
 
-    sub.add_parser("list", help="list the preset names")
+    lst = sub.add_parser("list", help="list the preset names")
 
     # `demo ...` is dispatched before parsing (every argument goes to moelab.demo.main); the
     # sub-parser is here for --help.
-    sub.add_parser("demo", help="run moelab.demo (arguments are passed on; demo --help)",
-                   add_help=False)
+    demo = sub.add_parser("demo", help="run moelab.demo (arguments are passed on; demo --help)",
+                          add_help=False)
+    p.commands = {"compare": c, "params": pr, "run": r, "list": lst, "demo": demo}
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of ``python -m moelab``; returns the exit status (0, or 2 on usage errors)."""
+    """Entry point of ``python -m moelab``; returns the exit status (0, or 2 on usage errors).
+
+    A usage error of a sub-command prints that sub-command's usage: an argument argparse
+    rejects, or one the command rejects (exits with SystemExit(2)); an unknown preset or a
+    model listed twice (returns 2).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:
         return _run_demo(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
-    for name in ("context",):
-        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
-            parser.error(f"--{name} must be >= 1")
+    command = parser.commands[args.command]
+    if getattr(args, "context", 1) < 1:
+        command.error("--context must be >= 1")
     try:
         if args.command == "compare":
             return _cmd_compare(args)
         if args.command == "params":
             return _cmd_params(args)
         if args.command == "run":
-            return _cmd_run(args, parser)
+            return _cmd_run(args, command)
         return _cmd_list(args)
     except ValueError as exc:
-        if "unknown preset" in str(exc):
-            print(f"python -m moelab {args.command}: error: {exc}", file=sys.stderr)
+        if "unknown preset" in str(exc) or "twice" in str(exc):
+            command.print_usage(sys.stderr)
+            print(f"{command.prog}: error: {exc}", file=sys.stderr)
             return 2
         raise
 

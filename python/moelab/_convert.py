@@ -6,7 +6,21 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["as_float32_array", "as_float32_weights"]
+__all__ = ["as_float32_array", "as_float32_weights", "is_torch_tensor", "torch_to_numpy"]
+
+
+def is_torch_tensor(value) -> bool:
+    """True for a torch tensor, told by its type's module (torch is never imported here)."""
+    return type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach")
+
+
+def torch_to_numpy(tensor) -> np.ndarray:
+    """A torch tensor's values as a NumPy array on the CPU; bfloat16 (which NumPy lacks) becomes
+    float32, exactly. May share memory with the tensor."""
+    tensor = tensor.detach().cpu()
+    if str(tensor.dtype) == "torch.bfloat16":
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 def as_float32_array(value, name: str) -> np.ndarray:
@@ -15,11 +29,8 @@ def as_float32_array(value, name: str) -> np.ndarray:
     Raises ``TypeError`` naming ``name`` when the data is not real numbers (strings, objects,
     booleans, complex). NaN, Inf and shapes are checked by the C++ core.
     """
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu()
-        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
-            value = value.float()
-        value = value.numpy()
+    if is_torch_tensor(value):
+        value = torch_to_numpy(value)
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:

@@ -1,20 +1,11 @@
 """Parameter and cost accounting of a ``ModelConfig``, and the comparison table of models.
 
 Everything is computed from the structure (the module shapes of the HF implementation), never
-typed in. Conventions (ARCHITECTURES.md §4):
-
-* Parameters are the weights of the HF modules: buffers (``e_score_correction_bias``, RoPE
-  tables) are not parameters; MTP modules are counted apart (``ParamCount.mtp``), never in the
-  total; an untied LM head is counted separately from the embedding, a tied one not at all.
-* Active parameters = total - (E - k) * (one routed expert) on every MoE layer: everything a
-  token passes through, embedding and head included.
-* FLOPs: 2 FLOPs per multiply-accumulate. Matmul FLOPs per token = 2 x the active weight-matrix
-  parameters (the embedding lookup excluded, the LM head included; biases and norm weights
-  excluded). Attention FLOPs are those of the token at position ``context`` (decode): QK^T and
-  AV over the keys it attends to.
-* Bytes: the weights read per token at batch size 1 are the active parameters without the
-  embedding table (one row is read) but with the LM head, at 2 (bf16), 1 (fp8) or 0.5 (fp4)
-  bytes each (block scales of the fp8/fp4 formats not counted).
+typed in; the building blocks' formulas are in ``moelab.params``, the attention's here. The
+conventions are those of docs/semantics.md, "Parameters and costs": buffers and MTP modules
+are not in the total; active = total - (E - k) x one routed expert on every MoE layer,
+embedding and head included; matmul FLOPs = 2 x the active weight-matrix parameters (head in,
+embedding lookup out), plus attention at ``context``; weight bytes per token at batch 1.
 """
 
 from __future__ import annotations
@@ -22,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Tuple, Union
 
+from . import params
 from .model_config import AttentionConfig, ModelConfig
+from .registry import as_model_config
 
-__all__ = ["ParamCount", "Costs", "count_params", "costs", "compare", "attention_params"]
+__all__ = ["ParamCount", "Costs", "count_params", "costs", "compare", "attention_params",
+           "linear_attention_flops"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,14 +80,12 @@ def attention_params(cfg: ModelConfig, layer_type: str) -> Tuple[int, int]:
     return matrix, other
 
 
-def _dense_mlp_params(cfg: ModelConfig) -> Tuple[int, int]:
-    H, I = cfg.hidden_size, cfg.intermediate_size
-    return 3 * H * I, ((2 * I + H) if cfg.mlp_bias else 0)
+def _dense_mlp(cfg: ModelConfig) -> params.Params:
+    return params.gated_mlp(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias)
 
 
-def _norms_per_layer(cfg: ModelConfig) -> int:
-    per = 4 if cfg.norm_placement == "sandwich" else 2
-    return per * cfg.hidden_size * (2 if cfg.norm_bias else 1)
+def _norms(cfg: ModelConfig, count: int) -> int:
+    return params.norms(cfg.hidden_size, count, cfg.norm_bias).total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,39 +160,22 @@ class ParamCount:
                 f"active_no_embedding={self.active_no_embedding:,})")
 
 
-def _as_config(cfg) -> ModelConfig:
-    if isinstance(cfg, ModelConfig):
-        return cfg
-    if isinstance(cfg, str):
-        from .presets import preset
-        return preset(cfg)
-    raise TypeError(f"expected a ModelConfig or a preset name, got {type(cfg).__name__}")
-
-
 def _layer_parts(cfg: ModelConfig, i: int, layer_type: str, ffn: str) -> Dict[str, int]:
     """Parameters of decoder layer i by component (and its matmul weights)."""
     att_m, att_o = attention_params(cfg, layer_type)
     parts = dict(attention=att_m + att_o, routed=0, active_routed=0, shared=0, dense=0,
-                 routers=0, norms=_norms_per_layer(cfg), matrix=att_m)
+                 routers=0, norms=_norms(cfg, cfg.norms_per_layer), matrix=att_m)
     if ffn == "moe":
         m = cfg.moe
         parts["routed"] = m.num_experts * m.expert_params
         parts["active_routed"] = m.num_experts_per_tok * m.expert_params
         parts["shared"] = m.shared_params
         parts["routers"] = m.router_params
-        H = m.hidden_size
-        parts["matrix"] += (m.num_experts_per_tok * 3 * H * m.moe_intermediate_size
-                            + 3 * H * m.shared_width + m.num_experts * H)
-        if m.shared_expert_gate:
-            parts["matrix"] += H
-        if cfg.residual_moe:
-            dm, do = _dense_mlp_params(cfg)
-            parts["dense"] = dm + do
-            parts["matrix"] += dm
-    else:
-        dm, do = _dense_mlp_params(cfg)
-        parts["dense"] = dm + do
-        parts["matrix"] += dm
+        parts["matrix"] += m.param_split(active=True).matrix
+    if ffn == "dense" or cfg.residual_moe:
+        dense = _dense_mlp(cfg)
+        parts["dense"] = dense.total
+        parts["matrix"] += dense.matrix
     return parts
 
 
@@ -209,14 +184,14 @@ def count_params(cfg: Union[ModelConfig, str]) -> ParamCount:
 
     Raises TypeError for anything else, ValueError for an unknown preset name.
     """
-    cfg = _as_config(cfg)
+    cfg = as_model_config(cfg)
     V, H = cfg.vocab_size, cfg.hidden_size
     acc = dict(attention=0, routed=0, active_routed=0, shared=0, dense=0, routers=0, norms=0)
     for i in range(cfg.num_hidden_layers):
         p = _layer_parts(cfg, i, cfg.layer_type(i), cfg.ffn_kind(i))
         for key in acc:
             acc[key] += p[key]
-    norms = acc["norms"] + H * (2 if cfg.norm_bias else 1)  # + final norm
+    norms = acc["norms"] + _norms(cfg, 1)  # + final norm
     embedding = V * H
     head = (0 if cfg.tie_word_embeddings else V * H) + (V if cfg.lm_head_bias else 0)
     total = (embedding + head + acc["attention"] + acc["routed"] + acc["shared"] + acc["dense"]
@@ -276,6 +251,16 @@ class Costs:
         return self.matmul_flops + self.attention_flops
 
 
+def linear_attention_flops(a: AttentionConfig) -> int:
+    """Per-token FLOPs of one Gated DeltaNet layer besides its projections: the recurrence in
+    its recurrent form, 7 n_v d_k d_v (decay d_k d_v, S^T k 2 d_k d_v, rank-1 update 2 d_k d_v,
+    S^T q 2 d_k d_v), and the depthwise conv, 2 K (2 n_k d_k + n_v d_v). Independent of the
+    context (the state has a fixed size)."""
+    n_v, d_k, d_v = a.linear_num_value_heads, a.linear_key_head_dim, a.linear_value_head_dim
+    conv_dim = 2 * a.linear_num_key_heads * d_k + n_v * d_v
+    return 7 * n_v * d_k * d_v + 2 * a.linear_conv_kernel_dim * conv_dim
+
+
 def _keys_seen(cfg: ModelConfig, layer_type: str, context: int) -> int:
     a = cfg.attention
     if layer_type == "sliding_attention":
@@ -291,7 +276,7 @@ def costs(cfg: Union[ModelConfig, str], context: int = 4096, kv_dtype_bytes: int
     cfg : a ModelConfig or a preset name. context : int >= 1. kv_dtype_bytes : bytes per cached
     value (2 = bf16, 1 = fp8). Raises TypeError / ValueError on bad arguments.
     """
-    cfg = _as_config(cfg)
+    cfg = as_model_config(cfg)
     for name, v in (("context", context), ("kv_dtype_bytes", kv_dtype_bytes)):
         if isinstance(v, bool) or not isinstance(v, int):
             raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
@@ -310,7 +295,7 @@ def costs(cfg: Union[ModelConfig, str], context: int = 4096, kv_dtype_bytes: int
         if lt == "linear_attention":
             n_v, d_k, d_v = a.linear_num_value_heads, a.linear_key_head_dim, a.linear_value_head_dim
             conv_dim = 2 * a.linear_num_key_heads * d_k + n_v * d_v
-            attn_flops += 7 * n_v * d_k * d_v + 2 * a.linear_conv_kernel_dim * conv_dim
+            attn_flops += linear_attention_flops(a)
             s = (n_v * d_k * d_v + conv_dim * (a.linear_conv_kernel_dim - 1)) * kv_dtype_bytes
             state += s
             kv += s
@@ -373,7 +358,8 @@ def compare(models: Union[str, ModelConfig, Iterable[Union[str, ModelConfig]]],
     (``first_k_dense_replace``), attention (a label), kv_bytes_per_token (bf16, averaged over
     ``context`` tokens, see ``costs``), flops_per_token (at ``context``).
 
-    Raises TypeError (an entry that is neither) and ValueError (an unknown preset, no models).
+    Raises TypeError (an entry that is neither) and ValueError (an unknown preset, no models,
+    two entries with the same display name: the index names each row once).
     """
     import pandas as pd
 
@@ -389,10 +375,15 @@ def compare(models: Union[str, ModelConfig, Iterable[Union[str, ModelConfig]]],
     rows: List[dict] = []
     names: List[str] = []
     for item in items:
-        cfg = _as_config(item)
+        cfg = as_model_config(item)
         pc = count_params(cfg)
         c = costs(cfg, context=context)
         m = cfg.moe
+        if cfg.display_name in names:
+            first = names.index(cfg.display_name)
+            raise ValueError(f"compare: {cfg.display_name!r} is listed twice (entries {first} "
+                             f"and {len(names)}); list each model once, or give a changed "
+                             "config its own name (cfg.replace(name=...))")
         rows.append(dict(
             model_type=cfg.model_type, total=pc.total, active=pc.active,
             active_share=pc.active / pc.total,

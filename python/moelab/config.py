@@ -1,34 +1,28 @@
 """Configuration of one MoE layer: a frozen, validated dataclass with Hugging Face key names.
 
-Every switch of the routers and experts of DESIGN.md §3 is a field; nothing is inferred from a
-dimension. An impossible combination raises ``ValueError`` saying why, at construction.
+Every switch of the routers and experts (docs/semantics.md) is a field; nothing is inferred
+from a dimension. An impossible combination raises ``ValueError`` saying why, at construction.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional
 
+from . import params
+from ._checks import is_int, is_real
+
 __all__ = ["MoEConfig", "SCORINGS", "ACTIVATIONS"]
 
-#: Router kinds (DESIGN.md §3).
+#: Router kinds (docs/semantics.md, "Routers").
 SCORINGS = ("softmax", "sigmoid", "topk_softmax", "llama4")
 #: Gated expert activations: ``act(gate) * up``; ``swiglu_oai`` is gpt-oss's clamped SwiGLU.
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu", "swiglu_oai")
 
 # Guard against absurd configs before anything is allocated: one layer's weights in float32.
 _MAX_LAYER_PARAMS = 1 << 36  # 64 Gi parameters = 256 GiB
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -42,8 +36,8 @@ class MoEConfig:
     num_experts_per_tok : k, experts per token (1 <= k <= E).
     moe_intermediate_size : I, width of one routed expert.
 
-    Router (DESIGN.md §3)
-    ---------------------
+    Router (docs/semantics.md)
+    --------------------------
     scoring : "softmax" | "sigmoid" | "topk_softmax" | "llama4".
     norm_topk_prob : renormalise the selected weights to sum to 1 ("softmax", "sigmoid"; the
         "topk_softmax" weights sum to 1 by construction; not used by "llama4").
@@ -98,9 +92,9 @@ class MoEConfig:
         for name in ("hidden_size", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
                      "n_group", "topk_group", "n_shared_experts"):
             v = getattr(self, name)
-            if not _is_int(v):
+            if not is_int(v):
                 raise TypeError(f"MoEConfig.{name} must be an int, got {type(v).__name__} {v!r}")
-        if self.shared_intermediate_size is not None and not _is_int(self.shared_intermediate_size):
+        if self.shared_intermediate_size is not None and not is_int(self.shared_intermediate_size):
             raise TypeError("MoEConfig.shared_intermediate_size must be an int or None, got "
                             f"{type(self.shared_intermediate_size).__name__}")
         for name in ("norm_topk_prob", "correction_bias", "router_bias", "expert_bias",
@@ -108,12 +102,12 @@ class MoEConfig:
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise TypeError(f"MoEConfig.{name} must be a bool, got {type(v).__name__} {v!r}")
-        if not _is_real(self.routed_scaling_factor):
+        if not is_real(self.routed_scaling_factor):
             raise TypeError("MoEConfig.routed_scaling_factor must be a real number, got "
                             f"{type(self.routed_scaling_factor).__name__}")
         for name in ("router_logit_softcap", "capacity_factor"):
             v = getattr(self, name)
-            if v is not None and not _is_real(v):
+            if v is not None and not is_real(v):
                 raise TypeError(f"MoEConfig.{name} must be a real number or None, got "
                                 f"{type(v).__name__}")
         for name in ("scoring", "activation"):
@@ -164,10 +158,7 @@ class MoEConfig:
         if self.correction_bias and self.scoring != "sigmoid":
             raise ValueError("MoEConfig.correction_bias (e_score_correction_bias) is a selection "
                              f"bias of the 'sigmoid' router, not {self.scoring!r}")
-        if self.router_logit_softcap is not None and not (
-                math.isfinite(self.router_logit_softcap) and self.router_logit_softcap > 0):
-            raise ValueError("MoEConfig.router_logit_softcap must be None or finite and > 0, got "
-                             f"{self.router_logit_softcap}")
+        self._check_none_or_positive("router_logit_softcap")
         # shared experts
         if self.n_shared_experts < 0:
             raise ValueError(f"MoEConfig.n_shared_experts must be >= 0, got {self.n_shared_experts}")
@@ -179,16 +170,18 @@ class MoEConfig:
         elif self.shared_intermediate_size is not None and self.shared_intermediate_size < 1:
             raise ValueError("MoEConfig.shared_intermediate_size must be >= 1, got "
                              f"{self.shared_intermediate_size}")
-        # capacity
-        if self.capacity_factor is not None and not (
-                math.isfinite(self.capacity_factor) and self.capacity_factor > 0):
-            raise ValueError("MoEConfig.capacity_factor must be None (dropless) or finite and > 0, "
-                             f"got {self.capacity_factor}")
+        self._check_none_or_positive("capacity_factor", none_means=" (dropless)")
         if self.num_params > _MAX_LAYER_PARAMS:
             raise ValueError(f"MoEConfig describes {self.num_params:,} parameters in one layer "
                              f"(limit {_MAX_LAYER_PARAMS:,}): the dimensions are absurd")
 
-    # -- derived sizes ------------------------------------------------------------------
+    def _check_none_or_positive(self, name: str, none_means: str = "") -> None:
+        v = getattr(self, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"MoEConfig.{name} must be None{none_means} or finite and > 0, "
+                             f"got {v}")
+
+    # -- derived sizes (the formulas: moelab.params) ------------------------------------
     @property
     def shared_width(self) -> int:
         """S, the width of the shared expert block (0 when there is none)."""
@@ -201,33 +194,45 @@ class MoEConfig:
     @property
     def expert_params(self) -> int:
         """Parameters of one routed expert (gate, up, down and their biases)."""
-        H, I = self.hidden_size, self.moe_intermediate_size
-        return 3 * H * I + ((2 * I + H) if self.expert_bias else 0)
+        return params.gated_mlp(self.hidden_size, self.moe_intermediate_size,
+                                self.expert_bias).total
 
     @property
     def router_params(self) -> int:
         """Router parameters (weight and bias; the correction bias is a buffer, not counted)."""
-        E, H = self.num_experts, self.hidden_size
-        return E * H + (E if self.router_bias else 0)
+        return params.router(self.num_experts, self.hidden_size, self.router_bias).total
 
     @property
     def shared_params(self) -> int:
         """Parameters of the shared expert block and its gate."""
-        return 3 * self.hidden_size * self.shared_width + (
-            self.hidden_size if self.shared_expert_gate else 0)
+        return self._shared().total
+
+    def _shared(self) -> "params.Params":
+        H = self.hidden_size
+        gate = params.shared_expert_gate(H) if self.shared_expert_gate else params.Params()
+        return params.gated_mlp(H, self.shared_width) + gate
+
+    def param_split(self, active: bool = False) -> "params.Params":
+        """The layer's parameters as weight matrices and the rest (``moelab.params.Params``):
+        all of them, or with ``active`` those one token uses (k routed experts, the shared
+        block, the router)."""
+        experts = self.num_experts_per_tok if active else self.num_experts
+        expert = params.gated_mlp(self.hidden_size, self.moe_intermediate_size, self.expert_bias)
+        return (experts * expert + self._shared()
+                + params.router(self.num_experts, self.hidden_size, self.router_bias))
 
     @property
     def num_params(self) -> int:
         """All parameters of the layer (routed experts, shared experts, router)."""
-        return self.num_experts * self.expert_params + self.shared_params + self.router_params
+        return self.param_split().total
 
     @property
     def num_active_params(self) -> int:
         """Parameters that work for one token: k routed experts, the shared block, the router."""
-        return self.num_experts_per_tok * self.expert_params + self.shared_params + self.router_params
+        return self.param_split(active=True).total
 
     def weight_shapes(self) -> dict:
-        """The canonical weight names of DESIGN.md §2 mapped to their shapes."""
+        """The canonical weight names (docs/semantics.md, "Weights") mapped to their shapes."""
         H, E, I, S = (self.hidden_size, self.num_experts, self.moe_intermediate_size,
                       self.shared_width)
         shapes = {"router.weight": (E, H)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Mapping, Tuple, Union
@@ -9,6 +10,7 @@ from typing import Mapping, Tuple, Union
 import numpy as np
 
 from . import _core
+from ._checks import is_int
 from ._convert import as_float32_array, as_float32_weights
 from .config import MoEConfig
 
@@ -17,7 +19,7 @@ __all__ = ["MoELayer", "RoutingStats", "core_spec"]
 
 @dataclass(frozen=True)
 class RoutingStats:
-    """What the router did in one forward pass over T tokens (DESIGN.md §2).
+    """What the router did in one forward pass over T tokens (docs/semantics.md, "Statistics").
 
     topk_ids : (T, k) int32, per token sorted by weight descending, ties towards the lower id.
     topk_weights : (T, k) float32, the weights actually applied (for "llama4" the sigmoid that
@@ -50,28 +52,10 @@ class RoutingStats:
 
 
 def core_spec(cfg: MoEConfig) -> "_core.MoESpec":
-    """The C++ description of a layer, built from a validated MoEConfig."""
+    """The C++ description of a layer, built from a validated MoEConfig (the same fields)."""
     if not isinstance(cfg, MoEConfig):
         raise TypeError(f"config must be a moelab.MoEConfig, got {type(cfg).__name__}")
-    return _core.MoESpec(
-        hidden_size=cfg.hidden_size,
-        num_experts=cfg.num_experts,
-        top_k=cfg.num_experts_per_tok,
-        intermediate_size=cfg.moe_intermediate_size,
-        scoring=cfg.scoring,
-        norm_topk_prob=cfg.norm_topk_prob,
-        routed_scaling_factor=float(cfg.routed_scaling_factor),
-        n_group=cfg.n_group,
-        topk_group=cfg.topk_group,
-        correction_bias=cfg.correction_bias,
-        router_bias=cfg.router_bias,
-        router_logit_softcap=float(cfg.router_logit_softcap or 0.0),
-        activation=cfg.activation,
-        expert_bias=cfg.expert_bias,
-        shared_intermediate_size=cfg.shared_width,
-        shared_expert_gate=cfg.shared_expert_gate,
-        capacity_factor=float(cfg.capacity_factor or 0.0),
-    )
+    return _core.MoESpec(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
 
 
 class MoELayer:
@@ -105,7 +89,7 @@ class MoELayer:
     def __init__(self, config: MoEConfig, seed: int = 0, weight_dtype: str = "float32"):
         if not isinstance(config, MoEConfig):
             raise TypeError(f"config must be a moelab.MoEConfig, got {type(config).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise TypeError(f"seed must be a non-negative int, got {seed!r}")
         if weight_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
@@ -136,8 +120,8 @@ class MoELayer:
     def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
         """Copy weights into the layer, all or nothing.
 
-        weights : mapping of canonical name (DESIGN.md §2) to an array-like of the documented
-            shape; any real dtype is converted to float32 once.
+        weights : mapping of canonical name (docs/semantics.md, "Weights") to an array-like of
+            the documented shape; any real dtype is converted to float32 once.
         strict : every weight of the layer must be given (``False``: a subset may be given).
 
         Raises ``TypeError`` (not a mapping, a non-numeric array), ``ValueError`` (an unknown or

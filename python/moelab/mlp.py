@@ -7,11 +7,17 @@ from typing import Mapping
 
 import numpy as np
 
-from . import _core
+from . import _core, params
+from ._checks import is_int
 from ._convert import as_float32_array, as_float32_weights
 from .config import ACTIVATIONS
 
 __all__ = ["GatedMLP"]
+
+
+def _from_core(name: str, doc: str) -> property:
+    """A read-only property that asks the C++ object."""
+    return property(lambda self: getattr(self._core, name), doc=doc)
 
 
 class GatedMLP:
@@ -33,7 +39,7 @@ class GatedMLP:
                  seed: int = 0, weight_dtype: str = "float32"):
         for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size),
                         ("seed", seed)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            if not is_int(v):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
@@ -46,25 +52,15 @@ class GatedMLP:
         self._core.init_random(int(seed))
         self._load_lock = threading.Lock()
 
-    @property
-    def hidden_size(self) -> int:
-        return self._core.hidden_size
-
-    @property
-    def intermediate_size(self) -> int:
-        return self._core.intermediate_size
-
-    @property
-    def activation(self) -> str:
-        return self._core.activation
-
-    @property
-    def weight_dtype(self) -> str:
-        return self._core.weight_dtype
+    hidden_size = _from_core("hidden_size", "H (int).")
+    intermediate_size = _from_core("intermediate_size", "I (int).")
+    activation = _from_core("activation", "The gated activation (str).")
+    weight_dtype = _from_core("weight_dtype",
+                              '"float32" or "bfloat16": how the matrices are stored.')
 
     @property
     def num_params(self) -> int:
-        return 3 * self.hidden_size * self.intermediate_size
+        return params.gated_mlp(self.hidden_size, self.intermediate_size).total
 
     @property
     def weights(self) -> dict:

@@ -24,6 +24,8 @@ from typing import Callable, List, Optional, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
+from . import params
+from ._checks import is_int
 from ._convert import as_float32_array
 from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
@@ -49,7 +51,7 @@ class RMSNorm:
     """
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
-        if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)):
+        if not is_int(hidden_size):
             raise TypeError(f"hidden_size must be an int, got {type(hidden_size).__name__}")
         if hidden_size < 1:
             raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
@@ -220,12 +222,12 @@ class MoEModel:
 
 
 def _allocated_params(cfg: ModelConfig) -> int:
+    """What ``build`` allocates: every layer's norms and FFNs (no biases), the final norm."""
     H = cfg.hidden_size
-    n = H  # final norm
-    per_norm = (4 if cfg.norm_placement == "sandwich" else 2) * H
-    dense = 3 * H * cfg.intermediate_size
+    n = params.norms(H, 1).total + cfg.num_hidden_layers * params.norms(
+        H, cfg.norms_per_layer).total
+    dense = params.gated_mlp(H, cfg.intermediate_size).total
     for kind in cfg.ffn_kinds:
-        n += per_norm
         if kind == "moe":
             n += cfg.moe.num_params + (dense if cfg.residual_moe else 0)
         else:
@@ -244,7 +246,7 @@ def build(cfg: ModelConfig, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -
     """
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"cfg must be a moelab.ModelConfig, got {type(cfg).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise TypeError(f"seed must be a non-negative int, got {seed!r}")
     need = 4 * _allocated_params(cfg)
     if need > max_bytes:

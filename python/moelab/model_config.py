@@ -4,7 +4,7 @@
 a decoder-only LLM: vocabulary, width, depth, the attention of every layer (``AttentionConfig``),
 which layers carry a Mixture-of-Experts FFN and which a dense one, the routed layer's
 ``MoEConfig``, Grok-2's residual dense MLP and multi-token-prediction layers. Every switch is a
-field; nothing is inferred from a dimension (STYLE.md rule 8).
+field; nothing is inferred from a dimension.
 
 Layer kinds
 -----------
@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ._checks import is_int, is_real
 from .config import ACTIVATIONS, MoEConfig
 
 __all__ = ["AttentionConfig", "ModelConfig", "LAYER_TYPES", "ATTENTION_KINDS", "QK_NORMS",
-           "NORM_PLACEMENTS", "ROUTER_VARIANTS"]
+           "NORM_PLACEMENTS", "NORMS_PER_LAYER", "ROUTER_VARIANTS"]
 
 #: Token-mixer kinds of a decoder layer (HF ``layer_types`` names).
 LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "linear_attention")
@@ -46,10 +46,11 @@ ATTENTION_KINDS = ("gqa", "mla")
 #: Qwen3-Next); "full" = RMSNorm over the whole q (n_h*d) and k (n_kv*d) vectors (OLMo 2, OLMoE);
 #: "l2" = weight-less L2 norm (Llama 4).
 QK_NORMS = (None, "head", "full", "l2")
-#: Where each layer's RMSNorms sit: "pre" (2 per layer, before attention and FFN), "sandwich"
-#: (4 per layer, before and after each: Grok-2, Gemma 3), "post" (2 per layer, after each sub-block
-#: before the residual add: OLMo 2).
-NORM_PLACEMENTS = ("pre", "sandwich", "post")
+#: Where each layer's RMSNorms sit, and how many there are: "pre" (2 per layer, before attention
+#: and FFN), "sandwich" (4 per layer, before and after each: Grok-2, Gemma 3), "post" (2 per
+#: layer, after each sub-block before the residual add: OLMo 2).
+NORMS_PER_LAYER = {"pre": 2, "sandwich": 4, "post": 2}
+NORM_PLACEMENTS = tuple(NORMS_PER_LAYER)
 #: Routers that ``MoEConfig`` does not reproduce exactly. ``ModelConfig.moe`` then holds the
 #: closest config (same experts, same parameter count) and ``router_variant`` says what differs:
 #: "sparsemixer" (PhiMoE: same top-2 ids as softmax top-2 by logit, different weights),
@@ -59,14 +60,6 @@ ROUTER_VARIANTS = (None, "sparsemixer", "group_limited_greedy", "pnorm")
 
 # build() and analysis never need more; a config above this is a typo, not a model.
 _MAX_TOTAL_PARAMS = 1 << 44  # ~17.6 T parameters
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _as_tuple(owner: object, name: str, kind=int) -> None:
@@ -79,7 +72,7 @@ def _as_tuple(owner: object, name: str, kind=int) -> None:
                         f"{type(v).__name__} {v!r}")
     t = tuple(v)
     for item in t:
-        ok = _is_int(item) if kind is int else isinstance(item, kind)
+        ok = is_int(item) if kind is int else isinstance(item, kind)
         if not ok:
             raise TypeError(f"{type(owner).__name__}.{name} must hold {kind.__name__} values, got "
                             f"{type(item).__name__} {item!r}")
@@ -153,13 +146,13 @@ class AttentionConfig:
                   "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
                   "linear_conv_kernel_dim"):
             v = getattr(self, f)
-            if not _is_int(v):
+            if not is_int(v):
                 raise TypeError(f"{name}.{f} must be an int, got {type(v).__name__} {v!r}")
             if v < 0:
                 raise ValueError(f"{name}.{f} must be >= 0, got {v}")
         for f in ("sliding_window", "attention_chunk_size", "q_lora_rank"):
             v = getattr(self, f)
-            if v is not None and not _is_int(v):
+            if v is not None and not is_int(v):
                 raise TypeError(f"{name}.{f} must be an int or None, got {type(v).__name__} {v!r}")
             if v is not None and v < 1:
                 raise ValueError(f"{name}.{f} must be None or >= 1, got {v}")
@@ -171,11 +164,11 @@ class AttentionConfig:
             raise ValueError(f"{name}.kind must be one of {ATTENTION_KINDS}, got {self.kind!r}")
         if self.qk_norm not in QK_NORMS:
             raise ValueError(f"{name}.qk_norm must be one of {QK_NORMS}, got {self.qk_norm!r}")
-        if not _is_real(self.partial_rotary_factor) or not 0 <= self.partial_rotary_factor <= 1:
+        if not is_real(self.partial_rotary_factor) or not 0 <= self.partial_rotary_factor <= 1:
             raise ValueError(f"{name}.partial_rotary_factor must be in [0, 1], got "
                              f"{self.partial_rotary_factor!r}")
         c = self.attn_logit_softcapping
-        if c is not None and not (_is_real(c) and math.isfinite(c) and c > 0):
+        if c is not None and not (is_real(c) and math.isfinite(c) and c > 0):
             raise ValueError(f"{name}.attn_logit_softcapping must be None or finite and > 0, "
                              f"got {c!r}")
         n_h, n_kv = self.num_attention_heads, self.num_key_value_heads
@@ -290,7 +283,7 @@ class ModelConfig:
                   "first_k_dense_replace", "decoder_sparse_step", "interleave_moe_layer_step",
                   "num_nextn_predict_layers"):
             v = getattr(self, f)
-            if not _is_int(v):
+            if not is_int(v):
                 raise TypeError(f"{n}.{f} must be an int, got {type(v).__name__} {v!r}")
         for f in ("mlp_bias", "residual_moe", "norm_bias", "tie_word_embeddings",
                   "lm_head_bias"):
@@ -302,7 +295,7 @@ class ModelConfig:
                             f"{type(self.attention).__name__}")
         if self.moe is not None and not isinstance(self.moe, MoEConfig):
             raise TypeError(f"{n}.moe must be a MoEConfig or None, got {type(self.moe).__name__}")
-        if not _is_real(self.rms_norm_eps) or not self.rms_norm_eps > 0:
+        if not is_real(self.rms_norm_eps) or not self.rms_norm_eps > 0:
             raise ValueError(f"{n}.rms_norm_eps must be > 0, got {self.rms_norm_eps!r}")
         _as_tuple(self, "moe_layers")
         _as_tuple(self, "mlp_only_layers")
@@ -393,7 +386,7 @@ class ModelConfig:
 
         Raises TypeError (not an int) or IndexError (out of range).
         """
-        if not _is_int(i):
+        if not is_int(i):
             raise TypeError(f"layer index must be an int, got {type(i).__name__} {i!r}")
         L = self.num_hidden_layers
         if not 0 <= i < L:
@@ -409,7 +402,7 @@ class ModelConfig:
 
     def layer_type(self, i: int) -> str:
         """The token mixer of layer ``i`` (one of ``LAYER_TYPES``). Raises IndexError/TypeError."""
-        if not _is_int(i):
+        if not is_int(i):
             raise TypeError(f"layer index must be an int, got {type(i).__name__} {i!r}")
         if not 0 <= i < self.num_hidden_layers:
             raise IndexError(f"layer index {i} out of range [0, {self.num_hidden_layers})")
@@ -441,6 +434,11 @@ class ModelConfig:
     @property
     def is_moe(self) -> bool:
         return self.moe is not None
+
+    @property
+    def norms_per_layer(self) -> int:
+        """RMSNorms (LayerNorms with ``norm_bias``) in each decoder layer: ``NORMS_PER_LAYER``."""
+        return NORMS_PER_LAYER[self.norm_placement]
 
     @property
     def display_name(self) -> str:
@@ -504,7 +502,7 @@ class ModelConfig:
 def _check_opt_int(name: str, v, minimum: int = 1) -> None:
     if v is None:
         return
-    if not _is_int(v):
+    if not is_int(v):
         raise TypeError(f"scaled(): {name} must be an int or None, got {type(v).__name__} {v!r}")
     if v < minimum:
         raise ValueError(f"scaled(): {name} must be >= {minimum}, got {v}")

@@ -19,7 +19,8 @@ active_params_vs_k    active parameters of each model as a function of k (expert
 comparison_scatter    one column of ``moelab.compare`` against another, MoE and dense models marked.
 layer_pattern         each model's layers drawn as a strip: token mixer above, FFN below.
 load_heatmap          expert load per layer (tokens per expert / mean), from RoutingStats.
-router_comparison     the (T, E) weights several routers apply to the same tokens, one panel each.
+router_comparison     the (T, E) weights several routers apply to the same tokens, one panel each
+                      on one colour scale.
 param_segments, dense_weights   the data behind param_bars and router_comparison (no matplotlib).
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from .analysis import ParamCount, count_params
 from .model_config import LAYER_TYPES, ModelConfig
+from .registry import as_model_config
 
 __all__ = [
     "PARAM_SEGMENTS",
@@ -39,6 +41,7 @@ __all__ = [
     "param_bars",
     "active_params_vs_k",
     "comparison_scatter",
+    "COMPARE_AXES",
     "layer_pattern",
     "load_heatmap",
     "router_comparison",
@@ -74,15 +77,6 @@ def _new_axes(ax, figsize):
     return ax
 
 
-def _as_config(model: ModelLike) -> ModelConfig:
-    if isinstance(model, ModelConfig):
-        return model
-    if isinstance(model, str):
-        from .presets import preset
-        return preset(model)
-    raise TypeError(f"expected a preset name or a ModelConfig, got {type(model).__name__}")
-
-
 def _model_list(models, what: str = "models") -> List[ModelConfig]:
     if isinstance(models, (str, ModelConfig)):
         models = [models]
@@ -93,7 +87,7 @@ def _model_list(models, what: str = "models") -> List[ModelConfig]:
                         f"got {type(models).__name__}") from None
     if not items:
         raise ValueError(f"{what}: no models given")
-    return [_as_config(m) for m in items]
+    return [as_model_config(m) for m in items]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +171,15 @@ def _with_k(cfg: ModelConfig, k: int) -> ModelConfig:
     return cfg.replace(moe=m.replace(num_experts_per_tok=k, topk_group=tg))
 
 
+def _line_styles(n: int) -> List[Tuple[Tuple[float, ...], str, str]]:
+    """n distinct (colour, line style, marker): the 10 ``tab10`` colours, solid, then dashed,
+    then dotted, each pass with other markers, so that no two lines look alike."""
+    colors = _pyplot().get_cmap("tab10").colors
+    linestyles, markers = ("-", "--", ":"), ("o", "s", "^", "D", "v", "P")
+    return [(colors[i % 10], linestyles[(i // 10) % 3], markers[i % len(markers)])
+            for i in range(n)]
+
+
 def active_params_vs_k(models: Union[ModelLike, Iterable[ModelLike]],
                        ks: Optional[Sequence[int]] = None, ax=None, unit: float = 1e9,
                        relative: bool = False):
@@ -186,7 +189,9 @@ def active_params_vs_k(models: Union[ModelLike, Iterable[ModelLike]],
     ks : the k values (default 1, 2, 3, 4, 6, 8, 12, 16, ... up to each model's E).
     relative : plot active / total instead of active / unit.
     Returns the Axes: one line per model, the released k marked by a point on it (one extra
-    ``Line2D`` per model). Counts come from ``moelab.count_params``.
+    ``Line2D`` per model). Counts come from ``moelab.count_params``. The k axis is logarithmic,
+    and so is the count axis unless ``relative`` (its label says which); each model gets its own
+    combination of colour, line style and marker (``tab10`` colours, dashed past the tenth).
 
     Raises TypeError (not a model), ValueError (a dense model, k outside [1, E]).
     """
@@ -197,8 +202,8 @@ def active_params_vs_k(models: Union[ModelLike, Iterable[ModelLike]],
         if c.moe is None:
             raise ValueError(f"active_params_vs_k: {c.display_name!r} is a dense model")
     ax = _new_axes(ax, (7, 4.5))
-    colors = _pyplot().get_cmap("tab20" if len(cfgs) > 10 else "tab10").colors
-    for i, c in enumerate(cfgs):
+    styles = _line_styles(len(cfgs))
+    for c, (color, linestyle, marker) in zip(cfgs, styles):
         E = c.moe.num_experts
         if ks is None:
             grid = sorted({k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192,
@@ -211,17 +216,19 @@ def active_params_vs_k(models: Union[ModelLike, Iterable[ModelLike]],
         total = count_params(c).total
         scale = total if relative else unit
         vals = [count_params(_with_k(c, k)).active / scale for k in grid]
-        color = colors[(2 * i + i // 10) % 20] if len(cfgs) > 10 else colors[i]
-        ax.plot(grid, vals, marker=".", color=color, label=c.display_name)
+        ax.plot(grid, vals, marker=marker, markersize=3.5, color=color, linestyle=linestyle,
+                label=c.display_name)
         k0 = c.moe.num_experts_per_tok
         ax.plot([k0], [count_params(c).active / scale], "o", color=color, markersize=8,
                 markeredgecolor="black")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("experts per token k (log scale; the released k circled)")
-    ax.set_ylabel("active / total" if relative else
-                  ("active parameters (billions)" if unit == 1e9 else f"active parameters / {unit:g}"))
-    if not relative:
+    if relative:
+        ax.set_ylabel("active / total (linear scale)")
+    else:
         ax.set_yscale("log")
+        ax.set_ylabel(("active parameters (billions" if unit == 1e9
+                       else f"active parameters (/ {unit:g}") + ", log scale)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return ax
@@ -230,14 +237,37 @@ def active_params_vs_k(models: Union[ModelLike, Iterable[ModelLike]],
 # ---------------------------------------------------------------------------------------------
 # comparisons of architectures
 # ---------------------------------------------------------------------------------------------
+def _plain_log_ticks(axis) -> None:
+    """Tick labels of a log axis as plain numbers (300, not 3 x 10^2)."""
+    from matplotlib.ticker import LogFormatter
+
+    axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
+#: Axis label and unit of the ``moelab.compare`` columns that have one: column -> (label, the
+#: unit's name, its size). Points are plotted in that unit.
+COMPARE_AXES = {
+    "total": ("total parameters", "billions", 1e9),
+    "active": ("active parameters", "billions", 1e9),
+    "flops_per_token": ("FLOPs per token", "GFLOP", 1e9),
+    "kv_bytes_per_token": ("KV cache per token, bf16", "KiB", 1024.0),
+    "active_share": ("active / total", "%", 0.01),
+}
+
+
 def comparison_scatter(df, x: str = "total", y: str = "flops_per_token", ax=None,
                        annotate: bool = True, logx: bool = True, logy: bool = True):
     """Scatter of two columns of a ``moelab.compare`` table, MoE models and dense models apart.
 
     df : the DataFrame of ``moelab.compare`` (index = model names; needs ``x``, ``y`` and
-    ``experts``). annotate : write each model's name next to its point.
+    ``experts``). Columns of ``COMPARE_AXES`` are plotted in their unit (parameters in billions,
+    FLOPs in GFLOP, KV bytes in KiB) and the axes are labelled with name and unit.
+    annotate : name each point: the names stand in a column right of the axes, evenly spaced in
+    the order of the points' y values, each joined to its point by a thin line, so that no two
+    names overlap however close the points are.
     Returns the Axes with two PathCollections (MoE, dense; an empty one when there is none) and
-    one text per row when annotating.
+    one annotation per row when annotating.
 
     Raises ValueError when a column is missing or the table is empty.
     """
@@ -247,23 +277,32 @@ def comparison_scatter(df, x: str = "total", y: str = "flops_per_token", ax=None
     if len(df) == 0:
         raise ValueError("df is empty")
     ax = _new_axes(ax, (7, 5))
+    (x_label, x_unit, x_size), (y_label, y_unit, y_size) = (
+        COMPARE_AXES.get(col, (col, None, 1.0)) for col in (x, y))
     moe = np.asarray(df["experts"]) > 0                                 # (M,)
-    xs = np.asarray(df[x], dtype=np.float64)                            # (M,)
-    ys = np.asarray(df[y], dtype=np.float64)                            # (M,)
+    xs = np.asarray(df[x], dtype=np.float64) / x_size                   # (M,)
+    ys = np.asarray(df[y], dtype=np.float64) / y_size                   # (M,)
     ax.scatter(xs[moe], ys[moe], s=45, color="#55a868", edgecolor="black", linewidth=0.5,
                label="MoE", zorder=3)
     ax.scatter(xs[~moe], ys[~moe], s=45, marker="s", color="#9e9e9e", edgecolor="black",
                linewidth=0.5, label="dense", zorder=3)
-    if annotate:
-        for name, xv, yv in zip(df.index, xs, ys):
-            ax.annotate(str(name), (xv, yv), xytext=(4, 3), textcoords="offset points",
-                        fontsize="x-small")
     if logx:
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+        _plain_log_ticks(ax.yaxis)
+    scale = {True: ", log scale", False: ""}
+    ax.set_xlabel(f"{x_label}" + (f" ({x_unit}{scale[logx]})" if x_unit else ""))
+    ax.set_ylabel(f"{y_label}" + (f" ({y_unit}{scale[logy]})" if y_unit else ""))
+    if annotate:
+        order = np.argsort(ys, kind="stable")                           # bottom to top
+        slots = np.linspace(0.02, 0.98, len(order)) if len(order) > 1 else [0.5]
+        for slot, i in zip(slots, order):
+            ax.annotate(str(df.index[i]), (xs[i], ys[i]), xytext=(1.03, slot),
+                        textcoords="axes fraction", va="center", fontsize="x-small",
+                        arrowprops=dict(arrowstyle="-", color="0.6", linewidth=0.5,
+                                        shrinkA=0, shrinkB=3))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return ax
@@ -397,9 +436,11 @@ def router_comparison(routings: Mapping[str, object], num_experts: Optional[int]
 
     routings : name -> ``RoutingStats`` or ``(ids (T, k), weights (T, k))``; all with the same T.
     num_experts : E (default: the RoutingStats' E, else the largest id + 1).
-    Each panel is an image of ``dense_weights`` (0 = not selected) with its own colour scale and
-    colorbar; the title gives the weight sum per token (range over tokens). Returns the Figure;
-    its first ``len(routings)`` axes are the panels, in the mapping's order.
+    Each panel is an image of ``dense_weights``; experts not selected are left blank (light grey)
+    and every panel uses one colour scale, from 0 to the largest weight of all panels, with one
+    colorbar, so that colours compare across routers. The title gives the weight sum per token
+    (range over tokens). Returns the Figure; its first ``len(routings)`` axes are the panels,
+    in the mapping's order.
 
     Raises ValueError (no routings, unequal T, bad shapes) and TypeError (an entry of neither
     form).
@@ -433,10 +474,16 @@ def router_comparison(routings: Mapping[str, object], num_experts: Optional[int]
     if fig is None:
         fig = plt.figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (name, (ids, w)) in zip(axes, pairs.items()):
-        dense = dense_weights(ids, w, E)                                # (T, E)
-        im = ax.imshow(dense, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0)
-        sums = dense.sum(axis=1)                                        # (T,)
+    dense = {name: dense_weights(ids, w, E) for name, (ids, w) in pairs.items()}  # (T, E) each
+    selected = {name: dense_weights(ids, np.ones(ids.shape), E) > 0
+                for name, (ids, _) in pairs.items()}                    # (T, E) each
+    vmax = max(max(float(d.max()) for d in dense.values()), 1e-12)
+    colors = plt.get_cmap(cmap).with_extremes(bad="0.92")
+    for ax, name in zip(axes, pairs):
+        shown = np.ma.masked_where(~selected[name], dense[name])        # (T, E)
+        im = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap=colors, vmin=0,
+                       vmax=vmax)
+        sums = dense[name].sum(axis=1)                                  # (T,)
         rng = (f"{sums.min():.3g}" if np.isclose(sums.min(), sums.max())
                else f"{sums.min():.3g}..{sums.max():.3g}")
         ax.set_title(f"{name}\nweight sum per token: {rng}", fontsize="small")
@@ -444,7 +491,8 @@ def router_comparison(routings: Mapping[str, object], num_experts: Optional[int]
         ax.set_ylabel("token")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.colorbar(im, ax=ax, shrink=0.9)
     for ax in axes[n:]:
         ax.set_visible(False)
+    fig.colorbar(im, ax=list(axes[:n]), shrink=0.9,
+                 label="weight applied (blank: expert not selected)")
     return fig

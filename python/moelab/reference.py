@@ -1,6 +1,6 @@
 """NumPy twin of every C++ op of moelab: the oracle of the tests, in float64.
 
-Each function here mirrors one op of the C++ core (DESIGN.md §3, §4) and is written to be read,
+Each function here mirrors one op of the C++ core (docs/semantics.md) and is written to be read,
 not to be fast: plain loops where they make the rule obvious, a shape comment on every tensor
 line, no cleverness. Everything is computed in float64 whatever the input dtype, so that the
 float32 core can be compared against it with the tolerances of ``tests/tolerances.py``.
@@ -11,10 +11,11 @@ Conventions (the same as the core):
   experts, the lower group id when selecting groups, the lower expert id when two selected
   experts have the same weight.
 * The k experts of a token are listed by weight descending (ties: lower id first).
-* Weight names are the canonical names of DESIGN.md §2 (``router.weight``,
+* Weight names are the canonical names of docs/semantics.md (``router.weight``,
   ``experts.gate_up_proj``, ...); gate rows come before up rows in every ``gate_up_proj``.
 
-Nothing from moelab is imported except ``moelab.config`` (for the type of the config).
+Nothing from moelab is imported except ``moelab.config`` and ``moelab.model_config`` (for the
+types of the configs).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from .config import MoEConfig
+from .model_config import ModelConfig
 
 __all__ = [
     "softmax",
@@ -37,11 +39,17 @@ __all__ = [
     "activation",
     "expert",
     "gated_mlp",
+    "linear",
     "capacity",
     "apply_capacity",
     "aux_loss",
     "z_loss",
     "moe_layer",
+    "softplus",
+    "l2_normalize",
+    "gated_rms_norm",
+    "deltanet_split",
+    "gated_deltanet",
 ]
 
 #: Added to the sum of the selected sigmoid scores before renormalising (as Hugging Face does).
@@ -49,6 +57,10 @@ SIGMOID_RENORM_EPS = 1e-20
 #: gpt-oss clamped SwiGLU: clamp limit and the sigmoid slope.
 SWIGLU_OAI_LIMIT = 7.0
 SWIGLU_OAI_ALPHA = 1.702
+#: Gated DeltaNet: the epsilon of the L2 normalisation of q and k (fixed in Hugging Face's
+#: ``l2norm``, not a config value), and torch's softplus threshold (softplus(x) = x above it).
+DELTANET_L2_EPS = 1e-6
+SOFTPLUS_THRESHOLD = 20.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +110,7 @@ def softcap(logits, cap: Optional[float]) -> np.ndarray:
 
 
 def router_logits(x, weights: Mapping[str, np.ndarray], cfg: MoEConfig) -> np.ndarray:
-    """The router logits of DESIGN.md §2: ``W_r x (+ router.bias)``, then the soft-cap.
+    """The router logits (docs/semantics.md): ``W_r x (+ router.bias)``, then the soft-cap.
 
     x : (T, H); weights : the layer's canonical weights (``router.weight`` (E, H) and, when
     ``cfg.router_bias``, ``router.bias`` (E,)). Returns (T, E) float64. The selection-only
@@ -153,7 +165,7 @@ def _sort_by_weight(ids: np.ndarray, w: np.ndarray) -> Tuple[np.ndarray, np.ndar
 
 
 def route(logits, cfg: MoEConfig, correction_bias=None) -> Tuple[np.ndarray, np.ndarray]:
-    """Select k experts per token and their weights (DESIGN.md §3).
+    """Select k experts per token and their weights (docs/semantics.md, "Routers").
 
     logits : (T, E), already soft-capped and with any router bias added; -inf allowed (an
         expert that cannot be chosen, as long as k entries are finite).
@@ -281,6 +293,21 @@ def gated_mlp(x, gate_up_proj, down_proj, kind: str = "silu") -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # capacity and losses
 # ---------------------------------------------------------------------------------------------
+def linear(x, weight, bias=None) -> np.ndarray:
+    """y = x W^T (+ bias), the dense projection (twin of ``moelab.ops.linear``).
+
+    x : (T, K); weight : (N, K) float, or uint16 holding bfloat16 bit patterns; bias : (N,).
+    """
+    x = _f64(x)                                                          # (T, K)
+    w = np.asarray(weight)
+    if w.dtype == np.uint16:  # bfloat16: the upper 16 bits of a float32
+        w = (w.astype(np.uint32) << 16).view(np.float32)                 # (N, K)
+    y = x @ _f64(w).T                                                    # (T, N)
+    if bias is not None:
+        y = y + _f64(bias)[None, :]                                      # (T, N)
+    return y
+
+
 def capacity(T: int, cfg: MoEConfig) -> Optional[int]:
     """(token, slot) pairs each expert may keep: ``ceil(T * k / E * capacity_factor)``.
 
@@ -356,7 +383,7 @@ def z_loss(logits) -> float:
 def moe_layer(x, weights: Mapping[str, np.ndarray], cfg: MoEConfig) -> Tuple[np.ndarray, Dict]:
     """One MoE layer forward (the twin of ``moelab.MoELayer``).
 
-    x : (T, H) or (B, S, H); weights : canonical name -> array (DESIGN.md §2).
+    x : (T, H) or (B, S, H); weights : canonical name -> array (docs/semantics.md).
     Returns ``(y, stats)``: y float64 of the shape of x, and stats, a dict with the keys of
     ``moelab.RoutingStats`` (per-token arrays over the flattened tokens):
     topk_ids (T, k), topk_weights (T, k), router_logits (T, E), tokens_per_expert (E,),
@@ -416,3 +443,125 @@ def moe_layer(x, weights: Mapping[str, np.ndarray], cfg: MoEConfig) -> Tuple[np.
         "dropped": int(dropped),
     }
     return y.reshape(x.shape), stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Gated DeltaNet (Qwen3-Next's linear attention), step by step
+# ---------------------------------------------------------------------------------------------
+def softplus(z) -> np.ndarray:
+    """log(1 + exp(z)), float64, and z itself above ``SOFTPLUS_THRESHOLD`` (as torch does)."""
+    z = _f64(z)
+    with np.errstate(over="ignore"):  # exp overflows only where the threshold returns z
+        return np.where(z > SOFTPLUS_THRESHOLD, z, np.log1p(np.exp(z)))
+
+
+def l2_normalize(v, eps: float = DELTANET_L2_EPS) -> np.ndarray:
+    """v / sqrt(sum(v^2) + eps) over the last axis, float64."""
+    v = _f64(v)                                        # (..., d)
+    return v / np.sqrt(np.sum(v * v, axis=-1, keepdims=True) + eps)
+
+
+def gated_rms_norm(o, z, weight, eps: float) -> np.ndarray:
+    """Qwen3-Next's RMSNormGated over the last axis: w * o / sqrt(mean(o^2) + eps) * silu(z).
+
+    o, z : (..., d_v); weight : (d_v,). Returns float64 of the shape of o.
+    """
+    o = _f64(o)                                        # (..., d_v)
+    z = _f64(z)                                        # (..., d_v)
+    rms = np.sqrt(np.mean(o * o, axis=-1, keepdims=True) + eps)  # (..., 1)
+    return _f64(weight) * (o / rms) * (z * sigmoid(z))
+
+
+def _deltanet_dims(cfg: ModelConfig) -> Tuple[int, int, int, int, int]:
+    a = cfg.attention
+    return (a.linear_num_key_heads, a.linear_num_value_heads, a.linear_key_head_dim,
+            a.linear_value_head_dim, a.linear_conv_kernel_dim)
+
+
+def deltanet_split(qkvz, ba, cfg: ModelConfig):
+    """One token's in_proj outputs split into q, k, v, z, b, a (Hugging Face's
+    ``fix_query_key_value_ordering``).
+
+    qkvz : (2 n_k d_k + 2 n_v d_v,), laid out per key head g = 0..n_k-1 as
+    ``[q_g (d_k) | k_g (d_k) | v_g (r d_v) | z_g (r d_v)]`` with r = n_v / n_k;
+    ba : (2 n_v,), per key head ``[b_g (r) | a_g (r)]``. Value head h = g r + j belongs to key
+    head g. Returns q (n_k, d_k), k (n_k, d_k), v (n_v, d_v), z (n_v, d_v), b (n_v,), a (n_v,).
+    """
+    n_k, n_v, d_k, d_v, _ = _deltanet_dims(cfg)
+    r = n_v // n_k
+    groups = _f64(qkvz).reshape(n_k, 2 * d_k + 2 * r * d_v)   # (n_k, 2 d_k + 2 r d_v)
+    q = groups[:, :d_k]                                        # (n_k, d_k)
+    k = groups[:, d_k:2 * d_k]                                 # (n_k, d_k)
+    v = groups[:, 2 * d_k:2 * d_k + r * d_v].reshape(n_v, d_v)  # (n_v, d_v)
+    z = groups[:, 2 * d_k + r * d_v:].reshape(n_v, d_v)        # (n_v, d_v)
+    ba_groups = _f64(ba).reshape(n_k, 2 * r)                   # (n_k, 2 r)
+    b = ba_groups[:, :r].reshape(n_v)                          # (n_v,)
+    a = ba_groups[:, r:].reshape(n_v)                          # (n_v,)
+    return q, k, v, z, b, a
+
+
+def gated_deltanet(x, weights: Mapping[str, np.ndarray], cfg: ModelConfig,
+                   state: Optional[Mapping[str, np.ndarray]] = None
+                   ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """One Gated DeltaNet layer over T tokens, one token at a time (the recurrent form; the
+    twin of ``moelab.GatedDeltaNet``).
+
+    x : (T, H). weights : ``in_proj_qkvz.weight`` (2 n_k d_k + 2 n_v d_v, H),
+    ``in_proj_ba.weight`` (2 n_v, H), ``conv1d.weight`` (C, 1, K) with C = 2 n_k d_k + n_v d_v,
+    ``dt_bias`` (n_v,), ``A_log`` (n_v,), ``norm.weight`` (d_v,), ``out_proj.weight``
+    (H, n_v d_v). state : ``{"recurrent": (n_v, d_k, d_v), "conv": (K - 1, C)}`` (the conv rows
+    of the last K - 1 tokens, oldest first), or None for a fresh sequence (zeros).
+
+    Returns ``(y (T, H), new_state)`` in float64; the given state is not modified.
+
+    Per token, with value head h reading key head h // (n_v / n_k):
+      [q | k | v] = silu(causal depthwise conv over the last K tokens of [q | k | v]);
+      q = l2_normalize(q) / sqrt(d_k); k = l2_normalize(k);
+      beta = sigmoid(b); g = -exp(A_log) * softplus(a + dt_bias);
+      S_h = exp(g_h) S_h;  delta = beta_h (v_h - S_h^T k);  S_h = S_h + k delta^T;
+      o_h = S_h^T q;  y = out_proj(gated_rms_norm(o, z)).
+    """
+    n_k, n_v, d_k, d_v, K = _deltanet_dims(cfg)
+    r = n_v // n_k
+    x = _f64(x)                                        # (T, H)
+    W = {name: _f64(value) for name, value in weights.items()}
+    conv_w = W["conv1d.weight"][:, 0, :]               # (C, K)
+    C = conv_w.shape[0]
+    if state is None:
+        S = np.zeros((n_v, d_k, d_v))                  # (n_v, d_k, d_v)
+        tail = np.zeros((K - 1, C))                    # (K - 1, C)
+    else:
+        S = _f64(state["recurrent"]).copy()            # (n_v, d_k, d_v)
+        tail = _f64(state["conv"]).copy()              # (K - 1, C)
+    T = x.shape[0]
+    y = np.zeros((T, cfg.hidden_size))                 # (T, H)
+    for t in range(T):
+        qkvz = W["in_proj_qkvz.weight"] @ x[t]         # (2 n_k d_k + 2 n_v d_v,)
+        ba = W["in_proj_ba.weight"] @ x[t]             # (2 n_v,)
+        q, k, v, z, b, a = deltanet_split(qkvz, ba, cfg)
+        mixed = np.concatenate([q.ravel(), k.ravel(), v.ravel()])  # (C,)
+
+        # causal depthwise conv over this token and the K - 1 before it, then SiLU
+        window = np.vstack([tail, mixed[None, :]])     # (K, C), oldest first
+        conv = np.sum(conv_w.T * window, axis=0)       # (C,)
+        conv = conv * sigmoid(conv)                    # (C,)
+        tail = window[1:]                              # (K - 1, C)
+        q = conv[:n_k * d_k].reshape(n_k, d_k)         # (n_k, d_k)
+        k = conv[n_k * d_k:2 * n_k * d_k].reshape(n_k, d_k)  # (n_k, d_k)
+        v = conv[2 * n_k * d_k:].reshape(n_v, d_v)     # (n_v, d_v)
+
+        q = l2_normalize(q) / math.sqrt(d_k)           # (n_k, d_k)
+        k = l2_normalize(k)                            # (n_k, d_k)
+        beta = sigmoid(b)                              # (n_v,)
+        g = -np.exp(W["A_log"]) * softplus(a + W["dt_bias"])  # (n_v,), <= 0
+
+        o = np.zeros((n_v, d_v))                       # (n_v, d_v)
+        for h in range(n_v):
+            q_h, k_h = q[h // r], k[h // r]            # (d_k,), (d_k,)
+            S[h] = math.exp(g[h]) * S[h]               # (d_k, d_v) decay
+            delta = beta[h] * (v[h] - S[h].T @ k_h)    # (d_v,) what the state mispredicts
+            S[h] = S[h] + np.outer(k_h, delta)         # (d_k, d_v) delta-rule write
+            o[h] = S[h].T @ q_h                        # (d_v,) read
+        u = gated_rms_norm(o, z, W["norm.weight"], cfg.rms_norm_eps)  # (n_v, d_v)
+        y[t] = W["out_proj.weight"] @ u.ravel()        # (H,)
+    return y, {"recurrent": S, "conv": tail}

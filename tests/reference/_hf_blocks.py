@@ -3,7 +3,8 @@
 Everything torch lives here; test modules import this inside a ``try`` (conftest.py decides
 whether a missing reference fails or skips). All models are float32 on CPU.
 
-A family spec gives the tiny ``transformers`` config, which decoder layer is the MoE layer
+Each family's :class:`moelab.registry.ParityFixture` (in its module under
+``moelab/families/``) gives the tiny ``transformers`` config, which decoder layer is the MoE layer
 under test, and how to read routing out of its block:
 
 * ``gate``   (Mixtral, Qwen2/3-MoE, Qwen3-Next, OLMoE, DeepSeek-V3, GLM-4-MoE):
@@ -16,86 +17,16 @@ under test, and how to read routing out of its block:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Dict, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
 import transformers
 
-H = 32          # hidden size of every tiny model
+from _fixtures import H
+from moelab.registry import ParityFixture
+
 T_BATCH = (2, 24)  # (B, S): T = 48 tokens
-
-
-@dataclass(frozen=True)
-class Family:
-    """A tiny model of one family: config factory, MoE layer index, routing accessor."""
-
-    name: str
-    make_config: Callable[[], transformers.PretrainedConfig]
-    moe_layer: int
-    dense_layer: "int | None"   # a dense decoder layer of the tiny model, if it has one
-    routing: str                # "gate" | "router" | "llama4"
-    input_scale: float = 1.0    # gpt-oss: large inputs so that its clamps are active
-    decorated: bool = True      # experts use @use_experts_implementation (eager/grouped/batched)
-
-
-def _attn(**kw):
-    return dict(vocab_size=64, num_attention_heads=4, num_key_value_heads=2, **kw)
-
-
-FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("mixtral", lambda: transformers.MixtralConfig(
-        **_attn(), hidden_size=H, intermediate_size=16, num_hidden_layers=2,
-        num_local_experts=8, num_experts_per_tok=2), 1, None, "gate"),
-    Family("qwen2_moe", lambda: transformers.Qwen2MoeConfig(
-        **_attn(), hidden_size=H, intermediate_size=48, moe_intermediate_size=16,
-        shared_expert_intermediate_size=24, num_hidden_layers=2, num_experts=8,
-        num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=2), 1, 0, "gate"),
-    Family("qwen3_moe", lambda: transformers.Qwen3MoeConfig(
-        **_attn(), hidden_size=H, intermediate_size=48, moe_intermediate_size=16, head_dim=8,
-        num_hidden_layers=2, num_experts=8, num_experts_per_tok=3, norm_topk_prob=True,
-        mlp_only_layers=[0]), 1, 0, "gate"),
-    Family("qwen3_next", lambda: transformers.Qwen3NextConfig(
-        **_attn(), hidden_size=H, intermediate_size=48, moe_intermediate_size=16, head_dim=8,
-        shared_expert_intermediate_size=24, num_hidden_layers=2, num_experts=8,
-        num_experts_per_tok=2, norm_topk_prob=True, full_attention_interval=2,
-        linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
-        linear_value_head_dim=8), 1, None, "gate"),
-    Family("deepseek_v3", lambda: transformers.DeepseekV3Config(
-        vocab_size=64, hidden_size=H, intermediate_size=48, moe_intermediate_size=16,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, n_routed_experts=16,
-        num_experts_per_tok=4, n_group=4, topk_group=2, routed_scaling_factor=2.5,
-        norm_topk_prob=True, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=16,
-        kv_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=8, v_head_dim=8), 1, 0, "gate"),
-    Family("glm4_moe", lambda: transformers.Glm4MoeConfig(
-        **_attn(), hidden_size=H, intermediate_size=48, moe_intermediate_size=16, head_dim=8,
-        num_hidden_layers=2, n_routed_experts=8, num_experts_per_tok=2, n_group=1, topk_group=1,
-        routed_scaling_factor=2.5, norm_topk_prob=True, n_shared_experts=1,
-        first_k_dense_replace=1), 1, 0, "gate"),
-    Family("llama4", lambda: transformers.Llama4TextConfig(
-        **_attn(), hidden_size=H, intermediate_size=16, intermediate_size_mlp=48, head_dim=8,
-        num_hidden_layers=2, num_local_experts=8, num_experts_per_tok=1,
-        interleave_moe_layer_step=2), 1, 0, "llama4", decorated=False),
-    Family("llama4_k2", lambda: transformers.Llama4TextConfig(
-        **_attn(), hidden_size=H, intermediate_size=16, intermediate_size_mlp=48, head_dim=8,
-        num_hidden_layers=2, num_local_experts=8, num_experts_per_tok=2,
-        interleave_moe_layer_step=2), 1, 0, "llama4", decorated=False),
-    Family("gpt_oss", lambda: transformers.GptOssConfig(
-        **_attn(), hidden_size=H, intermediate_size=16, head_dim=8, num_hidden_layers=2,
-        num_local_experts=8, num_experts_per_tok=4), 1, None, "router", input_scale=4.0),
-    Family("olmoe", lambda: transformers.OlmoeConfig(
-        **_attn(), hidden_size=H, intermediate_size=16, num_hidden_layers=2, num_experts=8,
-        num_experts_per_tok=4, norm_topk_prob=False, eos_token_id=None, pad_token_id=None,
-        bos_token_id=None), 1, None, "gate"),
-)}
-
-#: Families whose transformers module defines ``load_balancing_loss_func``.
-AUX_LOSS_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "olmoe", "gpt_oss")
-
-PHIMOE_CONFIG = lambda: transformers.PhimoeConfig(  # noqa: E731
-    **_attn(), hidden_size=H, intermediate_size=16, num_hidden_layers=2, num_local_experts=8,
-    num_experts_per_tok=2)
 
 
 def block_of(model, layer_idx: int):
@@ -132,7 +63,7 @@ def randomize_block(block, seed: int) -> None:
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) * std)
 
 
-def make_model(family: Family, seed: int = 0, impl: str = "eager"):
+def make_model(family: ParityFixture, seed: int = 0, impl: str = "eager"):
     """A tiny float32 CausalLM of the family, its MoE block randomised, in eval mode."""
     torch.manual_seed(seed)
     cfg = family.make_config()
@@ -147,13 +78,13 @@ def make_model(family: Family, seed: int = 0, impl: str = "eager"):
     return model
 
 
-def hidden_states(family: Family, seed: int = 0) -> torch.Tensor:
+def hidden_states(family: ParityFixture, seed: int = 0) -> torch.Tensor:
     """(B, S, H) float32 inputs of the MoE block (unit normal times the family's input scale)."""
     g = torch.Generator().manual_seed(1000 + seed)
     return torch.randn(*T_BATCH, H, generator=g) * family.input_scale
 
 
-def run_block(family: Family, block, x: torch.Tensor) -> Dict[str, np.ndarray]:
+def run_block(family: ParityFixture, block, x: torch.Tensor) -> Dict[str, np.ndarray]:
     """The HF block on x (B, S, H): output y (T, H), routing ids (T, k), weights (T, k), logits."""
     x2 = x.reshape(-1, x.shape[-1])                       # (T, H)
     with torch.no_grad():

@@ -23,6 +23,8 @@ import moelab
 from moelab.hf_config import from_hf_config
 from tolerances import LOGITS, LOSS, assert_close
 
+import _fixtures as fx
+
 try:
     import torch
 
@@ -33,24 +35,35 @@ except ImportError:  # conftest.py fails or skips every test below
 pytestmark = pytest.mark.reference
 
 #: Families whose transformers module defines load_balancing_loss_func (DeepSeek-V3,
-#: GLM-4-MoE and Llama 4 compute no auxiliary loss).
-AUX_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "olmoe", "gpt_oss")
+#: GLM-4-MoE and Llama 4 compute no auxiliary loss): their fixtures say ``aux_loss=True``.
+AUX_FAMILIES = fx.AUX_LOSS_FAMILIES
 
 
-def _loss_func(family: str):
-    return importlib.import_module(f"transformers.models.{family}.modeling_{family}"
-                                   ).load_balancing_loss_func
+def _modeling(fixture: str):
+    """The transformers modeling module of a fixture's family."""
+    from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+    name = model_type_to_module_name(fx.FAMILY_OF[fixture])
+    return importlib.import_module(f"transformers.models.{name}.modeling_{name}")
 
 
-def test_aux_families_match_the_helper_list():
-    assert AUX_FAMILIES == hfb.AUX_LOSS_FAMILIES
+def _loss_func(fixture: str):
+    return _modeling(fixture).load_balancing_loss_func
+
+
+def test_aux_families_are_the_fixtures_whose_module_has_the_loss():
+    assert set(AUX_FAMILIES) >= {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "olmoe",
+                                 "gpt_oss"}
+    for family in fx.LOADABLE:
+        has_loss = hasattr(_modeling(family), "load_balancing_loss_func")
+        assert has_loss == (family in AUX_FAMILIES), family
     for family in AUX_FAMILIES:
         assert callable(_loss_func(family))
 
 
 @pytest.mark.parametrize("family", AUX_FAMILIES)
 def test_aux_loss_matches_load_balancing_loss_func(family):
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam)
     block = hfb.block_of(model, fam.moe_layer)
     x = hfb.hidden_states(fam)                                  # (B, S, H)
@@ -70,7 +83,7 @@ def test_recorded_router_logits_are_raw(family):
     records equals moelab's raw ``router_logits`` on the same input (no softmax applied), its
     loss on that layer equals moelab's aux_loss, and the model's multi-layer ``aux_loss`` equals
     the value rebuilt from moelab's per-layer routing."""
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam)
     moe_layers = from_hf_config(model.config.to_dict()).moe_layer_indices
     inputs = {}

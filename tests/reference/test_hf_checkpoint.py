@@ -3,7 +3,7 @@
 These tests need neither torch nor transformers (no ``reference`` marker): the checkpoints are
 written with ``safetensors.numpy`` or byte by byte, and the configs are plain dicts. The
 conversions are checked against arrays assembled by hand from the documented layouts
-(ARCHITECTURES.md §1.1, §2.7, §2.8); parity with transformers itself is in test_hf_parity.py.
+(docs/semantics.md, "Weights"); parity with transformers itself is in test_hf_parity.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import safetensors.numpy
 
 import moelab
 import moelab.hf
+from safetensors_writer import write_raw_safetensors
 
 E, H, I, K = 4, 16, 8, 2
 
@@ -154,19 +155,6 @@ def _write_config(folder, config):
     (folder / "config.json").write_text(json.dumps(config))
 
 
-def _write_raw_safetensors(path, tensors):
-    """tensors: name -> (safetensors dtype string, shape, raw little-endian bytes)."""
-    header, offset, blobs = {}, 0, []
-    for name, (dtype, shape, data) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": list(shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    head = json.dumps(header).encode()
-    head += b" " * (-len(head) % 8)
-    path.write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs))
-
-
 def test_folder_single_file_and_sharded_index(rng, tmp_path):
     state, canonical = mixtral_state(rng)
     single = tmp_path / "single"
@@ -203,7 +191,7 @@ def test_bfloat16_is_decoded_without_torch(rng, tmp_path):
         bits = value.view(np.uint32) & np.uint32(0xFFFF0000)
         state[name] = bits.view(np.float32)
         raw[name] = ("BF16", value.shape, (bits >> np.uint32(16)).astype("<u2").tobytes())
-    _write_raw_safetensors(tmp_path / "model.safetensors", raw)
+    write_raw_safetensors(tmp_path / "model.safetensors", raw)
     _write_config(tmp_path, MIXTRAL)
     _, expected = mixtral_state(np.random.default_rng(0))  # structure only; values below
     _, weights = moelab.hf.load_moe_weights(tmp_path, 1)
@@ -240,7 +228,7 @@ def test_unreadable_dtypes(rng, tmp_path):
         moelab.hf.load_moe_layer({**state, name: state[name].astype(np.int8)}, 1, config=MIXTRAL)
     raw = {n: ("F32", v.shape, v.astype("<f4").tobytes()) for n, v in state.items()}
     raw[name] = ("F8_E4M3", (E, H), bytes(E * H))
-    _write_raw_safetensors(tmp_path / "model.safetensors", raw)
+    write_raw_safetensors(tmp_path / "model.safetensors", raw)
     _write_config(tmp_path, MIXTRAL)
     with pytest.raises(TypeError, match=r"gate\.weight: dtype F8_E4M3"):
         moelab.hf.load_moe_layer(tmp_path, 1)

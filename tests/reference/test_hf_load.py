@@ -19,6 +19,8 @@ import moelab
 from moelab.hf_config import from_hf_config
 from tolerances import OUTPUT, ROUTING_WEIGHTS, assert_close, rel_err
 
+import _fixtures as fx
+
 try:
     import safetensors.numpy
     import safetensors.torch
@@ -31,22 +33,20 @@ except ImportError:  # conftest.py fails or skips every test below
 
 pytestmark = pytest.mark.reference
 
-FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v3", "glm4_moe",
-            "llama4", "gpt_oss", "olmoe")
+#: One parity fixture per family whose MoE layers moelab.hf loads (moelab.families()).
+FAMILIES = fx.ONE_PER_FAMILY
 
-#: The name transformers 5.23 ``save_pretrained`` gives the first expert tensor of layer 1:
-#: it reverses its load-time fusion for these families, and keeps gpt-oss / Llama 4 fused.
-SAVED_EXPERT_NAME = {
-    "mixtral": "model.layers.1.block_sparse_moe.experts.0.w1.weight",
-    "qwen2_moe": "model.layers.1.mlp.experts.0.gate_proj.weight",
-    "qwen3_moe": "model.layers.1.mlp.experts.0.gate_proj.weight",
-    "qwen3_next": "model.layers.1.mlp.experts.0.gate_proj.weight",
-    "deepseek_v3": "model.layers.1.mlp.experts.0.gate_proj.weight",
-    "glm4_moe": "model.layers.1.mlp.experts.0.gate_proj.weight",
-    "olmoe": "model.layers.1.mlp.experts.0.gate_proj.weight",
-    "gpt_oss": "model.layers.1.mlp.experts.gate_up_proj",
-    "llama4": "model.layers.1.feed_forward.experts.gate_up_proj",
-}
+#: The name transformers 5.23 ``save_pretrained`` gives the first expert tensor of layer 1 (each
+#: fixture's ``saved_expert_tensor``): it reverses its load-time fusion for most families
+#: (per-expert names), and keeps gpt-oss / Llama 4 fused.
+SAVED_EXPERT_NAME = {f: fx.FIXTURES[f].saved_expert_tensor for f in FAMILIES}
+#: One family per way of storing the fused experts (layout), and per way of naming the 4.x
+#: per-expert tensors and the shared experts.
+BY_LAYOUT = fx.one_per(lambda moe: moe.layout)
+BY_STORAGE = fx.one_per(lambda moe: (moe.layout, moe.per_expert))
+BY_PER_EXPERT_NAMES = tuple(f for f in fx.one_per(lambda moe: (moe.per_expert,
+                                                               moe.shared_experts))
+                            if fx.registry_moe(f).per_expert is not None)
 
 
 def _saved_names(folder) -> list:
@@ -60,7 +60,7 @@ def _saved_names(folder) -> list:
 def _check_layer(layer: moelab.MoELayer, block, family: str, what: str, seed: int = 0) -> float:
     """Compare a moelab layer with the transformers block on the family's hidden states;
     returns the scale-relative output error."""
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     x = hfb.hidden_states(fam, seed)                             # (B, S, H)
     ref = hfb.run_block(fam, block, x)
     y, stats = layer(x.numpy(), return_stats=True)
@@ -75,7 +75,7 @@ def _check_layer(layer: moelab.MoELayer, block, family: str, what: str, seed: in
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_save_pretrained_then_load_every_moe_layer(family, tmp_path):
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam, seed=5)
     model.save_pretrained(tmp_path)
     names = _saved_names(tmp_path)
@@ -89,9 +89,18 @@ def test_save_pretrained_then_load_every_moe_layer(family, tmp_path):
         assert err <= OUTPUT.rtol
 
 
-@pytest.mark.parametrize("family", ["deepseek_v3", "gpt_oss", "llama4"])
+def test_the_selections_cover_every_storage():
+    """The sharded, low-precision and per-expert tests below run one family per storage; the
+    stored forms today (a family that brings a new one joins them by itself)."""
+    assert {"deepseek_v3", "gpt_oss", "llama4"} <= set(BY_LAYOUT)
+    assert {"mixtral", "deepseek_v3", "gpt_oss", "llama4"} <= set(BY_STORAGE)
+    assert {"mixtral", "deepseek_v3"} <= set(BY_PER_EXPERT_NAMES)
+    assert any(fx.registry_moe(f).shared_experts == "shared_expert" for f in BY_PER_EXPERT_NAMES)
+
+
+@pytest.mark.parametrize("family", BY_LAYOUT)
 def test_sharded_checkpoint(family, tmp_path):
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam, seed=2)
     model.save_pretrained(tmp_path, max_shard_size="40KB")
     assert (tmp_path / "model.safetensors.index.json").is_file()
@@ -101,12 +110,12 @@ def test_sharded_checkpoint(family, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.parametrize("family", ["mixtral", "deepseek_v3", "gpt_oss", "llama4"])
+@pytest.mark.parametrize("family", BY_STORAGE)
 def test_low_precision_checkpoints_and_state_dicts(family, dtype, tmp_path):
     """A bf16 / fp16 model saved to disk, and its state dict of bf16 / fp16 torch tensors, load
     as the float32 values of those weights: the same as the transformers block run in float32
     on the rounded weights."""
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam, seed=3).to(getattr(torch, dtype))
     model.save_pretrained(tmp_path)
     with safetensors.safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
@@ -123,11 +132,11 @@ def test_low_precision_checkpoints_and_state_dicts(family, dtype, tmp_path):
     _check_layer(from_disk, block, family, f"{family} {dtype}")
 
 
-@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "deepseek_v3"])
+@pytest.mark.parametrize("family", BY_PER_EXPERT_NAMES)
 def test_per_expert_names_as_a_state_dict(family, tmp_path):
     """The 4.x per-expert names (what save_pretrained writes for these families), given as a
     dict of torch tensors and as a dict of NumPy arrays, with the config as a path."""
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam, seed=4)
     model.save_pretrained(tmp_path)
     torch_state = safetensors.torch.load_file(str(tmp_path / "model.safetensors"))
@@ -142,7 +151,7 @@ def test_per_expert_names_as_a_state_dict(family, tmp_path):
 def test_llama4_multimodal_checkpoint(tmp_path):
     """Llama4ForConditionalGeneration: the text layers sit under ``language_model.model.``,
     next to vision layers that also have an ``mlp``; config.json nests a ``text_config``."""
-    text = hfb.FAMILIES["llama4"].make_config().to_dict()
+    text = fx.FIXTURES["llama4"].make_config().to_dict()
     vision = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
                   image_size=28, patch_size=14, vision_output_dim=16, projector_input_dim=16,
                   projector_output_dim=16)
@@ -166,7 +175,7 @@ def test_llama4_multimodal_checkpoint(tmp_path):
 def test_a_second_copy_of_the_layer_under_another_prefix_is_ignored():
     """Qwen3-Next and DeepSeek-V3 checkpoints hold MTP modules (``mtp.layers.0.mlp...``);
     the decoder's layer is the one under ``model.``. Two unknown prefixes are ambiguous."""
-    fam = hfb.FAMILIES["qwen3_next"]
+    fam = fx.FIXTURES["qwen3_next"]
     model = hfb.make_model(fam, seed=6)
     state = model.state_dict()
     block_prefix = f"model.layers.{fam.moe_layer}.mlp."
@@ -180,9 +189,9 @@ def test_a_second_copy_of_the_layer_under_another_prefix_is_ignored():
         moelab.hf.load_moe_layer(twice, fam.moe_layer, config=model.config)
 
 
-@pytest.mark.parametrize("family", ["qwen2_moe", "deepseek_v3", "llama4"])
+@pytest.mark.parametrize("family", [f for f in FAMILIES if fx.FIXTURES[f].dense_layer is not None])
 def test_dense_layer_is_a_value_error_naming_it(family, tmp_path):
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam)
     model.save_pretrained(tmp_path)
     assert fam.dense_layer is not None

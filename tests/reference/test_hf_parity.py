@@ -21,6 +21,8 @@ import moelab
 from moelab.hf_config import from_hf_config
 from tolerances import LOGITS, OUTPUT, ROUTING_WEIGHTS, assert_close, rel_err
 
+import _fixtures as fx
+
 try:
     import torch
 
@@ -30,16 +32,18 @@ except ImportError:  # conftest.py fails or skips every test below
 
 pytestmark = pytest.mark.reference
 
-FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v3", "glm4_moe",
-            "llama4", "llama4_k2", "gpt_oss", "olmoe")
-#: Families whose experts use @use_experts_implementation (eager / grouped_mm / batched_mm).
-DECORATED = tuple(f for f in FAMILIES if not f.startswith("llama4"))
+#: Every parity fixture (moelab.families()) of a family whose MoE layers moelab.hf loads.
+FAMILIES = fx.LOADABLE
+#: Those whose experts use @use_experts_implementation (eager / grouped_mm / batched_mm).
+DECORATED = tuple(f for f in FAMILIES if fx.FIXTURES[f].decorated)
+#: Fixtures of families whose router moelab does not reproduce (their loading is refused).
+REFUSED = tuple(f for f in fx.FIXTURES if f not in FAMILIES)
 IMPLS = ("eager", "grouped_mm", "batched_mm")
 CASES = [(f, "eager") for f in FAMILIES] + [(f, i) for f in DECORATED for i in IMPLS[1:]]
 
 
 def _compare(family: str, impl: str):
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     model = hfb.make_model(fam, impl=impl)
     block = hfb.block_of(model, fam.moe_layer)
     x = hfb.hidden_states(fam)                                   # (B, S, H)
@@ -66,7 +70,7 @@ def test_moe_block_matches_transformers(family, impl):
 
 
 def layer_experts(model, family: str) -> int:
-    return hfb.block_of(model, hfb.FAMILIES[family].moe_layer).experts.num_experts
+    return hfb.block_of(model, fx.FIXTURES[family].moe_layer).experts.num_experts
 
 
 @pytest.mark.parametrize("family", DECORATED)
@@ -74,7 +78,7 @@ def test_default_experts_implementation_on_cpu_is_grouped_mm(family):
     """What runs when nothing is forced: grouped_mm (torch 2.13 has a CPU grouped_mm)."""
     import transformers
 
-    fam = hfb.FAMILIES[family]
+    fam = fx.FIXTURES[family]
     assert fam.decorated
     model = transformers.AutoModelForCausalLM.from_config(fam.make_config())
     assert model.config._experts_implementation == "grouped_mm"
@@ -86,8 +90,8 @@ def test_llama4_experts_are_not_dispatched():
     import transformers
     from transformers.models.llama4.modeling_llama4 import Llama4TextExperts
 
-    assert not hfb.FAMILIES["llama4"].decorated
-    model = transformers.AutoModelForCausalLM.from_config(hfb.FAMILIES["llama4"].make_config())
+    assert not fx.FIXTURES["llama4"].decorated
+    model = transformers.AutoModelForCausalLM.from_config(fx.FIXTURES["llama4"].make_config())
     assert model.config._experts_implementation == "eager"
     assert not hasattr(Llama4TextExperts, "_apply_gate")  # the decorator adds it
 
@@ -96,7 +100,7 @@ def test_deepseek_v3_bias_and_groups_decide_the_selection():
     """The DeepSeek-V3 case exercises both the correction bias and the group limit: without
     either the transformers router picks other experts for some tokens (and moelab matches the
     router with both, test above)."""
-    fam = hfb.FAMILIES["deepseek_v3"]
+    fam = fx.FIXTURES["deepseek_v3"]
     model = hfb.make_model(fam)
     gate = hfb.block_of(model, fam.moe_layer).gate
     assert gate.num_group > 1 and gate.topk_group < gate.num_group
@@ -125,7 +129,7 @@ def test_deepseek_v3_bias_and_groups_decide_the_selection():
 def test_gpt_oss_clamps_are_active():
     """The gpt-oss inputs drive the clamped SwiGLU past its limits (gate > 7, |up| > 7) on
     selected (token, expert) pairs, so the parity test covers the clamps."""
-    fam = hfb.FAMILIES["gpt_oss"]
+    fam = fx.FIXTURES["gpt_oss"]
     model = hfb.make_model(fam)
     block = hfb.block_of(model, fam.moe_layer)
     x2 = hfb.hidden_states(fam).reshape(-1, hfb.H)              # (T, H)
@@ -142,13 +146,19 @@ def test_gpt_oss_clamps_are_active():
     assert int((up > limit).sum()) >= 10 and int((up < -limit).sum()) >= 10
 
 
-def test_phimoe_is_refused_with_a_clear_error():
+def test_phimoe_is_refused():
+    assert "phimoe" in REFUSED
+
+
+@pytest.mark.parametrize("family", REFUSED)
+def test_unreproduced_router_is_refused_with_a_clear_error(family):
     """PhiMoE's sparsemixer router is not one of moelab's scorings: from_hf_config marks the
     config ``router_variant='sparsemixer'`` and moelab.hf refuses to load its layers."""
     import transformers
 
-    model = transformers.AutoModelForCausalLM.from_config(hfb.PHIMOE_CONFIG())
+    fam = fx.FIXTURES[family]
+    model = transformers.AutoModelForCausalLM.from_config(fam.make_config())
     cfg = from_hf_config(model.config.to_dict())
-    assert cfg.router_variant == "sparsemixer"
-    with pytest.raises(ValueError, match="sparsemixer"):
-        moelab.hf.load_moe_layer(model.state_dict(), 1, config=model.config)
+    assert cfg.router_variant is not None
+    with pytest.raises(ValueError, match=cfg.router_variant):
+        moelab.hf.load_moe_layer(model.state_dict(), fam.moe_layer, config=model.config)

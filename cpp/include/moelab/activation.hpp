@@ -12,17 +12,19 @@ inline float sigmoidf(float v) noexcept { return 1.0f / (1.0f + std::exp(-v)); }
 // gpt-oss constants (hard-coded in the reference implementation).
 constexpr float kSwigluOaiLimit = 7.0f;
 constexpr float kSwigluOaiAlpha = 1.702f;
+// GELU: 0.5 g (1 + erf(g / sqrt 2)); its tanh form 0.5 g (1 + tanh(sqrt(2 / pi) (g + c g^3))).
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kSqrt2OverPi = 0.79788456080286536f;
+constexpr float kGeluTanhCubic = 0.044715f;
 
 inline float gated_activation(Activation a, float g, float u) noexcept {
     switch (a) {
         case Activation::Silu:
             return g * sigmoidf(g) * u;
         case Activation::Gelu:
-            return 0.5f * g * (1.0f + std::erf(g * 0.70710678118654752f)) * u;
-        case Activation::GeluTanh: {
-            const float c = 0.79788456080286536f;  // sqrt(2 / pi)
-            return 0.5f * g * (1.0f + std::tanh(c * (g + 0.044715f * g * g * g))) * u;
-        }
+            return 0.5f * g * (1.0f + std::erf(g * kInvSqrt2)) * u;
+        case Activation::GeluTanh:
+            return 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * (g + kGeluTanhCubic * g * g * g))) * u;
         case Activation::Relu:
             return (g > 0.0f ? g : 0.0f) * u;
         case Activation::SwigluOai: {

@@ -1,5 +1,5 @@
 // A 64-byte-aligned allocator: weight rows and work buffers start on cache lines, so the
-// vector kernels' loads never straddle two lines at a row start.
+// vector kernels' loads never straddle two lines at a row start; and how scratch buffers grow.
 #pragma once
 
 #include <cstddef>
@@ -27,5 +27,12 @@ struct AlignedAllocator {
 
 template <class T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+// Grows a scratch buffer to n elements if it is shorter; never shrinks it, so that a buffer sized
+// once serves every later call of that size or smaller without allocating.
+template <class V>
+void grow_to(V& v, std::ptrdiff_t n) {
+    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
+}
 
 }  // namespace moelab

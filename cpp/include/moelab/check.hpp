@@ -1,6 +1,8 @@
 // Input checks shared by the layers and ops; they run before any parallel region.
 #pragma once
 
+#include <cstdint>
+
 #include "moelab/types.hpp"
 
 namespace moelab {
@@ -8,5 +10,7 @@ namespace moelab {
 // Throws std::invalid_argument naming `what` and the first bad flat index if any of the n
 // values is NaN or Inf.
 void require_finite(const float* data, Index n, const char* what);
+// The same for bfloat16 bit patterns.
+void require_finite(const std::uint16_t* data, Index n, const char* what);
 
 }  // namespace moelab

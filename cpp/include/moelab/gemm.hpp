@@ -3,9 +3,10 @@
 // float32 or as bfloat16 (upper 16 bits of a float32; math in float32).
 //
 // The instruction set is chosen at run time from the CPU's features: AVX-512, AVX2+FMA, or the
-// portable path (Eigen, compiled for the baseline ISA). MOELAB_ISA=portable|avx2|avx512 forces
-// one (never above what the CPU has). Every path reduces in a fixed order that depends only on
-// the shapes, so results are bitwise identical for any thread count.
+// portable path (our own C++ kernels, compiled for the baseline ISA). MOELAB_ISA=portable|avx2|
+// avx512 forces one (never above what the CPU has). Every path reduces in a fixed order that
+// depends only on the shapes, so results are bitwise identical for any thread count; none
+// allocates or throws.
 #pragma once
 
 #include <cstdint>
@@ -41,9 +42,10 @@ void convert_from_bf16(const std::uint16_t* src, float* dst, Index n) noexcept;
 // ---- Token panels (AVX-512) ---------------------------------------------------------------
 // An expert with many rows has its input repacked into panels of kPanel tokens, k-major:
 // panel[k * kPanel + lane]. The panel kernel broadcasts weight elements (rows read in place, in
-// the canonical layout) against the 32 token lanes: an outer product, ~1.7x the dot-product
-// form on prefill shapes. Every lane runs the same sequential K loop, so a token's result does
-// not depend on its lane or on which tokens share its panel.
+// the canonical layout) against the 32 token lanes: an outer product, faster than the
+// dot-product form on prefill shapes (benchmarks/KERNEL_NOTES.md [panels]). Every lane runs the
+// same sequential K loop, so a token's result does not depend on its lane or on which tokens
+// share its panel.
 constexpr Index kPanel = 32;
 constexpr Index kPanelRows = 12;  // weight rows per kernel call
 bool panels_available() noexcept;  // the active ISA is AVX-512
@@ -85,13 +87,16 @@ void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, I
 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R, const float* panel,
                             Index K, Index lanes, float* out, const PanelPrefetch& next,
                             bool accumulate) noexcept;
-// Per-ISA kernels (defined in gemm_avx512.cpp / gemm_avx2.cpp with target attributes).
-void gemm_nt_avx512(const float*, Index, const float*, Index, float*, Index, Index, Index, Index) noexcept;
-void gemm_nt_bf16_avx512(const float*, Index, const std::uint16_t*, Index, float*, Index, Index,
-                         Index, Index) noexcept;
-void gemm_nt_avx2(const float*, Index, const float*, Index, float*, Index, Index, Index, Index) noexcept;
-void gemm_nt_bf16_avx2(const float*, Index, const std::uint16_t*, Index, float*, Index, Index,
-                       Index, Index) noexcept;
+// The gemm_nt kernels of one instruction set, for float32 and for bfloat16 weights; those of
+// AVX-512 and AVX2 are defined in gemm_avx512.cpp / gemm_avx2.cpp with target attributes.
+struct GemmKernels {
+    void (*f32)(const float* A, Index lda, const float* W, Index ldw, float* C, Index ldc,
+                Index n, Index N, Index K) noexcept;
+    void (*bf16)(const float* A, Index lda, const std::uint16_t* W, Index ldw, float* C,
+                 Index ldc, Index n, Index N, Index K) noexcept;
+};
+extern const GemmKernels kGemmAvx512;
+extern const GemmKernels kGemmAvx2;
 void convert_to_bf16_avx512bf16(const float* src, std::uint16_t* dst, Index n) noexcept;
 }  // namespace detail
 

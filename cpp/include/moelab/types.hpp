@@ -1,4 +1,5 @@
-// Basic types shared by the core: indices and row-major Eigen maps over raw buffers.
+// Basic types shared by the core: indices, the weight dtype, and row-major Eigen maps over raw
+// buffers.
 #pragma once
 
 #include <Eigen/Core>

@@ -1,7 +1,8 @@
-// WeightSet: named, shaped float32 tensors owned by a layer, loaded all or nothing.
+// WeightSet: named, shaped tensors (float32 or bfloat16) owned by a layer, loaded all or nothing.
 #pragma once
 
 #include <cstdint>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -14,11 +15,20 @@ struct Tensor {
     std::string name;
     std::vector<Index> shape;
     DType dtype = DType::F32;
-    AlignedVector<float> data;          // row-major, when dtype == F32
-    AlignedVector<std::uint16_t> half;  // row-major bfloat16 bits, when dtype == BF16
+    AlignedVector<float> f32;           // row-major float32, when dtype == F32
+    AlignedVector<std::uint16_t> bf16;  // row-major bfloat16 bits, when dtype == BF16
     Index numel() const;
     float init_bound = 0.0f;  // random init: uniform in ±init_bound (1/sqrt(fan_in))
 };
+
+// A weight tensor's data as the kernels read it: float32 or bfloat16 (exactly one pointer set,
+// or none for an absent tensor).
+struct WeightPtr {
+    const float* f32 = nullptr;
+    const std::uint16_t* bf16 = nullptr;
+    bool present() const { return f32 || bf16; }
+};
+WeightPtr weight_ptr(const Tensor& t);
 
 // A weight offered for loading: a view of a float32 row-major buffer.
 struct WeightView {
@@ -52,6 +62,34 @@ class WeightSet {
 
   private:
     std::vector<Tensor> tensors_;
+};
+
+// What every layer with weights holds: its WeightSet behind a reader-writer lock. Forwards read
+// the weights together (under read_lock); a load or a random init waits for running forwards,
+// then changes the weights all or nothing.
+class LayerWeights {
+  public:
+    virtual ~LayerWeights() = default;
+    DType weight_dtype() const { return dtype_; }
+    const WeightSet& weights() const { return weights_; }
+    WeightSet& weights() { return weights_; }
+    // Uniform in ±1/sqrt(fan_in) per tensor (biases: of their matrix), as torch.nn.Linear;
+    // deterministic for a seed, whatever the thread count.
+    void init_random(std::uint64_t seed);
+    // All or nothing (WeightSet::load).
+    void load_weights(const std::vector<WeightView>& views, bool strict);
+
+  protected:
+    // dtype: the storage of the tensors added in the layer's weight dtype.
+    explicit LayerWeights(DType dtype) : dtype_(dtype) {}
+    std::shared_lock<std::shared_mutex> read_lock() const {
+        return std::shared_lock<std::shared_mutex>(mutex_);
+    }
+    WeightSet weights_;
+
+  private:
+    DType dtype_;
+    mutable std::shared_mutex mutex_;
 };
 
 }  // namespace moelab

@@ -1,0 +1,123 @@
+// DeltaNetSpec, DeltaNetState and GatedDeltaNet: converted, validated, then run with the GIL
+// released.
+#include <memory>
+
+#include "convert.hpp"
+#include "moelab/delta_rule.hpp"
+#include "moelab/deltanet.hpp"
+
+namespace moelab::bindings {
+
+namespace {
+
+DeltaNetSpec make_spec(Index hidden_size, Index num_key_heads, Index num_value_heads,
+                       Index key_head_dim, Index value_head_dim, Index conv_kernel,
+                       float rms_norm_eps) {
+    DeltaNetSpec s;
+    s.hidden_size = hidden_size;
+    s.num_key_heads = num_key_heads;
+    s.num_value_heads = num_value_heads;
+    s.key_head_dim = key_head_dim;
+    s.value_head_dim = value_head_dim;
+    s.conv_kernel = conv_kernel;
+    s.norm_eps = rms_norm_eps;
+    s.validate();
+    return s;
+}
+
+py::array_t<float> forward(const GatedDeltaNet& layer, const py::handle& x_obj,
+                           std::shared_ptr<DeltaNetState> state) {
+    const Index H = layer.spec().hidden_size;
+    py::array_t<float> x = require_f32(x_obj, "x", 2);
+    if (x.shape(1) != H)
+        throw py::value_error("x: expected (T, H=" + std::to_string(H) + "), got " +
+                              shape_string(shape_of(x)));
+    const Index T = x.shape(0);
+    py::array_t<float> y({T, H});
+    float* yp = y.mutable_data();
+    const float* xp = x.data();
+    {
+        py::gil_scoped_release release;
+        layer.forward(xp, T, yp, state.get());
+    }
+    return y;
+}
+
+std::string state_repr(const DeltaNetState& st) {
+    return "_core.DeltaNetState(" + st.spec().describe() + ", length=" +
+           std::to_string(st.length()) + ", nbytes=" + std::to_string(st.nbytes()) + ")";
+}
+
+}  // namespace
+
+void register_deltanet(py::module_& m) {
+    m.attr("DELTA_CHUNK") = kDeltaChunk;
+    py::class_<DeltaNetSpec>(m, "DeltaNetSpec", "The dimensions of one Gated DeltaNet layer.")
+        .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
+             py::arg("linear_num_key_heads"), py::arg("linear_num_value_heads"),
+             py::arg("linear_key_head_dim"), py::arg("linear_value_head_dim"),
+             py::arg("linear_conv_kernel_dim"), py::arg("rms_norm_eps"))
+        .def_readonly("hidden_size", &DeltaNetSpec::hidden_size)
+        .def_readonly("linear_num_key_heads", &DeltaNetSpec::num_key_heads)
+        .def_readonly("linear_num_value_heads", &DeltaNetSpec::num_value_heads)
+        .def_readonly("linear_key_head_dim", &DeltaNetSpec::key_head_dim)
+        .def_readonly("linear_value_head_dim", &DeltaNetSpec::value_head_dim)
+        .def_readonly("linear_conv_kernel_dim", &DeltaNetSpec::conv_kernel)
+        .def_readonly("rms_norm_eps", &DeltaNetSpec::norm_eps)
+        .def("__repr__", [](const DeltaNetSpec& s) { return "DeltaNetSpec(" + s.describe() + ")"; });
+
+    py::class_<DeltaNetState, std::shared_ptr<DeltaNetState>>(
+        m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.")
+        .def_property_readonly("length", &DeltaNetState::length)
+        .def_property_readonly("nbytes", &DeltaNetState::nbytes)
+        .def_property_readonly("owner", &DeltaNetState::owner)
+        .def("recurrent_state", [](const DeltaNetState& st) {
+                 const DeltaNetSpec& s = st.spec();
+                 py::array_t<float> out({s.num_value_heads, s.key_head_dim, s.value_head_dim});
+                 float* p = out.mutable_data();
+                 py::gil_scoped_release release;
+                 st.read_recurrent(p);
+                 return out;
+             }, "A copy (n_v, d_k, d_v) of the recurrent matrices.")
+        .def("conv_state", [](const DeltaNetState& st) {
+                 const DeltaNetSpec& s = st.spec();
+                 py::array_t<float> out({s.conv_kernel - 1, s.conv_dim()});
+                 float* p = out.mutable_data();
+                 py::gil_scoped_release release;
+                 st.read_conv(p);
+                 return out;
+             }, "A copy (K - 1, conv_dim) of the last conv inputs, oldest first.")
+        .def("reset", &DeltaNetState::reset, py::call_guard<py::gil_scoped_release>())
+        .def("__repr__", &state_repr);
+
+    py::class_<GatedDeltaNet, std::shared_ptr<GatedDeltaNet>>(m, "GatedDeltaNet",
+                                                              "One Gated DeltaNet token mixer.")
+        .def(py::init([](const DeltaNetSpec& spec, const std::string& dtype) {
+                 return std::make_shared<GatedDeltaNet>(spec, parse_dtype(dtype));
+             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
+        .def_property_readonly("spec", &GatedDeltaNet::spec)
+        .def_property_readonly("weight_dtype",
+                               [](const GatedDeltaNet& l) { return dtype_name(l.weight_dtype()); })
+        .def_property_readonly("id", &GatedDeltaNet::id)
+        .def("init_random", &GatedDeltaNet::init_random, py::arg("seed"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("weight_names", [](const GatedDeltaNet& l) { return l.weights().names(); })
+        .def("weight", [](py::object self, const std::string& name) {
+                 GatedDeltaNet& l = self.cast<GatedDeltaNet&>();
+                 return tensor_view(l.weights().find(name), self);
+             }, py::arg("name"), "A float32 view of a weight (no copy; bfloat16: a read-only copy).")
+        .def("load_weights", [](GatedDeltaNet& l, const py::dict& weights, bool strict) {
+                 std::vector<WeightView> views = weight_views(weights);
+                 py::gil_scoped_release release;
+                 l.load_weights(views, strict);
+             }, py::arg("weights"), py::arg("strict") = true)
+        .def("new_state", &GatedDeltaNet::new_state)
+        .def("forward", &forward, py::arg("x"), py::arg("state") = nullptr,
+             "y (T, H) for x (T, H) float32, continuing state (None: a fresh sequence).")
+        .def("__repr__", [](const GatedDeltaNet& l) {
+            return "_core.GatedDeltaNet(" + l.spec().describe() + ", " +
+                   dtype_name(l.weight_dtype()) + ")";
+        });
+}
+
+}  // namespace moelab::bindings

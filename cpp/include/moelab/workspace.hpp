@@ -1,0 +1,39 @@
+// Workspace: the scratch buffers of a forward pass, one set per calling thread.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "moelab/aligned.hpp"
+#include "moelab/dispatch.hpp"
+#include "moelab/experts.hpp"
+#include "moelab/router.hpp"
+
+namespace moelab {
+
+// Every buffer a forward writes besides its output, held per calling thread and reused. A
+// forward first sizes it for its shapes (its planning step, which grows buffers with grow_to and
+// reserve and may throw std::bad_alloc, before any parallel region); its steps then use it
+// without allocating. So a forward allocates nothing once one of the same or larger sizes has
+// run on the same thread, and forwards from two Python threads never share a buffer. The
+// layers of a model run one after the other on a thread and share its workspace.
+struct Workspace {
+    AlignedVector<float> logits;             // (T, E)
+    std::vector<std::int32_t> ids;           // (T, k)
+    AlignedVector<float> weights;            // (T, k)
+    RouterScratch router;
+    Dispatch dispatch;
+    std::vector<std::int32_t> token_of_row;  // (R)
+    AlignedVector<float> expert_input;       // (R, H): rows the routed experts read as copies
+    AlignedVector<float> expert_hidden;      // (R, 2I)
+    AlignedVector<float> expert_output;      // (R, H)
+    AlignedVector<float> shared_hidden;      // (T, 2S)
+    AlignedVector<float> shared_output;      // (T, H)
+    AlignedVector<float> shared_gate;        // (T)
+    ExpertScratch experts;
+};
+
+// The calling thread's workspace.
+Workspace& thread_workspace() noexcept;
+
+}  // namespace moelab

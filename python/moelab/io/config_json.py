@@ -1,0 +1,55 @@
+"""Reading a Hugging Face ``config.json``: the one reader every moelab entry point uses."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping
+
+__all__ = ["read_config_json", "config_dict"]
+
+
+def read_config_json(path) -> Dict[str, Any]:
+    """The JSON object of a ``config.json``, given its path or its folder's.
+
+    Raises ValueError naming the file: no such file, not readable, not valid JSON, or JSON that
+    is not an object.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ValueError(f"config: no config file at {path} (no such file)")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            d = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"config: {path} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise ValueError(f"config: cannot read {path} ({exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"config: {path} holds a {type(d).__name__}, not a JSON object")
+    return d
+
+
+def config_dict(config) -> Dict[str, Any]:
+    """A Hugging Face config as a new dict.
+
+    config : a mapping (a parsed ``config.json``), a path to a ``config.json`` or to its folder,
+        or an object with ``to_dict()`` (a ``transformers`` config).
+
+    Raises TypeError for anything else, ValueError as :func:`read_config_json`.
+    """
+    if isinstance(config, Mapping):
+        return dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        return read_config_json(config)
+    to_dict = getattr(config, "to_dict", None)
+    if callable(to_dict):
+        d = to_dict()
+        if isinstance(d, Mapping):
+            return dict(d)
+    raise TypeError("config must be a mapping (a parsed config.json), a path to a config.json "
+                    "or its folder, or an object with to_dict() (a transformers config), got "
+                    f"{type(config).__name__}")

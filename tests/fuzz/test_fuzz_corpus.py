@@ -1,0 +1,82 @@
+"""The fuzzers' regression inputs, replayed without the fuzzer (atheris is not needed here).
+
+Every input in tests/fuzz/corpus/<target>/ (the seeds and what fuzzing runs kept) goes through
+its harness: each must end in success or a documented error, never a finding. Each known
+defect the harnesses let pass has a reproducer in tests/fuzz/reproducers/<target>/<id> that
+must still show it: once the defect is fixed, the test fails until the entry is taken off the
+harness's KNOWN_DEFECTS (and the reproducer moved into the corpus, as a regression input).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+TARGETS = ("safetensors", "hf_config", "moe_config", "load_weights")
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+
+def _harness(target):
+    return importlib.import_module(f"fuzz_{target}")
+
+
+def _inputs(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_corpus_replays_without_findings(target):
+    harness = _harness(target)
+    inputs = _inputs(HERE / "corpus" / target)
+    assert inputs, f"corpus/{target} is empty (python tests/fuzz/run.py --seed {target})"
+    findings = []
+    for path in inputs:
+        try:
+            harness.run_one(path.read_bytes())
+        except Exception as exc:  # noqa: BLE001 - every finding is listed, not just the first
+            findings.append(f"{path.name}: {exc}")
+    assert not findings, "\n".join(findings)
+
+
+def _known():
+    return [pytest.param(t, d, id=f"{t}-{d.id}") for t in TARGETS for d in _harness(t).KNOWN_DEFECTS]
+
+
+@pytest.mark.parametrize("target, defect", _known())
+def test_known_defect_still_reproduces(target, defect):
+    data = (HERE / "reproducers" / target / defect.id).read_bytes()
+    shown = _harness(target).run_one(data)
+    assert shown == defect.id, (
+        f"{defect.id} ({defect.issue}) no longer shows: if it is fixed, take it off "
+        f"fuzz_{target}.KNOWN_DEFECTS and move its reproducer into corpus/{target}/")
+
+
+def test_every_reproducer_is_listed():
+    listed = {(t, d.id) for t in TARGETS for d in _harness(t).KNOWN_DEFECTS}
+    present = {(p.parent.name, p.name) for p in (HERE / "reproducers").glob("*/*")}
+    assert present == listed
+
+
+def test_seeds_are_accepted_inputs(tmp_path):
+    """The seeds are valid checkpoints / configs, so fuzzing starts from inputs that load."""
+    import moelab
+    import moelab.hf
+
+    safetensors = _harness("safetensors")
+    for data in safetensors.seeds():
+        config, layer_idx = safetensors._select(data[0])
+        folder = tmp_path
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "model.safetensors").write_bytes(data[1:])
+        layer = moelab.hf.load_moe_layer(str(folder), layer_idx)
+        assert layer.config.weight_shapes() == {n: w.shape for n, w in layer.weights.items()}
+    for data in _harness("hf_config").seeds():
+        assert moelab.count_params(moelab.from_hf_config(json.loads(data))).total > 0
+    for kwargs in _harness("moe_config").BASES + _harness("load_weights").LAYERS:
+        moelab.MoELayer(moelab.MoEConfig(**kwargs))
