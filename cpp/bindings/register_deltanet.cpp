@@ -36,10 +36,7 @@ py::array_t<float> forward(const GatedDeltaNet& layer, const py::handle& x_obj,
     py::array_t<float> y({T, H});
     float* yp = y.mutable_data();
     const float* xp = x.data();
-    {
-        py::gil_scoped_release release;
-        layer.forward(xp, T, yp, state.get());
-    }
+    run_released([&] { layer.forward(xp, T, yp, state.get()); });
     return y;
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Mapping, Tuple, Union
@@ -55,7 +54,7 @@ def core_spec(cfg: MoEConfig) -> "_core.MoESpec":
     """The C++ description of a layer, built from a validated MoEConfig (the same fields)."""
     if not isinstance(cfg, MoEConfig):
         raise TypeError(f"config must be a moelab.MoEConfig, got {type(cfg).__name__}")
-    return _core.MoESpec(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    return cfg.core_spec()
 
 
 class MoELayer:
