@@ -83,7 +83,17 @@ class MoEConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
+        self._as_python_numbers()
         self.core_spec()  # the value rules live in the core (cpp/src/spec.cpp)
+
+    def _as_python_numbers(self) -> None:
+        """NumPy scalars and fractions become the Python int or float the core reads, so that
+        sizes derived from the fields never wrap in a fixed-width type."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (bool, str)) or v is None or type(v) in (int, float):
+                continue
+            object.__setattr__(self, f.name, int(v) if is_int(v) else float(v))
 
     # -- validation ---------------------------------------------------------------------
     def _check_types(self) -> None:

@@ -52,10 +52,6 @@ WORDS = ("softmax", "sigmoid", "topk_softmax", "llama4", "silu", "gelu", "gelu_t
 MAX_BUILT_PARAMS = 50_000
 
 KNOWN_DEFECTS = (
-    KnownDefect("numpy-int-overflow", "new (fuzzing)", "MoEConfig",
-                r"undocumented OverflowError at (config|params)\.py:"),
-    KnownDefect("numpy-int-wraps", "new (fuzzing)", "MoEConfig",
-                r"the count wraps in the fields' integer type"),
     KnownDefect("seed-beyond-uint64", "issue 19.5", "MoELayer(cfg, seed)",
                 r"raw pybind11 TypeError \(an argument was not validated\): init_random"),
 )
