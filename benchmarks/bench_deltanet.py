@@ -348,6 +348,11 @@ def _pct(v: Optional[float]) -> str:
     return "—" if v is None else f"{100 * v:.0f} %"
 
 
+def _or_dash(v: Optional[float], spec: str) -> str:
+    """v formatted with the format spec, or a dash where there is no value."""
+    return "—" if v is None else format(v, spec)
+
+
 def render_report(results: dict) -> str:
     meta, args = results["meta"], results["meta"]["args"]
     lay = meta["layer"]
@@ -388,12 +393,11 @@ def render_report(results: dict) -> str:
           "probe's peak for the same thread count.", ""]
     rows = []
     for r in results["prefill"]:
-        m, t = r["moelab"], r.get("torch")
-        rows.append([r["T"], r["threads"], _ms(m["median_s"]), _ms(t["median_s"]) if t else "—",
-                     f"{r['speedup']:.2f}" if "speedup" in r else "—", f"{m['gflops']:.1f}",
-                     _pct(m.get("peak_fraction")), f"{t['gflops']:.1f}" if t else "—",
-                     _pct(t.get("peak_fraction")) if t else "—",
-                     f"{r['rel_err']:.1e}" if "rel_err" in r else "—"])
+        m, t = r["moelab"], r.get("torch") or {}
+        rows.append([r["T"], r["threads"], _ms(m["median_s"]), _ms(t.get("median_s")),
+                     _or_dash(r.get("speedup"), ".2f"), f"{m['gflops']:.1f}",
+                     _pct(m.get("peak_fraction")), _or_dash(t.get("gflops"), ".1f"),
+                     _pct(t.get("peak_fraction")), _or_dash(r.get("rel_err"), ".1e")])
     L += _table(["T", "threads", "moelab ms", "transformers ms", "speed-up", "moelab GFLOP/s",
                  "moelab % of peak", "transformers GFLOP/s", "transformers % of peak",
                  "rel err"], rows) + [""]
@@ -404,14 +408,12 @@ def render_report(results: dict) -> str:
           "written; % of bandwidth = bytes per second / the measured read bandwidth.", ""]
     rows = []
     for r in results["decode"]:
-        m, t, b = r["moelab"], r.get("torch"), r.get("moelab_bf16")
-        rows.append([r["threads"], r["context"], _ms(m["median_s"]), _ms(b["median_s"]) if b else "—",
-                     _ms(t["median_s"]) if t else "—",
-                     f"{r['speedup']:.2f}" if "speedup" in r else "—",
+        m, t, b = r["moelab"], r.get("torch") or {}, r.get("moelab_bf16") or {}
+        rows.append([r["threads"], r["context"], _ms(m["median_s"]), _ms(b.get("median_s")),
+                     _ms(t.get("median_s")), _or_dash(r.get("speedup"), ".2f"),
                      f"{m['bytes_per_s'] / 1e9:.1f}", _pct(m.get("bandwidth_fraction")),
-                     f"{b['bytes_per_s'] / 1e9:.1f}" if b else "—",
-                     _pct(b.get("bandwidth_fraction")) if b else "—",
-                     f"{r['rel_err']:.1e}" if "rel_err" in r else "—"])
+                     _or_dash(b["bytes_per_s"] / 1e9 if b else None, ".1f"),
+                     _pct(b.get("bandwidth_fraction")), _or_dash(r.get("rel_err"), ".1e")])
     L += _table(["threads", "context", "moelab ms", "moelab bf16 ms", "transformers ms",
                  "speed-up (f32)", "moelab GB/s", "% of bandwidth", "bf16 GB/s",
                  "bf16 % of bandwidth", "rel err"], rows) + [""]
