@@ -2,11 +2,11 @@
 """Fuzz target: ``MoELayer.load_weights(weights, strict)`` with arbitrary dict contents.
 
 The bytes pick a small layer (``_fuzzlib.MOE_LAYERS``: one per router kind and expert
-feature) and build the dict: names of this layer, of other layers' weights, made up or not even strings; values that are
-arrays of any dtype (floats, ints, bool, complex, object, strings), of the right shape or a
-near miss (a dimension off by one, transposed, an extra or a missing axis, empty, 0-d), in any
-memory layout (C, Fortran, strided, read-only), holding NaN, Inf or values beyond float32; or
-no array at all (None, a str, nested lists). ``weights`` itself may be a list or None.
+feature) and build the dict: names of this layer, of other layers' weights, made up or not
+even strings; values that are arrays of any dtype (floats, ints, bool, complex, object,
+strings), of the right shape or a near miss (a dimension off by one, transposed, an extra or
+a missing axis, empty, 0-d), in any memory layout (C, Fortran, strided, read-only), holding
+NaN, Inf or values beyond float32; or no array at all (None, a str, nested lists). ``weights`` itself may be a list or None.
 
 Allowed (documented in ``MoELayer.load_weights``): TypeError, ValueError.
 Promises checked: a failed load leaves every weight of the layer as it was (all or nothing);
