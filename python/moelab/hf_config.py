@@ -23,7 +23,7 @@ from .io.config_json import config_dict
 from .model_config import AttentionConfig, ModelConfig
 
 __all__ = ["from_hf_config", "SUPPORTED_MODEL_TYPES", "Keys", "decoder", "activation", "heads",
-           "gqa_attention", "mla_attention", "ACTIVATIONS_BY_HF_NAME", "NUM_EXPERTS_ALIASES",
+           "gqa_attention", "attention_bias", "mla_attention", "ACTIVATIONS_BY_HF_NAME", "NUM_EXPERTS_ALIASES",
            "ROUTED_EXPERTS_ALIASES"]
 
 _REQUIRED = object()
@@ -154,6 +154,13 @@ def gqa_attention(k: Keys, *, n_h, n_kv, d, bias_qkv=False, bias_o=False, **kw) 
     return AttentionConfig(num_attention_heads=n_h, num_key_value_heads=n_kv, head_dim=d,
                            attention_bias=bool(bias_qkv), o_proj_bias=bool(bias_o),
                            partial_rotary_factor=k.rope_factor(), **kw)
+
+
+def attention_bias(k: Keys) -> dict:
+    """``gqa_attention``'s bias switches where one key, ``attention_bias``, sets the biases of
+    q, k, v and o alike (most families)."""
+    b = bool(k("attention_bias"))
+    return dict(bias_qkv=b, bias_o=b)
 
 
 def mla_attention(k: Keys, n_h: int, n_kv: int) -> AttentionConfig:
