@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..config import MoEConfig
 from ..hf_config import (NUM_EXPERTS_ALIASES, Keys, activation, attention_bias, decoder,
-                         gqa_attention, heads)
+                         gqa_attention, heads, softmax_experts)
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import CheckpointNames, Family, MoEBlockNames, ParityFixture, register
 
@@ -32,10 +32,7 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    moe = MoEConfig(hidden_size=H, num_experts=k("num_experts"),
-                    num_experts_per_tok=k("num_experts_per_tok"),
-                    moe_intermediate_size=k("intermediate_size"), scoring="softmax",
-                    norm_topk_prob=bool(k("norm_topk_prob")), activation=activation(k))
+    moe = softmax_experts(k, H, "num_experts", norm_topk_prob=bool(k("norm_topk_prob")))
     return decoder(k, H,
         attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k),
                                 qk_norm="full"),
