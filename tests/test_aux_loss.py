@@ -180,6 +180,22 @@ def test_reference_picks_the_definition_by_scoring():
         assert reference.aux_loss(logits, ids, kept, scoring) == lb
 
 
+@pytest.mark.parametrize("scoring", ["softmax", "sigmoid"])
+def test_logits_far_below_zero_give_a_finite_loss(scoring):
+    """Logits near -1000 (sigmoid underflows to 0 in double for every expert): P is still the
+    normalised distribution (s / sum s = softmax(log s)), the loss finite and equal to the
+    twin's."""
+    layer = make_layer(dict(num_experts=8, num_experts_per_tok=2, scoring=scoring))
+    layer.weights["router.weight"][:, 0] = -100.0
+    x = tokens(16)
+    x[:, 0] = 10.0
+    _, st = layer(x, return_stats=True)
+    assert st.router_logits.max() < -900.0
+    _, st_ref = reference.moe_layer(x, layer.weights, layer.config)
+    assert np.isfinite(st.aux_loss) and st.aux_loss > 0.0
+    assert_close(st.aux_loss, st_ref["aux_loss"], LOSS, f"{scoring} aux_loss at logits ~ -1000")
+
+
 def test_empty_input_gives_zero():
     for case in CASES.values():
         _, st = make_layer(case)(np.zeros((0, H), np.float32), return_stats=True)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "moelab/parallel.hpp"
 
@@ -18,16 +19,21 @@ enum class Affinity {
     NormalisedSigmoid  // sigmoid(l) / sum sigmoid(l)
 };
 
-// One token's distribution a (E) from its logits l (E), in double.
+// log(sigmoid(v)), finite for every finite v (sigmoid(v) itself underflows below v ~ -745).
+inline double log_sigmoid(double v) noexcept {
+    return std::min(v, 0.0) - std::log1p(std::exp(-std::abs(v)));
+}
+
+// One token's distribution a (E) from its logits l (E), in double: softmax(l), or
+// s / sum s = softmax(log s) for s = sigmoid(l), which stays finite where every s underflows.
 void token_affinity(const float* l, Index E, Affinity kind, double* a) noexcept {
-    double sum = 0.0;
-    if (kind == Affinity::Softmax) {
-        double m = l[0];
-        for (Index e = 1; e < E; ++e) m = std::max(m, double(l[e]));
-        for (Index e = 0; e < E; ++e) sum += (a[e] = std::exp(double(l[e]) - m));
-    } else {
-        for (Index e = 0; e < E; ++e) sum += (a[e] = 1.0 / (1.0 + std::exp(-double(l[e]))));
+    double m = -std::numeric_limits<double>::infinity();
+    for (Index e = 0; e < E; ++e) {
+        a[e] = kind == Affinity::Softmax ? double(l[e]) : log_sigmoid(double(l[e]));
+        m = std::max(m, a[e]);
     }
+    double sum = 0.0;
+    for (Index e = 0; e < E; ++e) sum += (a[e] = std::exp(a[e] - m));
     for (Index e = 0; e < E; ++e) a[e] /= sum;
 }
 

@@ -377,6 +377,7 @@ def sequence_balance_loss(logits, ids, kept) -> float:
     token selected (after the group limit and the correction bias); kept : (T, k) bool, the
     pairs kept by capacity. s = sigmoid(logits); f[i] = E / (k T) * (kept pairs of expert i);
     P[i] = mean_t s[t, i] / sum_j s[t, j]; aux = sum_i f[i] * P[i]. Uniform routing gives 1.
+    s / sum s is computed as softmax(log s), finite where every s of a token underflows.
     0.0 when T = 0.
     """
     logits = _f64(logits)                              # (T, E)
@@ -385,8 +386,8 @@ def sequence_balance_loss(logits, ids, kept) -> float:
         return 0.0
     k = np.asarray(ids).shape[1]
     f = _kept_pairs_per_expert(ids, kept, E) * E / (k * T)  # (E,)
-    s = sigmoid(logits)                                # (T, E)
-    P = (s / s.sum(axis=1, keepdims=True)).mean(axis=0)  # (E,)
+    log_s = np.minimum(logits, 0.0) - np.log1p(np.exp(-np.abs(logits)))  # (T, E) log sigmoid
+    P = softmax(log_s).mean(axis=0)                    # (E,) mean of s / sum_j s
     return float(np.sum(f * P))
 
 
