@@ -71,21 +71,28 @@ def test_aux_families_are_the_fixtures_whose_module_has_the_loss():
         assert callable(_loss_func(family))
 
 
-@pytest.mark.parametrize("family", AUX_FAMILIES)
-def test_aux_loss_matches_load_balancing_loss_func(family):
+def _run_both(family: str):
+    """The fixture's HF MoE block and its moelab layer on the same tokens: (the block's
+    routing from ``run_block``, the layer's stats, the layer's config). The layer's selection
+    is the block's (compared per token as sets)."""
     fam = fx.FIXTURES[family]
     model = hfb.make_model(fam)
-    block = hfb.block_of(model, fam.moe_layer)
     x = hfb.hidden_states(fam)                                  # (B, S, H)
-    ref = hfb.run_block(fam, block, x)
+    ref = hfb.run_block(fam, hfb.block_of(model, fam.moe_layer), x)
     layer = moelab.hf.load_moe_layer(model.state_dict(), fam.moe_layer, config=model.config)
     _, stats = layer(x.numpy(), return_stats=True)
-    E, k = layer.config.num_experts, layer.config.num_experts_per_tok
+    np.testing.assert_array_equal(np.sort(stats.topk_ids, axis=1), np.sort(ref["ids"], axis=1))
+    return ref, stats, layer.config
+
+
+@pytest.mark.parametrize("family", AUX_FAMILIES)
+def test_aux_loss_matches_load_balancing_loss_func(family):
+    ref, stats, cfg = _run_both(family)
+    E, k = cfg.num_experts, cfg.num_experts_per_tok
     expected = float(_loss_func(family)((torch.from_numpy(ref["logits"]),), E, k))
     assert_close(stats.aux_loss, expected, LOSS, f"{family} aux_loss")
     # uniform routing gives k; random routers of 48 tokens are measurably unbalanced
     assert abs(stats.aux_loss - k) > 1e-3
-    np.testing.assert_array_equal(np.sort(stats.topk_ids, axis=1), np.sort(ref["ids"], axis=1))
 
 
 @pytest.mark.parametrize("family", NO_HF_LOSS)
@@ -93,18 +100,10 @@ def test_aux_loss_without_hf_loss_follows_the_family_definition(family):
     """Sigmoid routers: DeepSeek-V3's sequence-wise balance loss (eq. 17-20, without alpha) on
     the HF router's logits and the experts it selected; Llama 4: moelab's choice, transformers'
     load_balancing_loss_func formula (Mixtral's function) on the Llama 4 router's logits."""
-    fam = fx.FIXTURES[family]
-    model = hfb.make_model(fam)
-    block = hfb.block_of(model, fam.moe_layer)
-    x = hfb.hidden_states(fam)                                  # (B, S, H)
-    ref = hfb.run_block(fam, block, x)
-    layer = moelab.hf.load_moe_layer(model.state_dict(), fam.moe_layer, config=model.config)
-    _, stats = layer(x.numpy(), return_stats=True)
-    cfg = layer.config
+    ref, stats, cfg = _run_both(family)
     E, k = cfg.num_experts, cfg.num_experts_per_tok
     logits = torch.from_numpy(ref["logits"]).double()           # (T, E)
     ids = torch.from_numpy(ref["ids"]).long()                   # (T, k) HF's selection
-    np.testing.assert_array_equal(np.sort(stats.topk_ids, axis=1), np.sort(ref["ids"], axis=1))
     if cfg.scoring == "sigmoid":
         T = logits.shape[0]
         s = logits.sigmoid()                                    # (T, E)
