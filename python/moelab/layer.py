@@ -26,8 +26,13 @@ class RoutingStats:
     router_logits : (T, E) float32, ``W_r x (+ router.bias)``, after any soft-cap; without the
         correction bias.
     tokens_per_expert : (E,) int64, (token, slot) pairs each expert processed (after drops).
-    aux_loss : E * sum_e f_e * P_e on softmax(router_logits), HF ``load_balancing_loss_func``
-        for one layer; 0.0 when T = 0.
+    aux_loss : the layer's load-balancing loss as its router family defines it, with f from
+        the pairs kept (after groups, correction bias and capacity), kept_e =
+        tokens_per_expert[e]: "softmax", "topk_softmax" and "llama4" (moelab's choice;
+        transformers' Llama 4 has none): E * sum_e (kept_e / T) * mean_t softmax(logits)_e,
+        transformers' ``load_balancing_loss_func`` for one layer; "sigmoid": DeepSeek-V3's
+        sequence-wise balance loss without alpha, sum_e (E kept_e / (k T)) *
+        mean_t (s_te / sum_j s_tj), s = sigmoid(logits). 0.0 when T = 0.
     z_loss : mean_t logsumexp_e(router_logits)^2; 0.0 when T = 0.
     dropped : (token, slot) pairs dropped by capacity (0 when dropless).
     phase_seconds : wall-clock seconds of this forward's phases: "route" (logits, selection),
