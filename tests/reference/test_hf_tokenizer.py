@@ -58,6 +58,8 @@ CHAT = [
     {"role": "user", "content": "Which experts fire for 東京?"},
     {"role": "assistant", "content": "Experts 3 and 17.", "tool_calls": None},
     {"role": "user", "content": "And for café?"},
+    {"role": "assistant", "content": "", "tool_calls": [{"name": "route", "arguments": {"city": "東京"}}]},
+    {"role": "user", "content": "Thanks."},
 ]
 
 QWEN_TEMPLATE = (
