@@ -38,6 +38,7 @@ from .model import build
 from . import hf
 from . import designed_tokens
 from . import plot  # matplotlib is imported only when a helper is called
+from .tokenizer import Tokenizer
 
 __version__: str = _core.__version__
 
@@ -68,6 +69,7 @@ __all__ = [
     "hf",
     "plot",
     "designed_tokens",
+    "Tokenizer",
 ]
 
 

@@ -143,3 +143,17 @@ class GatedDeltaNet:
     def forward(
         self, x: npt.NDArray[np.float32], state: Optional[DeltaNetState] = None
     ) -> npt.NDArray[np.float32]: ...
+
+def rms_norm(
+    x: npt.NDArray[np.float32],
+    weight: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    eps: float,
+    offset: float = 0.0,
+    math: str = "float32",
+) -> npt.NDArray[np.float32]: ...
+def embedding(
+    ids: npt.NDArray[np.int64],
+    table: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    scale: Optional[float] = None,
+) -> npt.NDArray[np.float32]: ...
+def logit_softcap(logits: npt.NDArray[np.float32], cap: float) -> npt.NDArray[np.float32]: ...

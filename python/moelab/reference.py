@@ -52,6 +52,8 @@ __all__ = [
     "gated_rms_norm",
     "deltanet_split",
     "gated_deltanet",
+    "rms_norm",
+    "embedding",
 ]
 
 #: Added to the sum of the selected sigmoid scores before renormalising (as Hugging Face does).
@@ -68,6 +70,22 @@ SOFTPLUS_THRESHOLD = 20.0
 # ---------------------------------------------------------------------------------------------
 # elementwise helpers
 # ---------------------------------------------------------------------------------------------
+def _weight_f64(weight) -> np.ndarray:
+    """A weight as float64: float values as they are, a uint16 array as bfloat16 bit patterns
+    (the upper 16 bits of a float32)."""
+    w = np.asarray(weight)
+    if w.dtype == np.uint16:
+        w = (w.astype(np.uint32) << 16).view(np.float32)
+    return _f64(w)
+
+
+def _round_bf16(v) -> np.ndarray:
+    """float64 values rounded to float32, then to bfloat16 (nearest, ties to even), as float64."""
+    bits = np.asarray(v, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16                # round to nearest even
+    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
 def _f64(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
@@ -301,10 +319,7 @@ def linear(x, weight, bias=None) -> np.ndarray:
     x : (T, K); weight : (N, K) float, or uint16 holding bfloat16 bit patterns; bias : (N,).
     """
     x = _f64(x)                                                          # (T, K)
-    w = np.asarray(weight)
-    if w.dtype == np.uint16:  # bfloat16: the upper 16 bits of a float32
-        w = (w.astype(np.uint32) << 16).view(np.float32)                 # (N, K)
-    y = x @ _f64(w).T                                                    # (T, N)
+    y = x @ _weight_f64(weight).T                                        # (T, N)
     if bias is not None:
         y = y + _f64(bias)[None, :]                                      # (T, N)
     return y
@@ -613,3 +628,34 @@ def gated_deltanet(x, weights: Mapping[str, np.ndarray], cfg: ModelConfig,
         u = gated_rms_norm(o, z, W["norm.weight"], cfg.rms_norm_eps)  # (n_v, d_v)
         y[t] = W["out_proj.weight"] @ u.ravel()        # (H,)
     return y, {"recurrent": S, "conv": tail}
+
+
+# ---------------------------------------------------------------------------------------------
+# decoder ops around the layers (twins of moelab.ops.rms_norm / embedding; the soft-capping of
+# moelab.ops.logit_softcap is softcap above, the LM head is linear)
+# ---------------------------------------------------------------------------------------------
+def rms_norm(x, weight, eps: float, offset: float = 0.0) -> np.ndarray:
+    """RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * (offset + weight), float64.
+
+    x : (..., H); weight : (H,) float, or uint16 holding bfloat16 bits. offset 0 is the
+    Llama/Qwen norm, 1 Gemma's ``(1 + w)``. Returns float64 of the shape of x.
+    """
+    x = _f64(x)                                                      # (..., H)
+    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)      # (..., 1)
+    return x / rms * (offset + _weight_f64(weight))                  # (..., H)
+
+
+def embedding(ids, table, scale: Optional[float] = None) -> np.ndarray:
+    """The rows ``table[ids]``, float64; with ``scale`` (Gemma's sqrt(H)) multiplied as
+    transformers does it in the table's dtype: for a bfloat16 table (uint16 bits) the scale and
+    the product are each rounded to bfloat16; for a float32 table, to float32.
+
+    ids : (T,) int in [0, V); table : (V, H). Returns (T, H) float64.
+    """
+    ids = np.asarray(ids, dtype=np.int64)                            # (T,)
+    rows = _weight_f64(table)[ids]                                   # (T, H)
+    if scale is None:
+        return rows
+    if np.asarray(table).dtype == np.uint16:
+        return _round_bf16(rows * _round_bf16(scale))                # (T, H), bfloat16 values
+    return _f64((rows * np.float32(scale)).astype(np.float32))       # (T, H), float32 values
