@@ -36,6 +36,7 @@ __all__ = [
     "BF16_STORAGE",
     "DELTANET",
     "LINEAR",
+    "ATTENTION",
     "max_abs_err",
     "rel_err",
     "assert_close",
@@ -180,3 +181,13 @@ BF16_STORAGE = Tolerance(rtol=2e-2, atol=1e-6)
 #: largest of ~1e4 elements (2.8e-6 measured). 2e-5 keeps a 5x margin; a wrong row, column or
 #: bias is off by O(1) of the scale.
 LINEAR = Tolerance(rtol=2e-5, atol=1e-6)
+
+
+#: Softmax attention outputs (float32 core vs float64 reference, vs Hugging Face's float32
+#: eager path, and prefill vs cached decode of the core itself). Per token: H-term q/k/v
+#: projections, d-term norms, RoPE (cos/sin of float32 angles, as HF forms them), d-term
+#: scores, a softmax over at most T keys (denominator in double) and T-term value sums, then an
+#: n_h d-term o_proj: the OUTPUT analysis with one more stage. The softmax is 1-Lipschitz in the
+#: logits, whose error is a few u of |q||k| scaling. 1e-5 (~80 eps) of the output scale; a wrong
+#: mask, position, head mapping or norm is off by 1e-3 or more.
+ATTENTION = Tolerance(rtol=1e-5, atol=1e-6)
