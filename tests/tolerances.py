@@ -37,6 +37,8 @@ __all__ = [
     "DELTANET",
     "LINEAR",
     "ATTENTION",
+    "ROPE",
+    "ROPE_FAR_POSITIONS",
     "max_abs_err",
     "rel_err",
     "assert_close",
@@ -191,3 +193,17 @@ LINEAR = Tolerance(rtol=2e-5, atol=1e-6)
 #: logits, whose error is a few u of |q||k| scaling. 1e-5 (~80 eps) of the output scale; a wrong
 #: mask, position, head mapping or norm is off by 1e-3 or more.
 ATTENTION = Tolerance(rtol=1e-5, atol=1e-6)
+
+#: RoPE inverse frequencies and rotations, core vs HF's float32 torch path. The core forms
+#: inv_freq with HF's float32 operations in HF's order (equal floats but where torch's pow
+#: rounds differently, ~1 ulp), so both sides rotate by the same float32 angles and differ by
+#: cos/sin rounding (~1 ulp) and the two products of the rotation: a few eps of the scale
+#: (2.7e-6 seen with double-rounded frequencies at p ~ 1000, none since). 2e-6 (~17 eps); a
+#: wrong pair, position or frequency is off by 1e-2 or more.
+ROPE = Tolerance(rtol=2e-6, atol=1e-7)
+
+#: The float64 RoPE twin vs float32 angles (HF's, and the core's, which are the same floats) at
+#: positions p < 2048: a float32 angle p * inv_freq is rounded to half an ulp of itself,
+#: <= 2048 * 2**-24 ~ 1.2e-4 rad for inv_freq <= 1, which moves a rotated value by as much of
+#: its scale (3.4e-5 measured at p ~ 1000). 1.5e-4; a wrong pair or position is off by 1e-2.
+ROPE_FAR_POSITIONS = Tolerance(rtol=1.5e-4, atol=1e-7)

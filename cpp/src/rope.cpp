@@ -57,33 +57,32 @@ Rope make_rope(const RopeSpec& s) {
     r.interleaved = s.interleaved;
     r.rotary_dim = Index(double(s.head_dim) * s.partial_rotary_factor);
     const Index dim = r.rotary_dim, half = dim / 2;
-    // base^(2i / dim): HF forms it in float32 (the exponent a float32 quotient)
-    std::vector<double> pos_freq(static_cast<std::size_t>(half));
+    // HF forms the frequencies in float32 tensor ops (a Python scalar taken as a float32
+    // operand); the same operations in the same order give the same floats, and so the same
+    // angles at every position. base^(2i / dim) is rounded from double (as torch's pow rounds).
+    r.inv_freq.resize(std::size_t(half));
+    const float factor = float(s.factor);
     for (Index i = 0; i < half; ++i) {
         const float e = float(2 * i) / float(dim);
-        pos_freq[std::size_t(i)] = std::pow(s.theta, double(e));
-    }
-    r.inv_freq.resize(std::size_t(half));
-    for (Index i = 0; i < half; ++i) {
-        const double p = pos_freq[std::size_t(i)];
-        double f = 1.0 / p;
+        const float p = float(std::pow(s.theta, double(e)));  // base^(2i/dim)
+        float f = 1.0f / p;
         switch (s.type) {
             case RopeType::Default:
                 break;
             case RopeType::Linear:
-                f /= s.factor;
+                f = f / factor;
                 break;
             case RopeType::Llama3: {
                 const double old = s.original_max_position_embeddings;
-                const double low_wavelen = old / s.low_freq_factor;
-                const double high_wavelen = old / s.high_freq_factor;
-                const double wavelen = 2.0 * kPi / f;
+                const float low_wavelen = float(old / s.low_freq_factor);
+                const float high_wavelen = float(old / s.high_freq_factor);
+                const float wavelen = float(2.0 * kPi) / f;
                 if (wavelen > low_wavelen) {
-                    f /= s.factor;
+                    f = f / factor;
                 } else if (!(wavelen < high_wavelen)) {
-                    const double smooth = (old / wavelen - s.low_freq_factor) /
-                                          (s.high_freq_factor - s.low_freq_factor);
-                    f = (1.0 - smooth) * f / s.factor + smooth * f;
+                    const float smooth = (float(old) / wavelen - float(s.low_freq_factor)) /
+                                         float(s.high_freq_factor - s.low_freq_factor);
+                    f = (1.0f - smooth) * f / factor + smooth * f;
                 }
                 break;
             }
@@ -101,14 +100,15 @@ Rope make_rope(const RopeSpec& s) {
                 low = std::max(low, 0.0);
                 high = std::min(high, double(dim - 1));
                 if (low == high) high += 0.001;  // HF's guard against a zero-width ramp
-                const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
-                const double extrapolation = 1.0 - ramp;
-                const double interpolation = 1.0 / (s.factor * p);
-                f = interpolation * (1.0 - extrapolation) + f * extrapolation;
+                const float ramp =
+                    std::clamp((float(i) - float(low)) / float(high - low), 0.0f, 1.0f);
+                const float extrapolation = 1.0f - ramp;
+                const float interpolation = 1.0f / (factor * p);
+                f = interpolation * (1.0f - extrapolation) + f * extrapolation;
                 break;
             }
         }
-        r.inv_freq[std::size_t(i)] = float(f);
+        r.inv_freq[std::size_t(i)] = f;
     }
     if (s.type == RopeType::Yarn) {
         double a = s.attention_factor;
