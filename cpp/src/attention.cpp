@@ -237,7 +237,11 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                                 ? weights_.at(q_norm_).f32.data() : nullptr;
     const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32.data() : nullptr;
     const int tok_threads = threads_for(double(T) * double(qd + kvd) * 8.0, threads);
-    MOELAB_OMP(parallel for num_threads(tok_threads) schedule(static) if(tok_threads > 1))
+    (void)tok_threads;  // without OpenMP
+    MOELAB_OMP(parallel num_threads(tok_threads) if(tok_threads > 1))
+    {
+    note_region(Region::AttentionPrepare);
+    MOELAB_OMP(for schedule(static))
     for (Index t = 0; t < T; ++t) {
         float* q = ws.q.data() + t * qrows;  // after the split: (n_h, d) in the first qd floats
         if (s.output_gate) {
@@ -273,6 +277,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
             for (Index i = 0; i < qd; ++i) q[i] *= scale;
         }
     }
+    }
 
     // scores, online softmax and values: one task per (token, kv head), its r query heads
     // together so that each key is read once per group
@@ -284,7 +289,11 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     const double work = double(T) * double(nh) * double(d) *
                         double(s.mask == AttentionMask::Causal ? pos0 + T : std::min(pos0 + T, s.window));
     const int attn_threads = threads_for(4.0 * work, threads);
-    MOELAB_OMP(parallel for num_threads(attn_threads) schedule(dynamic, 1) if(attn_threads > 1))
+    (void)attn_threads;
+    MOELAB_OMP(parallel num_threads(attn_threads) if(attn_threads > 1))
+    {
+    note_region(Region::AttentionScores);
+    MOELAB_OMP(for schedule(dynamic, 1))
     for (Index task = 0; task < tasks; ++task) {
         const Index t = task / nkv, g = task % nkv, p = pos0 + t;
         float* scores = ws.task.data() + Index(thread_id()) * per_task;  // (r, kKeyBlock)
@@ -345,6 +354,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                 for (Index c = 0; c < d; ++c) out[c] *= 1.0f / (1.0f + std::exp(-gate[c]));
             }
         }
+    }
     }
 
     if (!linear(ws.o.data(), T, wo, y, threads, scratch))

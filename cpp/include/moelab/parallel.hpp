@@ -47,6 +47,8 @@ enum class Region : int {
     ExpertsDown,
     Combine,
     FillUniform,
+    AttentionPrepare,
+    AttentionScores,
     Count  // the number of regions
 };
 const char* region_name(Region r) noexcept;

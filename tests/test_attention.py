@@ -1,0 +1,239 @@
+"""moelab.Attention on its own: the float64 twin, prefill vs cached decode, the KV cache's
+memory and ring buffer, determinism across thread counts, and bad input.
+
+The kinds cover every switch of the op; sequences are longer than the key block (64 tokens)
+and than the sliding window / chunk, so block boundaries, ring wrap-around and chunk edges are
+all crossed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import moelab
+from moelab import reference
+from tolerances import ATTENTION, assert_close
+
+H = 48
+BASE = dict(hidden_size=H, num_attention_heads=6, num_key_value_heads=2, head_dim=16,
+            max_position_embeddings=512)
+KINDS = {
+    "gqa-causal": dict(),
+    "mha-bias-head-norm": dict(num_key_value_heads=6, qkv_bias=True, o_bias=True,
+                               qk_norm="head"),
+    "mqa-full-norm": dict(num_key_value_heads=1, qk_norm="full"),
+    "sliding-sinks-yarn": dict(mask="sliding", window=11, sinks=True, qkv_bias=True,
+                               rope=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0,
+                                         original_max_position_embeddings=64, truncate=False)),
+    "chunked-l2-interleaved": dict(mask="chunked", window=13, qk_norm="l2", rope_interleaved=True,
+                                   rope=dict(rope_type="llama3", rope_theta=5e5, factor=8.0,
+                                             low_freq_factor=1.0, high_freq_factor=4.0,
+                                             original_max_position_embeddings=64)),
+    "nope-temperature": dict(rope=None, temperature_tuning=True, floor_scale=8.0, attn_scale=0.1),
+    "gated-partial-unit-norm": dict(output_gate=True, qk_norm="head", norm_unit_offset=True,
+                                    rope=dict(rope_type="default", rope_theta=1e7,
+                                              partial_rotary_factor=0.25)),
+    "softcap-scaling-linear": dict(softcap=3.0, scaling=0.5,
+                                   rope=dict(rope_type="linear", rope_theta=1e6, factor=4.0)),
+}
+
+
+def make_layer(kind: str, seed: int = 0) -> moelab.Attention:
+    spec = moelab.AttentionSpec(**{**BASE, **KINDS[kind]})
+    layer = moelab.Attention(spec, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    for name, w in layer.weights.items():  # norms and sinks away from their init values
+        if "norm" in name or name == "sinks":
+            w[:] = rng.uniform(0.5, 1.5, w.shape)
+    return layer
+
+
+def inputs(T: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((T, H)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_matches_reference(kind):
+    layer = make_layer(kind)
+    x = inputs(150)
+    assert_close(layer(x), reference.attention(x, layer.weights, layer.spec), ATTENTION, kind)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("pieces", [(150,), (1,) * 30, (37, 1, 1, 1, 80, 30), (70, 80)],
+                         ids=["prefill", "decode30", "mixed", "two-prefills"])
+def test_cached_pieces_equal_one_prefill(kind, pieces):
+    """Token t's output from one prefill equals that from earlier tokens in the cache."""
+    layer = make_layer(kind)
+    T = sum(pieces)
+    x = inputs(T)
+    y_full = layer(x)
+    cache = layer.new_cache()
+    out, t0 = [], 0
+    for n in pieces:
+        assert cache.length == t0
+        out.append(layer(x[t0:t0 + n], cache))
+        t0 += n
+    assert_close(np.concatenate(out), y_full, ATTENTION, f"{kind} {pieces}")
+
+
+def test_the_comparisons_can_fail():
+    """A different mask, window, sink or norm weight moves outputs far beyond ATTENTION."""
+    x = inputs(40)
+    layer = make_layer("sliding-sinks-yarn")
+    y = layer(x)
+    for change in (dict(window=12), dict(mask="causal", window=0), dict(sinks=False)):
+        other = moelab.Attention(layer.spec.replace(**change))
+        other.load_weights({k: v for k, v in layer.weights.items()
+                            if k in other.weights}, strict=True)
+        with pytest.raises(AssertionError):
+            assert_close(other(x), y, ATTENTION, str(change))
+
+
+@pytest.mark.parametrize("kind", ["gqa-causal", "sliding-sinks-yarn", "chunked-l2-interleaved"])
+def test_cache_memory_and_ring(kind):
+    layer = make_layer(kind)
+    spec = layer.spec
+    per_token = 2 * spec.num_key_value_heads * spec.head_dim * 4
+    cache = layer.new_cache()
+    assert cache.nbytes == 0 and cache.length == 0
+    x = inputs(100)
+    layer(x[:30], cache)
+    for t in range(30, 100):
+        layer(x[t:t + 1], cache)
+    held = 100 if spec.mask == "causal" else spec.window
+    assert cache.length == 100 and cache.tokens_held == held
+    assert cache.nbytes == held * per_token
+    assert cache.window == (None if spec.mask == "causal" else spec.window)
+    keys, values = cache.read()
+    assert keys.shape == values.shape == (held, spec.num_key_value_heads * spec.head_dim)
+    # the values held are v_proj of the last `held` tokens, oldest first
+    v_ref = reference.linear(x[100 - held:], layer.weights["v_proj.weight"],
+                             layer.weights.get("v_proj.bias"))
+    assert_close(values, v_ref, ATTENTION, "cached values")
+    cache.reset()
+    assert cache.length == 0 and cache.nbytes == 0
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_bitwise_equal_across_thread_counts(kind, restore_threads, every_region_parallel):
+    layer = make_layer(kind)
+    x = inputs(90)
+    results = []
+    for threads in (1, 2, 3):
+        moelab.set_num_threads(threads)
+        cache = layer.new_cache()
+        (y, loops) = every_region_parallel(lambda: (layer(x[:80], cache), layer(x[80:81], cache)))
+        if threads > 1:
+            assert {"attention_prepare", "attention_scores"} <= loops, loops
+        results.append(np.concatenate(y))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+def test_empty_input_and_repr():
+    layer = make_layer("gqa-causal")
+    cache = layer.new_cache()
+    assert layer(np.zeros((0, H)), cache).shape == (0, H)
+    assert cache.length == 0
+    assert "n_h=6" in repr(layer) and "n_kv=2" in repr(layer)
+    assert "length=0" in repr(cache)
+
+
+# ---- bad input: ValueError / TypeError naming the argument; the cache unchanged ----------------
+def _snapshot(cache):
+    k, v = cache.read()
+    return cache.length, k.copy(), v.copy()
+
+
+def _assert_unchanged(cache, snap):
+    length, k, v = snap
+    assert cache.length == length
+    k2, v2 = cache.read()
+    np.testing.assert_array_equal(k, k2)
+    np.testing.assert_array_equal(v, v2)
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (np.zeros((3, H + 1), np.float32), ValueError, r"x: expected \(T, H=48\)"),
+    (np.zeros(H, np.float32), ValueError, r"x: expected \(T, H=48\)"),
+    (np.full((2, H), np.nan, np.float32), ValueError, r"x"),
+    (np.full((2, H), np.inf, np.float32), ValueError, r"x"),
+    (np.array([["a"] * H]), TypeError, r"x"),
+], ids=["width", "1d", "nan", "inf", "strings"])
+def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
+    layer = make_layer("sliding-sinks-yarn")
+    cache = layer.new_cache()
+    layer(inputs(20), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(exc, match=match):
+        layer(bad, cache)
+    _assert_unchanged(cache, snap)
+
+
+def test_cache_of_another_layer_raises():
+    a, b = make_layer("gqa-causal"), make_layer("gqa-causal")
+    cache = a.new_cache()
+    a(inputs(5), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(ValueError, match="cache: belongs to another Attention layer"):
+        b(inputs(2), cache)
+    _assert_unchanged(cache, snap)
+    with pytest.raises(TypeError, match="cache"):
+        a(inputs(2), cache=object())
+
+
+def test_positions_past_the_maximum_raise():
+    layer = moelab.Attention(moelab.AttentionSpec(**{**BASE, "max_position_embeddings": 40}))
+    cache = layer.new_cache()
+    layer(inputs(39), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(ValueError, match="max_position_embeddings=40"):
+        layer(inputs(2), cache)
+    _assert_unchanged(cache, snap)
+    layer(inputs(1), cache)  # position 39 is the last one
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        layer(inputs(41))
+
+
+def test_overflow_raises_and_keeps_the_cache():
+    layer = make_layer("gqa-causal")
+    cache = layer.new_cache()
+    layer(inputs(4), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(ValueError, match="not finite"):
+        layer(np.full((2, H), 3e38, np.float32), cache)
+    _assert_unchanged(cache, snap)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(num_key_value_heads=4), "num_attention_heads"),
+    (dict(mask="sliding", window=0), "window"),
+    (dict(qk_norm="rms"), "qk_norm"),
+    (dict(rope=dict(rope_type="dynamic")), "rope_type"),
+    (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
+    (dict(rope=dict(rope_type="default", partial_rotary_factor=0.01)), "partial_rotary_factor"),
+    (dict(softcap=-1.0), "attn_logit_softcapping"),
+    (dict(head_dim=0), "head_dim"),
+])
+def test_bad_spec_raises(change, match):
+    with pytest.raises(ValueError, match=match):
+        moelab.AttentionSpec(**{**BASE, **change})
+
+
+def test_bad_weights_raise_and_keep_the_layer():
+    layer = make_layer("mha-bias-head-norm")
+    before = {k: v.copy() for k, v in layer.weights.items()}
+    bad = dict(before)
+    bad["q_norm.weight"] = np.zeros(17, np.float32)
+    with pytest.raises(ValueError, match=r"q_norm.weight: expected \(16,\), got \(17,\)"):
+        layer.load_weights(bad)
+    bad = dict(before)
+    bad["o_proj.bias"] = np.full(H, np.nan, np.float32)
+    with pytest.raises(ValueError, match="o_proj.bias"):
+        layer.load_weights(bad)
+    with pytest.raises(ValueError, match="sinks"):
+        layer.load_weights({"sinks": np.zeros(6, np.float32)}, strict=False)
+    for k, v in layer.weights.items():
+        np.testing.assert_array_equal(v, before[k])
