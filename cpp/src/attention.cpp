@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "moelab/check.hpp"
+#include "moelab/gemm.hpp"
 #include "moelab/linear.hpp"
 #include "moelab/parallel.hpp"
 #include "moelab/spec.hpp"
@@ -69,12 +70,6 @@ inline Index first_key(const AttentionSpec& s, Index p) noexcept {
         case AttentionMask::Chunked: return (p / s.window) * s.window;
         default: return 0;
     }
-}
-
-inline float dot(const float* a, const float* b, Index n) noexcept {
-    float acc = 0.0f;
-    for (Index i = 0; i < n; ++i) acc += a[i] * b[i];
-    return acc;
 }
 
 }  // namespace
@@ -306,22 +301,33 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
         }
         std::fill(acc, acc + r * d, 0.0f);
         const float* qg = ws.q.data() + t * qrows + g * r * d;  // (r, d)
-        for (Index j0 = first_key(s, p); j0 <= p; j0 += kKeyBlock) {
-            const Index n = std::min(kKeyBlock, p + 1 - j0);
-            for (Index i = 0; i < n; ++i) {
-                const Index kp = j0 + i;
-                const float* key = kp >= pos0 ? ws.k.data() + (kp - pos0) * kvd + g * d
-                                              : cache_k + cache->slot(kp) * kvd + g * d;
-                for (Index j = 0; j < r; ++j) {
-                    float sc = dot(qg + j * d, key, d) * scale;
-                    if (cap > 0.0f) sc = cap * std::tanh(sc / cap);
-                    scores[j * kKeyBlock + i] = sc;
-                }
+        // key runs contiguous in memory (the cache up to its ring's wrap, then this call's
+        // keys), cut into blocks of at most kKeyBlock
+        for (Index j0 = first_key(s, p); j0 <= p;) {
+            const float *keys, *vals;
+            Index n;
+            if (j0 >= pos0) {
+                keys = ws.k.data() + (j0 - pos0) * kvd + g * d;
+                vals = ws.v.data() + (j0 - pos0) * kvd + g * d;
+                n = std::min(kKeyBlock, p + 1 - j0);
+            } else {
+                const Index slot = cache->slot(j0);
+                keys = cache_k + slot * kvd + g * d;
+                vals = cache_v + slot * kvd + g * d;
+                const Index run = cache->window_ > 0 ? cache->window_ - slot : pos0 - j0;
+                n = std::min({kKeyBlock, pos0 - j0, run});
             }
+            // scores (r, n) = q_g (r, d) . keys (n, d)^T
+            gemm_nt(qg, d, keys, kvd, scores, kKeyBlock, r, n, d);
             for (Index j = 0; j < r; ++j) {
                 float* sj = scores + j * kKeyBlock;
                 float mx = m[j];
-                for (Index i = 0; i < n; ++i) mx = std::max(mx, sj[i]);
+                for (Index i = 0; i < n; ++i) {
+                    float sc = sj[i] * scale;
+                    if (cap > 0.0f) sc = cap * std::tanh(sc / cap);
+                    sj[i] = sc;
+                    mx = std::max(mx, sc);
+                }
                 const float rescale = m[j] == -std::numeric_limits<float>::infinity()
                                           ? 0.0f : std::exp(m[j] - mx);
                 l[j] *= double(rescale);
@@ -333,16 +339,16 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                 }
                 m[j] = mx;
             }
+            // acc (r, d) += p (r, n) . values (n, d)
             for (Index i = 0; i < n; ++i) {
-                const Index kp = j0 + i;
-                const float* val = kp >= pos0 ? ws.v.data() + (kp - pos0) * kvd + g * d
-                                              : cache_v + cache->slot(kp) * kvd + g * d;
+                const float* val = vals + i * kvd;
                 for (Index j = 0; j < r; ++j) {
                     const float w = scores[j * kKeyBlock + i];
                     float* a = acc + j * d;
                     for (Index c = 0; c < d; ++c) a[c] += w * val[c];
                 }
             }
+            j0 += n;
         }
         for (Index j = 0; j < r; ++j) {
             const float inv = float(1.0 / l[j]);
