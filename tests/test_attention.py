@@ -13,7 +13,7 @@ import pytest
 
 import moelab
 from moelab import reference
-from tolerances import ATTENTION, assert_close
+from tolerances import ATTENTION, BF16_STORAGE, assert_close
 
 H = 48
 BASE = dict(hidden_size=H, num_attention_heads=6, num_key_value_heads=2, head_dim=16,
@@ -237,3 +237,18 @@ def test_bad_weights_raise_and_keep_the_layer():
         layer.load_weights({"sinks": np.zeros(6, np.float32)}, strict=False)
     for k, v in layer.weights.items():
         np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("kind", ["gqa-causal", "gated-partial-unit-norm"])
+def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
+    """bf16 projections are read in place: the same outputs as float32 on the rounded values,
+    and close to the float32 layer itself."""
+    layer = make_layer(kind)
+    layer16 = moelab.Attention(layer.spec, weights=layer.weights, weight_dtype="bfloat16")
+    assert layer16.weight_dtype == "bfloat16" and "bfloat16" in repr(layer16)
+    rounded = moelab.Attention(layer.spec, weights=layer16.weights)  # stored values, float32
+    x = inputs(70)
+    cache = layer16.new_cache()
+    y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
+    assert_close(y16, rounded(x), ATTENTION, f"{kind}: bf16 vs float32 on rounded weights")
+    assert_close(y16, layer(x), BF16_STORAGE, f"{kind}: bf16 vs float32")

@@ -195,8 +195,11 @@ void register_attention(py::module_& m) {
 
     py::class_<Attention, std::shared_ptr<Attention>>(m, "Attention",
                                                       "One softmax-attention token mixer.")
-        .def(py::init([](const AttentionSpec& spec) { return std::make_shared<Attention>(spec); }),
-             py::arg("spec"))
+        .def(py::init([](const AttentionSpec& spec, const std::string& dtype) {
+                 return std::make_shared<Attention>(spec, parse_dtype(dtype));
+             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
+        .def_property_readonly("weight_dtype",
+                               [](const Attention& l) { return dtype_name(l.weight_dtype()); })
         .def_property_readonly("spec", &Attention::spec)
         .def_property_readonly("id", &Attention::id)
         .def("init_random", &Attention::init_random, py::arg("seed"),
@@ -205,7 +208,7 @@ void register_attention(py::module_& m) {
         .def("weight", [](py::object self, const std::string& name) {
                  Attention& l = self.cast<Attention&>();
                  return tensor_view(l.weights().find(name), self);
-             }, py::arg("name"), "A float32 view of a weight (no copy).")
+             }, py::arg("name"), "A float32 view of a weight (no copy; bfloat16: a read-only copy).")
         .def("load_weights", [](Attention& l, const py::dict& weights, bool strict) {
                  std::vector<WeightView> views = weight_views(weights);
                  py::gil_scoped_release release;
@@ -215,7 +218,7 @@ void register_attention(py::module_& m) {
         .def("forward", &forward, py::arg("x"), py::arg("cache") = nullptr,
              "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).")
         .def("__repr__", [](const Attention& l) {
-            return "_core.Attention(" + l.spec().describe() + ")";
+            return "_core.Attention(" + l.spec().describe() + ", " + dtype_name(l.weight_dtype()) + ")";
         });
 }
 

@@ -129,14 +129,15 @@ std::string AttentionSpec::describe() const {
 
 // ---- layer -----------------------------------------------------------------------------------
 
-Attention::Attention(const AttentionSpec& spec) : spec_(spec), id_(next_layer_id()) {
+Attention::Attention(const AttentionSpec& spec, DType weight_dtype)
+    : spec_(spec), dtype_(weight_dtype), id_(next_layer_id()) {
     spec_.validate();
     if (spec_.use_rope) rope_ = make_rope(spec_.rope);
     const Index H = spec.hidden_size, d = spec.head_dim;
-    q_ = weights_.add("q_proj.weight", {spec.q_proj_rows(), H}, H);
-    k_ = weights_.add("k_proj.weight", {spec.kv_dim(), H}, H);
-    v_ = weights_.add("v_proj.weight", {spec.kv_dim(), H}, H);
-    o_ = weights_.add("o_proj.weight", {H, spec.q_dim()}, spec.q_dim());
+    q_ = weights_.add("q_proj.weight", {spec.q_proj_rows(), H}, H, weight_dtype);
+    k_ = weights_.add("k_proj.weight", {spec.kv_dim(), H}, H, weight_dtype);
+    v_ = weights_.add("v_proj.weight", {spec.kv_dim(), H}, H, weight_dtype);
+    o_ = weights_.add("o_proj.weight", {H, spec.q_dim()}, spec.q_dim(), weight_dtype);
     if (spec.qkv_bias) {
         q_bias_ = weights_.add("q_proj.bias", {spec.q_proj_rows()}, H);
         k_bias_ = weights_.add("k_proj.bias", {spec.kv_dim()}, H);

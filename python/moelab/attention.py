@@ -33,6 +33,8 @@ class Attention:
     weights : optional mapping of HF module names to arrays, loaded strictly (all of them).
     seed : deterministic random init otherwise: uniform in ±1/sqrt(fan_in) (sinks ±1), norm
         weights 1 (0 with the (1 + w) form).
+    weight_dtype : "float32" or "bfloat16": storage of the four projection matrices (read in
+        place by the kernels; biases, norms and sinks stay float32, every sum is float32).
 
     Weights (HF names), with n_h d = q width and n_kv d = kv width:
     ``q_proj.weight`` (n_h d, H), or (2 n_h d, H) with ``output_gate`` ([q | gate] per head);
@@ -56,13 +58,15 @@ class Attention:
     """
 
     def __init__(self, spec: AttentionSpec, weights: Optional[Mapping[str, object]] = None,
-                 seed: int = 0):
+                 seed: int = 0, weight_dtype: str = "float32"):
         if not isinstance(spec, AttentionSpec):
             raise TypeError(f"spec must be a moelab.AttentionSpec, got {type(spec).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        if weight_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
         self._spec = spec
-        self._core = _core.Attention(spec.to_core())
+        self._core = _core.Attention(spec.to_core(), weight_dtype)
         self._core.init_random(int(seed))
         self._load_lock = threading.Lock()
         if weights is not None:
@@ -73,8 +77,14 @@ class Attention:
         return self._spec
 
     @property
+    def weight_dtype(self) -> str:
+        return self._core.weight_dtype
+
+    @property
     def weights(self) -> dict:
-        """name -> float32 NumPy view into the layer (not a copy; writing changes the layer)."""
+        """name -> float32 NumPy view into the layer (not a copy; writing changes the layer).
+        With ``weight_dtype="bfloat16"`` the projection matrices come back as read-only float32
+        copies of the stored values (use ``load_weights``)."""
         return {name: self._core.weight(name) for name in self._core.weight_names()}
 
     @property
@@ -111,4 +121,5 @@ class Attention:
         return (f"Attention(H={s.hidden_size}, n_h={s.num_attention_heads}, "
                 f"n_kv={s.num_key_value_heads}, d={s.head_dim}{extra}, "
                 f"rope={'none' if s.rope is None else s.rope.get('rope_type', 'default')}, "
-                f"params={self.num_params:,})")
+                f"params={self.num_params:,}"
+                f"{'' if self.weight_dtype == 'float32' else ', weight_dtype=' + repr(self.weight_dtype)})")

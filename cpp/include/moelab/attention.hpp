@@ -69,10 +69,13 @@ class Attention {
     // (q_proj_rows, H), k_proj.weight / v_proj.weight (n_kv d, H), o_proj.weight (H, n_h d),
     // q_proj.bias / k_proj.bias / v_proj.bias (qkv_bias), o_proj.bias (o_bias),
     // q_norm.weight / k_norm.weight ((d) per head, (n_h d) / (n_kv d) full width), sinks (n_h).
-    explicit Attention(const AttentionSpec& spec);
+    // With BF16 the four projection matrices are stored as bfloat16 (read in place by linear());
+    // biases, norms and sinks stay float32.
+    explicit Attention(const AttentionSpec& spec, DType weight_dtype = DType::F32);
 
     const AttentionSpec& spec() const { return spec_; }
     const Rope& rope() const { return rope_; }
+    DType weight_dtype() const { return dtype_; }
     std::uint64_t id() const { return id_; }
     const WeightSet& weights() const { return weights_; }
     WeightSet& weights() { return weights_; }
@@ -93,6 +96,7 @@ class Attention {
 
   private:
     AttentionSpec spec_;
+    DType dtype_;
     Rope rope_;
     std::uint64_t id_;
     WeightSet weights_;
