@@ -252,3 +252,32 @@ def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
     y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
     assert_close(y16, rounded(x), ATTENTION, f"{kind}: bf16 vs float32 on rounded weights")
     assert_close(y16, layer(x), BF16_STORAGE, f"{kind}: bf16 vs float32")
+
+
+# ---- memory: the caches of a whole model hold what moelab.costs predicts ----------------------
+GQA_PRESETS = [name for name in moelab.list_presets()
+               if moelab.preset(name).attention.kind == "gqa"]
+
+
+@pytest.mark.parametrize("name", GQA_PRESETS)
+@pytest.mark.parametrize("context", [5, 40])
+def test_caches_hold_what_costs_predicts(name, context):
+    """Per family (sliding, chunked and linear-attention layers included): the KV caches of
+    every softmax-attention layer after `context` tokens hold costs' kv_cache_bytes at 4 bytes
+    per value, less the DeltaNet states (their own objects)."""
+    cfg = moelab.preset(name).scaled(hidden_size=32)
+    a = cfg.attention
+    # windows and chunks below the context, so that ring buffers are at their limit
+    cfg = cfg.replace(attention=a.replace(
+        sliding_window=None if a.sliding_window is None else 16,
+        attention_chunk_size=None if a.attention_chunk_size is None else 12))
+    total = 0
+    for i in range(cfg.num_hidden_layers):
+        if cfg.layer_type(i) == "linear_attention":
+            continue
+        layer = moelab.Attention(moelab.AttentionSpec.from_config(cfg, i), seed=i)
+        cache = layer.new_cache()
+        layer(np.random.default_rng(i).standard_normal((context, cfg.hidden_size)), cache)
+        total += cache.nbytes
+    c = moelab.costs(cfg, context=context, kv_dtype_bytes=4)
+    assert total == c.kv_cache_bytes - c.linear_state_bytes

@@ -128,6 +128,40 @@ class AttentionSpec:
         return dataclasses.replace(self, **changes)
 
     @classmethod
+    def from_config(cls, cfg, layer_idx: int, max_position_embeddings: int = 131072,
+                    rope: Optional[Mapping[str, Any]] = None) -> "AttentionSpec":
+        """The spec of softmax-attention layer ``layer_idx`` of a ``moelab.ModelConfig``: its
+        dims, biases, q/k-norm, mask (layer type), sinks, soft-cap, output gate and NoPE layers.
+
+        RoPE parameters and the position limit are not part of ModelConfig: ``rope`` (HF
+        ``rope_parameters``; default: rope_theta 10000, the config's partial_rotary_factor) and
+        ``max_position_embeddings`` give them. Raises ValueError for an MLA or DeltaNet layer.
+        """
+        a = cfg.attention
+        kind = cfg.layer_type(layer_idx)
+        if kind == "linear_attention" or a.kind != "gqa":
+            raise ValueError(f"layer_idx: layer {layer_idx} is {kind!r} with {a.kind!r} "
+                             "attention; AttentionSpec covers GQA softmax attention")
+        use_rope = cfg.no_rope_layers is None or bool(cfg.no_rope_layers[layer_idx])
+        rope = dict(rope or {"rope_type": "default", "rope_theta": 10000.0})
+        if a.partial_rotary_factor != 1.0:
+            rope.setdefault("partial_rotary_factor", a.partial_rotary_factor)
+        window = {"sliding_attention": a.sliding_window,
+                  "chunked_attention": a.attention_chunk_size}.get(kind) or 0
+        family = cfg.model_type
+        return cls(
+            hidden_size=cfg.hidden_size, num_attention_heads=a.num_attention_heads,
+            num_key_value_heads=a.num_key_value_heads, head_dim=a.head_dim,
+            max_position_embeddings=max_position_embeddings, qkv_bias=a.attention_bias,
+            o_bias=a.o_proj_bias, qk_norm=a.qk_norm or "none",
+            norm_unit_offset=family in _UNIT_OFFSET_NORMS, rms_norm_eps=cfg.rms_norm_eps,
+            rope=rope if use_rope else None,
+            rope_interleaved=family in ("llama4_text", "llama4"),
+            mask={"sliding_attention": "sliding", "chunked_attention": "chunked"}.get(kind, "causal"),
+            window=window, sinks=a.attention_sinks, softcap=a.attn_logit_softcapping,
+            output_gate=a.output_gate)
+
+    @classmethod
     def from_hf(cls, config, layer_idx: int) -> "AttentionSpec":
         """The spec of decoder layer ``layer_idx`` of a transformers config (object or dict).
 
