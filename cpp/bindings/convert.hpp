@@ -85,4 +85,23 @@ inline std::vector<WeightView> weight_views(const py::dict& weights) {
     return views;
 }
 
+// y (T, H) for a token mixer's x (T, H): x is checked (float32, C-contiguous, H wide; a
+// ValueError names it and its shape), then fn(x, T, y) runs with the GIL released.
+template <class F>
+py::array_t<float> forward_rows(const py::handle& x_obj, Index H, F&& fn) {
+    py::array_t<float> x = require_f32(x_obj, "x", 2);
+    if (x.shape(1) != H)
+        throw py::value_error("x: expected (T, H=" + std::to_string(H) + "), got " +
+                              shape_string(shape_of(x)));
+    const Index T = x.shape(0);
+    py::array_t<float> y({T, H});
+    float* yp = y.mutable_data();
+    const float* xp = x.data();
+    {
+        py::gil_scoped_release release;
+        fn(xp, T, yp);
+    }
+    return y;
+}
+
 }  // namespace moelab::bindings

@@ -81,20 +81,9 @@ AttentionSpec make_spec(Index hidden_size, Index num_attention_heads, Index num_
 
 py::array_t<float> forward(const Attention& layer, const py::handle& x_obj,
                            std::shared_ptr<KvCache> cache) {
-    const Index H = layer.spec().hidden_size;
-    py::array_t<float> x = require_f32(x_obj, "x", 2);
-    if (x.shape(1) != H)
-        throw py::value_error("x: expected (T, H=" + std::to_string(H) + "), got " +
-                              shape_string(shape_of(x)));
-    const Index T = x.shape(0);
-    py::array_t<float> y({T, H});
-    float* yp = y.mutable_data();
-    const float* xp = x.data();
-    {
-        py::gil_scoped_release release;
-        layer.forward(xp, T, yp, cache.get());
-    }
-    return y;
+    return forward_rows(x_obj, layer.spec().hidden_size, [&](const float* x, Index T, float* y) {
+        layer.forward(x, T, y, cache.get());
+    });
 }
 
 // x (T, heads, head_dim) rotated at positions pos0 .. (a copy): the RoPE op on its own.

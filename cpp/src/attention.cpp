@@ -36,22 +36,6 @@ AttentionWorkspace& attention_workspace() {
     return ws;
 }
 
-template <class V>
-void ensure(V& v, Index n) {
-    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
-}
-
-std::uint64_t next_layer_id() {
-    static std::atomic<std::uint64_t> counter{1};
-    return counter.fetch_add(1, std::memory_order_relaxed);
-}
-
-void check_dim(const char* name, Index v, Index max) {
-    if (v < 1 || v > max)
-        throw std::invalid_argument(std::string(name) + ": must be in [1, " + std::to_string(max) +
-                                    "], got " + std::to_string(v));
-}
-
 // x (n) *= 1 / sqrt(mean(x^2) + eps) and by the weight (w, 1 + w or none), the sum in double.
 void rms_norm(float* x, Index n, const float* w, bool unit_offset, float eps) noexcept {
     double ss = 0.0;
@@ -81,10 +65,10 @@ float AttentionSpec::logit_scale() const {
 }
 
 void AttentionSpec::validate() const {
-    check_dim("hidden_size", hidden_size, kMaxDimension);
-    check_dim("num_attention_heads", num_heads, kMaxDimension);
-    check_dim("num_key_value_heads", num_kv_heads, kMaxDimension);
-    check_dim("head_dim", head_dim, Index(1) << 16);
+    require_dimension("hidden_size", hidden_size, kMaxDimension);
+    require_dimension("num_attention_heads", num_heads, kMaxDimension);
+    require_dimension("num_key_value_heads", num_kv_heads, kMaxDimension);
+    require_dimension("head_dim", head_dim, Index(1) << 16);
     if (num_heads % num_kv_heads != 0)
         throw std::invalid_argument("num_attention_heads: " + std::to_string(num_heads) +
                                     " is not a multiple of num_key_value_heads=" +
@@ -210,15 +194,15 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     const LinearWeight wv = linear_weight(v_, v_bias_, s.qkv_bias);
     const LinearWeight wo = linear_weight(o_, o_bias_, s.o_bias);
     for (const LinearWeight* w : {&wq, &wk, &wv, &wo}) reserve_linear(*w, T, scratch);
-    ensure(ws.q, T * qrows);
-    ensure(ws.k, T * kvd);
-    ensure(ws.v, T * kvd);
-    ensure(ws.o, T * qd);
-    if (s.output_gate) ensure(ws.gate, T * qd);
+    grow_to(ws.q, T * qrows);
+    grow_to(ws.k, T * kvd);
+    grow_to(ws.v, T * kvd);
+    grow_to(ws.o, T * qd);
+    if (s.output_gate) grow_to(ws.gate, T * qd);
     const int threads = num_threads();
     const Index per_task = r * (kKeyBlock + d + 1);  // scores, accumulators, running maxima
-    ensure(ws.task, Index(threads) * per_task);
-    ensure(ws.denom, Index(threads) * r);
+    grow_to(ws.task, Index(threads) * per_task);
+    grow_to(ws.denom, Index(threads) * r);
     if (cache) cache->reserve(pos0 + T);
 
     // projections

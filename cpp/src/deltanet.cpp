@@ -49,33 +49,17 @@ Workspace& workspace() {
     return ws;
 }
 
-template <class V>
-void ensure(V& v, Index n) {
-    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
-}
-
-std::uint64_t next_layer_id() {
-    static std::atomic<std::uint64_t> counter{1};
-    return counter.fetch_add(1, std::memory_order_relaxed);
-}
-
-void check_dim(const char* name, Index v, Index max) {
-    if (v < 1 || v > max)
-        throw std::invalid_argument(std::string(name) + ": must be in [1, " + std::to_string(max) +
-                                    "], got " + std::to_string(v));
-}
-
 }  // namespace
 
 // ---- spec ------------------------------------------------------------------------------------
 
 void DeltaNetSpec::validate() const {
-    check_dim("hidden_size", hidden_size, kMaxDimension);
-    check_dim("linear_num_key_heads", num_key_heads, kMaxDimension);
-    check_dim("linear_num_value_heads", num_value_heads, kMaxDimension);
-    check_dim("linear_key_head_dim", key_head_dim, kMaxDimension);
-    check_dim("linear_value_head_dim", value_head_dim, kMaxDimension);
-    check_dim("linear_conv_kernel_dim", conv_kernel, kMaxConvKernel);
+    require_dimension("hidden_size", hidden_size, kMaxDimension);
+    require_dimension("linear_num_key_heads", num_key_heads, kMaxDimension);
+    require_dimension("linear_num_value_heads", num_value_heads, kMaxDimension);
+    require_dimension("linear_key_head_dim", key_head_dim, kMaxDimension);
+    require_dimension("linear_value_head_dim", value_head_dim, kMaxDimension);
+    require_dimension("linear_conv_kernel_dim", conv_kernel, kMaxConvKernel);
     if (num_value_heads % num_key_heads != 0)
         throw std::invalid_argument("linear_num_value_heads: " + std::to_string(num_value_heads) +
                                     " is not a multiple of linear_num_key_heads=" +
@@ -185,15 +169,15 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
     const bool decode = T == 1;
 
     Workspace& ws = workspace();
-    ensure(ws.qkvz, B * P);
-    ensure(ws.ba, B * 2 * nv);
-    ensure(ws.window, (K - 1 + B) * C);
-    ensure(ws.qkv, B * C);
-    ensure(ws.z, B * value_dim);
-    ensure(ws.g, B * nv);
-    ensure(ws.beta, B * nv);
-    ensure(ws.o, B * value_dim);
-    ensure(ws.conv_t, K * C);
+    grow_to(ws.qkvz, B * P);
+    grow_to(ws.ba, B * 2 * nv);
+    grow_to(ws.window, (K - 1 + B) * C);
+    grow_to(ws.qkv, B * C);
+    grow_to(ws.z, B * value_dim);
+    grow_to(ws.g, B * nv);
+    grow_to(ws.beta, B * nv);
+    grow_to(ws.o, B * value_dim);
+    grow_to(ws.conv_t, K * C);
     ws.ones.assign(std::size_t(std::max(dv, C)), 1.0f);
     // exactly that size and capacity: it is swapped into the state, whose nbytes it must be
     const std::size_t state_floats = std::size_t(s.recurrent_floats());
@@ -201,7 +185,7 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
         ws.state = AlignedVector<float>(state_floats);
     const Index per_head = decode ? delta_step_scratch(dk, dv) : delta_chunk_scratch(dk, dv);
     const int head_threads = threads_for(double(B) * double(nv) * double(dk) * double(dv) * 4.0, num_threads());
-    ensure(ws.head, Index(head_threads) * per_head);
+    grow_to(ws.head, Index(head_threads) * per_head);
 
     // weights used in place (float32)
     const float* conv_w = weights_.at(conv_).f32.data();   // (C, 1, K)
