@@ -1,7 +1,6 @@
 #include "moelab/attention.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <sstream>

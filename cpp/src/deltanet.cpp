@@ -1,7 +1,6 @@
 #include "moelab/deltanet.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <sstream>
