@@ -8,6 +8,10 @@ all crossed.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -281,3 +285,31 @@ def test_caches_hold_what_costs_predicts(name, context):
         total += cache.nbytes
     c = moelab.costs(cfg, context=context, kv_dtype_bytes=4)
     assert total == c.kv_cache_bytes - c.linear_state_bytes
+
+
+_PEAK_SCRIPT = r"""
+import sys, numpy as np, moelab
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+T = int(sys.argv[1])
+spec = moelab.AttentionSpec(hidden_size=16, num_attention_heads=1, num_key_value_heads=1,
+                            head_dim=16, max_position_embeddings=T + 1)
+layer = moelab.Attention(spec)
+x = np.random.default_rng(0).standard_normal((T, 16)).astype(np.float32)
+layer(x[:64])
+before = hwm()
+layer(x)
+print(hwm() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_prefill_never_holds_a_t_by_t_matrix():
+    """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
+    T x T float32 score matrix (144 MB): O(T d) buffers only (measured in a fresh process)."""
+    T = 6000
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(T)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    grown = int(out.stdout.strip().splitlines()[-1])
+    assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
