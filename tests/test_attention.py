@@ -313,3 +313,53 @@ def test_prefill_never_holds_a_t_by_t_matrix():
                          text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     grown = int(out.stdout.strip().splitlines()[-1])
     assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
+
+
+def test_python_threads_share_one_layer(restore_threads):
+    """Two Python threads run one layer at once (the GIL is released), each with its own cache:
+    each gets exactly what a serial run gives."""
+    import threading
+    layer = make_layer("sliding-sinks-yarn")
+    xs = [inputs(60, seed=s) for s in (1, 2)]
+
+    def run(x):
+        cache = layer.new_cache()
+        return np.concatenate([layer(x[:50], cache)] + [layer(x[t:t + 1], cache)
+                                                        for t in range(50, 60)])
+
+    expected = [run(x) for x in xs]
+    got = [None, None]
+
+    def worker(i):
+        for _ in range(5):
+            got[i] = run(xs[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
+
+
+def test_from_hf_reads_a_config_json_dict():
+    """A config.json in the 4.x style (rope_theta and rope_scaling at the top level): gpt-oss's
+    keys give an alternating sliding / full layer pair with sinks and YaRN."""
+    config = {"model_type": "gpt_oss", "hidden_size": 64, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
+              "attention_bias": True, "sliding_window": 8, "max_position_embeddings": 512,
+              "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 150000,
+              "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+                               "beta_slow": 1.0, "truncate": False,
+                               "original_max_position_embeddings": 64}}
+    s0 = moelab.AttentionSpec.from_hf(config, 0)
+    s1 = moelab.AttentionSpec.from_hf(config, 1)
+    assert (s0.mask, s0.window, s1.mask) == ("sliding", 8, "causal")
+    assert s0.sinks and s0.qkv_bias and s0.o_bias
+    assert s0.rope["rope_type"] == "yarn" and s0.rope["rope_theta"] == 150000
+    assert s0.rope_spec().attention_scaling() == pytest.approx(0.1 * np.log(32.0) + 1.0)
+    with pytest.raises(ValueError, match="layer_idx"):
+        moelab.AttentionSpec.from_hf(config, 2)
+    with pytest.raises(ValueError, match="MLA"):
+        moelab.AttentionSpec.from_hf({**config, "model_type": "deepseek_v3"}, 0)
