@@ -57,6 +57,13 @@ def test_numpy_integers_and_floats_are_accepted():
     cfg = make(hidden_size=np.int64(16), routed_scaling_factor=np.float32(2.0), scoring="sigmoid",
                capacity_factor=np.float64(1.5), router_logit_softcap=30)
     assert cfg.hidden_size == 16 and cfg.routed_scaling_factor == 2.0
+    assert type(cfg.hidden_size) is int and type(cfg.capacity_factor) is float
+
+
+def test_numpy_fields_are_held_as_python_numbers_so_counts_never_wrap():
+    import numpy as np
+    cfg = make(hidden_size=np.uint8(200), moe_intermediate_size=np.uint8(250))
+    assert cfg.num_params == 8 * (3 * 200 * 250) + 8 * 200  # not wrapped in uint8
 
 
 # --------------------------------------------------------------------------------------------

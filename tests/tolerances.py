@@ -74,8 +74,8 @@ LOGITS = Tolerance(rtol=1e-5, atol=1e-6)
 #: the largest weight.
 ROUTING_WEIGHTS = Tolerance(rtol=1e-5, atol=1e-6)
 
-#: aux_loss and z_loss (scalars): means over T of float32 probabilities / logsumexps, summed in
-#: double by the core. Their relative error is that of the probabilities / logits, ~ a few eps
+#: aux_loss and z_loss (scalars): means over T of probabilities (softmax, or sigmoid scores
+#: normalised per token) / logsumexps of float32 logits, summed in double by the core. Their relative error is that of the probabilities / logits, ~ a few eps
 #: up to the LOGITS bound; 1e-5 relative (scale = |expected|).
 LOSS = Tolerance(rtol=1e-5, atol=1e-7)
 

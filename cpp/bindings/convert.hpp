@@ -85,8 +85,31 @@ inline std::vector<WeightView> weight_views(const py::dict& weights) {
     return views;
 }
 
+// The weight methods of a bound layer class (LayerWeights, GatedDeltaNet: a weights() WeightSet,
+// weight_dtype(), init_random(seed), load_weights(views, strict)), one definition for each.
+template <class Layer, class PyClass>
+PyClass& def_weight_methods(PyClass& cls) {
+    return cls
+        .def_property_readonly("weight_dtype",
+                               [](const Layer& l) { return dtype_name(l.weight_dtype()); })
+        .def("init_random", &Layer::init_random, py::arg("seed"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("weight_names", [](const Layer& l) { return l.weights().names(); })
+        .def("weight", [](py::object self, const std::string& name) {
+                 Layer& l = self.cast<Layer&>();
+                 return tensor_view(l.weights().find(name), self);
+             }, py::arg("name"), "A float32 view of a weight (no copy; a bfloat16 one: a read-only "
+             "copy).")
+        .def("load_weights", [](Layer& l, const py::dict& weights, bool strict) {
+                 std::vector<WeightView> views = weight_views(weights);  // the dict keeps the arrays
+                 py::gil_scoped_release release;
+                 l.load_weights(views, strict);
+             }, py::arg("weights"), py::arg("strict") = true);
+}
+
 // y (T, H) for a token mixer's x (T, H): x is checked (float32, C-contiguous, H wide; a
-// ValueError names it and its shape), then fn(x, T, y) runs with the GIL released.
+// ValueError names it and its shape), then fn(x, T, y) runs with the GIL released
+// (run_released: the core's allocations counted).
 template <class F>
 py::array_t<float> forward_rows(const py::handle& x_obj, Index H, F&& fn) {
     py::array_t<float> x = require_f32(x_obj, "x", 2);
@@ -97,10 +120,7 @@ py::array_t<float> forward_rows(const py::handle& x_obj, Index H, F&& fn) {
     py::array_t<float> y({T, H});
     float* yp = y.mutable_data();
     const float* xp = x.data();
-    {
-        py::gil_scoped_release release;
-        fn(xp, T, yp);
-    }
+    run_released([&] { fn(xp, T, yp); });
     return y;
 }
 

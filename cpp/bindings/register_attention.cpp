@@ -182,27 +182,14 @@ void register_attention(py::module_& m) {
                    ", nbytes=" + std::to_string(c.nbytes()) + ")";
         });
 
-    py::class_<Attention, std::shared_ptr<Attention>>(m, "Attention",
-                                                      "One softmax-attention token mixer.")
+    py::class_<Attention, std::shared_ptr<Attention>> layer(m, "Attention",
+                                                            "One softmax-attention token mixer.");
+    def_weight_methods<Attention>(layer)
         .def(py::init([](const AttentionSpec& spec, const std::string& dtype) {
                  return std::make_shared<Attention>(spec, parse_dtype(dtype));
              }), py::arg("spec"), py::arg("weight_dtype") = "float32")
-        .def_property_readonly("weight_dtype",
-                               [](const Attention& l) { return dtype_name(l.weight_dtype()); })
         .def_property_readonly("spec", &Attention::spec)
         .def_property_readonly("id", &Attention::id)
-        .def("init_random", &Attention::init_random, py::arg("seed"),
-             py::call_guard<py::gil_scoped_release>())
-        .def("weight_names", [](const Attention& l) { return l.weights().names(); })
-        .def("weight", [](py::object self, const std::string& name) {
-                 Attention& l = self.cast<Attention&>();
-                 return tensor_view(l.weights().find(name), self);
-             }, py::arg("name"), "A float32 view of a weight (no copy; bfloat16: a read-only copy).")
-        .def("load_weights", [](Attention& l, const py::dict& weights, bool strict) {
-                 std::vector<WeightView> views = weight_views(weights);
-                 py::gil_scoped_release release;
-                 l.load_weights(views, strict);
-             }, py::arg("weights"), py::arg("strict") = true)
         .def("new_cache", &Attention::new_cache)
         .def("forward", &forward, py::arg("x"), py::arg("cache") = nullptr,
              "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).")
