@@ -11,20 +11,20 @@ matrix; decoding continues a ``KVCache`` whose positions continue from its lengt
 
 from __future__ import annotations
 
-import threading
 from typing import Mapping, Optional
 
 import numpy as np
 
 from . import _core
-from ._convert import as_float32_array, as_float32_weights
+from ._convert import as_float32_array
+from ._core_weights import CoreWeights
 from .attention_spec import AttentionSpec
 from .kv_cache import KVCache
 
 __all__ = ["Attention", "AttentionSpec", "KVCache"]
 
 
-class Attention:
+class Attention(CoreWeights):
     """One softmax-attention layer.
 
     Parameters
@@ -63,12 +63,9 @@ class Attention:
             raise TypeError(f"spec must be a moelab.AttentionSpec, got {type(spec).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise TypeError(f"seed must be a non-negative int, got {seed!r}")
-        if weight_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
+        self._check_weight_dtype(weight_dtype)
         self._spec = spec
-        self._core = _core.Attention(spec.to_core(), weight_dtype)
-        self._core.init_random(int(seed))
-        self._load_lock = threading.Lock()
+        self._attach(_core.Attention(spec.to_core(), weight_dtype), seed)
         if weights is not None:
             self.load_weights(weights)
 
@@ -77,26 +74,8 @@ class Attention:
         return self._spec
 
     @property
-    def weight_dtype(self) -> str:
-        return self._core.weight_dtype
-
-    @property
-    def weights(self) -> dict:
-        """name -> float32 NumPy view into the layer (not a copy; writing changes the layer).
-        With ``weight_dtype="bfloat16"`` the projection matrices come back as read-only float32
-        copies of the stored values (use ``load_weights``)."""
-        return {name: self._core.weight(name) for name in self._core.weight_names()}
-
-    @property
     def num_params(self) -> int:
         return int(sum(w.size for w in self.weights.values()))
-
-    def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
-        """Copy weights in, all or nothing (names above; torch tensors and any real dtype are
-        converted to float32 once). ``strict``: every weight must be given."""
-        converted = as_float32_weights(weights)
-        with self._load_lock:
-            self._core.load_weights(converted, bool(strict))
 
     def new_cache(self) -> KVCache:
         """An empty cache for one sequence through this layer."""
