@@ -41,6 +41,8 @@ __all__ = [
     "ATTENTION",
     "ROPE",
     "ROPE_FAR_POSITIONS",
+    "DECODER_LOGITS",
+    "DECODER_LOGITS_DELTANET",
     "max_abs_err",
     "rel_err",
     "assert_close",
@@ -228,3 +230,20 @@ ROPE = Tolerance(rtol=2e-6, atol=1e-7)
 #: <= 2048 * 2**-24 ~ 1.2e-4 rad for inv_freq <= 1, which moves a rotated value by as much of
 #: its scale (3.4e-5 measured at p ~ 1000). 1.5e-4; a wrong pair or position is off by 1e-2.
 ROPE_FAR_POSITIONS = Tolerance(rtol=1.5e-4, atol=1e-7)
+
+#: Whole-decoder logits, core vs transformers' float32 eager model (tests/reference/
+#: test_hf_decoder.py): 2-4 layers each of an ATTENTION-bounded mixer and an OUTPUT-bounded FFN
+#: on the residual stream, norms (RMS_NORM) between, then a final norm and an H-term LM head.
+#: Errors add per stage; the residual stream carries them forward without growth at these
+#: depths. Measured over 3 seeds on 10 families' tiny
+#: models (40-token prompt, 8 cached steps): at most 1.14e-6 of the logit scale (OLMo 2
+#: prompt), typically 4e-7 .. 8e-7. 1e-5 of the logit scale (~80 eps);
+#: a wrong norm placement, offset, mask or weight moves logits by 1e-3 or more.
+DECODER_LOGITS = Tolerance(rtol=1e-5, atol=1e-6)
+
+#: The same with Qwen3-Next's Gated DeltaNet layers. transformers runs a whole sequence through
+#: its chunked gated delta rule (float32 cumulative log-decays, a triangular solve per chunk),
+#: while the core runs the recurrence token by token; the two float32 orders differ by ~1e-5 of
+#: the scale before the LM head. Measured over 3 seeds: 9.1e-6 (prompt) and 1.0e-5 (decode) of
+#: the logit scale. 3e-5 (~250 eps); a wrong decay, gate or state update is off by 1e-3 or more.
+DECODER_LOGITS_DELTANET = Tolerance(rtol=3e-5, atol=1e-6)

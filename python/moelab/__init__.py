@@ -40,6 +40,7 @@ from . import hf
 from . import designed_tokens
 from . import plot  # matplotlib is imported only when a helper is called
 from .tokenizer import Tokenizer
+from .decoder import DecoderCache, DecoderModel
 
 __version__: str = _core.__version__
 
@@ -74,6 +75,8 @@ __all__ = [
     "plot",
     "designed_tokens",
     "Tokenizer",
+    "DecoderModel",
+    "DecoderCache",
 ]
 
 

@@ -369,3 +369,4 @@ def _check_sources(tensors, items: List[_Item], present: set, layer_idx: int,
         more = f" (and {len(unexpected) - 3} more)" if len(unexpected) > 3 else ""
         raise ValueError(f"layer {layer_idx}: unexpected tensor(s) in the MoE block for this "
                          f"config ({cfg!r}): {', '.join(unexpected[:3])}{more}")
+from .hf_decoder import DECODER_MODEL_TYPES, load_model  # noqa: E402,F401  (the whole decoder)

@@ -1,0 +1,206 @@
+"""DecoderModel: a whole decoder-only language model, tokens in, logits out.
+
+    logits = model(ids)                        # (T,) int -> (T, V) float32, no cache
+    cache = model.new_cache()                  # one sequence's state
+    logits = model(ids, cache=cache)           # continues at position cache.length
+
+One readable loop over layers (nanoGPT-like); every op with a loop over tokens, heads or
+channels runs in the C++ core (embedding gather, RMSNorm, attention, MoE / gated MLP, the LM
+head GEMM, soft-capping). Per layer, with x the residual stream (T, H):
+
+=============  =================================================================================
+"pre"          h = x + mixer(norm_1(x));             out = h + ffn(norm_2(h))
+"sandwich"     h = x + norm_2(mixer(norm_1(x)));     out = h + norm_4(ffn(norm_3(h)))   (Gemma 3)
+"post"         h = x + norm_1(mixer(x));             out = h + norm_2(ffn(h))           (OLMo 2)
+=============  =================================================================================
+
+Norms are RMSNorms ``x / rms(x) * (offset + w)``, offset 1 for Gemma's ``(1 + w)`` form; then a
+final norm, the LM head (the embedding matrix when tied) and the final logit soft-cap where the
+family has one. Build one with :func:`moelab.hf.load_model`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core, ops
+from .attention import Attention
+from .io import bf16_to_float32
+from .deltanet import GatedDeltaNet
+from .layer import MoELayer
+from .mlp import GatedMLP
+from .model_config import ModelConfig
+
+__all__ = ["DecoderModel", "DecoderLayer", "DecoderCache"]
+
+#: Norms of one decoder layer per placement, in the order of the table above.
+NORM_SLOTS = {"pre": ("mixer_in", "ffn_in"),
+              "sandwich": ("mixer_in", "mixer_out", "ffn_in", "ffn_out"),
+              "post": ("mixer_out", "ffn_out")}
+
+Mixer = Union[Attention, GatedDeltaNet]
+FFN = Union[MoELayer, GatedMLP]
+
+
+@dataclass
+class DecoderLayer:
+    """One decoder layer: its token mixer, its FFN and its norms.
+
+    mixer : Attention (softmax attention) or GatedDeltaNet (linear attention).
+    ffn : MoELayer or GatedMLP.
+    norms : slot name (``NORM_SLOTS[placement]``) -> (H,) weight, float32 or uint16 (bfloat16
+        bits, read in place).
+    """
+
+    mixer: Mixer
+    ffn: FFN
+    norms: dict
+
+
+class DecoderCache:
+    """One sequence's state through a DecoderModel: one cache per layer (a ``KVCache`` for an
+    attention layer, a ``DeltaNetState`` for a DeltaNet layer).
+
+    length : tokens seen; the next token is at this position.
+    nbytes : bytes held by all layers' caches.
+    """
+
+    def __init__(self, layers: List[object], owner: "DecoderModel"):
+        self.layers = layers
+        self._owner = owner
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length if self.layers else 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(c.nbytes for c in self.layers))
+
+    def __repr__(self) -> str:
+        return f"DecoderCache(layers={len(self.layers)}, length={self.length}, nbytes={self.nbytes:,})"
+
+
+class DecoderModel:
+    """A decoder-only LM (module docstring).
+
+    Parameters
+    ----------
+    config : ModelConfig (``norm_placement``, ``rms_norm_eps``, ``vocab_size``, ``hidden_size``).
+    embed : (V, H) embedding table, float32 or uint16 (bfloat16 bits), read in place.
+    layers : the DecoderLayers, ``config.num_hidden_layers`` of them.
+    final_norm : (H,) weight of the final norm.
+    lm_head : (V, H) LM head matrix (the embedding table itself when tied), float32 or uint16.
+    embed_scale : None, or the factor Gemma multiplies embeddings by (sqrt(H)).
+    norm_offset : 0.0, or 1.0 for Gemma's ``(1 + w)`` norms.
+    final_softcap : None, or c of the final ``c * tanh(logits / c)``.
+    source : what the weights are read from (kept open while the model lives), or None.
+
+    The LM head matrix is checked once here (shape, finite); each call then runs the core GEMM
+    directly.
+    """
+
+    def __init__(self, config: ModelConfig, embed: np.ndarray, layers: Sequence[DecoderLayer],
+                 final_norm: np.ndarray, lm_head: np.ndarray, embed_scale: Optional[float] = None,
+                 norm_offset: float = 0.0, final_softcap: Optional[float] = None, source=None):
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a moelab.ModelConfig, got {type(config).__name__}")
+        V, H = config.vocab_size, config.hidden_size
+        if len(layers) != config.num_hidden_layers:
+            raise ValueError(f"layers: expected {config.num_hidden_layers} (num_hidden_layers), "
+                             f"got {len(layers)}")
+        for name, arr, shape in (("embed", embed, (V, H)), ("lm_head", lm_head, (V, H)),
+                                 ("final_norm", final_norm, (H,))):
+            if tuple(arr.shape) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {tuple(arr.shape)}")
+            if arr.dtype not in (np.float32, np.uint16):
+                raise TypeError(f"{name}: expected float32 or uint16 (bfloat16 bits), got {arr.dtype}")
+        if not np.isfinite(bf16_to_float32(lm_head) if lm_head.dtype == np.uint16 else lm_head).all():
+            raise ValueError("lm_head: holds NaN or Inf")
+        slots = NORM_SLOTS[config.norm_placement]
+        for i, layer in enumerate(layers):
+            if set(layer.norms) != set(slots):
+                raise ValueError(f"layers[{i}].norms: expected {slots} for norm_placement="
+                                 f"{config.norm_placement!r}, got {tuple(layer.norms)}")
+        self.config = config
+        self.embed = embed
+        self.layers = list(layers)
+        self.final_norm = final_norm
+        self.lm_head = np.ascontiguousarray(lm_head)
+        self.embed_scale = embed_scale
+        self.norm_offset = float(norm_offset)
+        self.final_softcap = final_softcap
+        self._source = source
+
+    # -- the forward ----------------------------------------------------------------------
+    def new_cache(self) -> DecoderCache:
+        """An empty state for one sequence."""
+        return DecoderCache([layer.mixer.new_cache() if isinstance(layer.mixer, Attention)
+                             else layer.mixer.new_state() for layer in self.layers], self)
+
+    def __call__(self, ids, cache: Optional[DecoderCache] = None) -> np.ndarray:
+        return self.forward(ids, cache)
+
+    def forward(self, ids, cache: Optional[DecoderCache] = None) -> np.ndarray:
+        """logits (T, V) float32 for token ids (T,), continuing ``cache`` when given.
+
+        Raises TypeError (ids not integers, cache not this model's DecoderCache), ValueError
+        (ids not 1-D or empty), IndexError (an id outside [0, V), naming it).
+        """
+        if cache is not None and (not isinstance(cache, DecoderCache) or cache._owner is not self):
+            raise TypeError("cache: expected a DecoderCache from this model's new_cache(), got "
+                            f"{type(cache).__name__}")
+        if np.size(ids) == 0:
+            raise ValueError("ids: the prompt is empty (expected (T,) token ids, T >= 1)")
+        x = ops.embedding(ids, self.embed, self.embed_scale)                  # (T, H)
+        for i, layer in enumerate(self.layers):
+            layer_cache = None if cache is None else cache.layers[i]
+            x = self._layer(layer, x, layer_cache)                            # (T, H)
+        x = self._norm(x, self.final_norm)                                    # (T, H)
+        logits = _core.linear(x, self.lm_head, None)                          # (T, V)
+        if self.final_softcap is not None:
+            logits = ops.logit_softcap(logits, self.final_softcap)
+        return logits
+
+    def _layer(self, layer: DecoderLayer, x: np.ndarray, cache) -> np.ndarray:
+        n = layer.norms
+        h = self._norm(x, n["mixer_in"]) if "mixer_in" in n else x           # (T, H)
+        h = layer.mixer(h, cache)                                             # (T, H)
+        if "mixer_out" in n:
+            h = self._norm(h, n["mixer_out"])
+        x = x + h                                                             # (T, H)
+        h = self._norm(x, n["ffn_in"]) if "ffn_in" in n else x
+        h = layer.ffn(h)                                                      # (T, H)
+        if "ffn_out" in n:
+            h = self._norm(h, n["ffn_out"])
+        return x + h                                                          # (T, H)
+
+    def _norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        return _core.rms_norm(x, weight, float(self.config.rms_norm_eps), self.norm_offset,
+                              "float32")
+
+    def generate(self, ids, max_new_tokens: int = 32, temperature: float = 0.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0,
+                 stop=None, trace: bool = False, callback=None):
+        """Continue ``ids`` by up to ``max_new_tokens`` tokens: a ``moelab.generate.Generation``
+        (``.tokens`` int64, prompt + generated). See :func:`moelab.generate.generate`;
+        ``trace=True`` (the expert trace) is not available yet and raises ValueError."""
+        if trace:
+            raise ValueError("trace=True: the expert trace is not implemented yet")
+        from .generate import generate
+        return generate(self, ids, max_new_tokens, temperature, top_k, top_p, seed, stop,
+                        callback)
+
+    # -- facts ----------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"DecoderModel({c.model_type}, L={c.num_hidden_layers}, H={c.hidden_size}, "
+                f"V={c.vocab_size}, norm={c.norm_placement}, "
+                f"ffn={''.join('M' if k == 'moe' else 'D' for k in c.ffn_kinds)})")

@@ -1,0 +1,92 @@
+"""Text generation with a DecoderModel: greedy or sampled (temperature, top-k, top-p, a seed),
+stop ids, a per-token callback.
+
+    out = model.generate(ids, max_new_tokens=32)          # greedy
+    out.tokens                                             # int64: prompt + generated
+
+The prompt is prefilled into a fresh cache in one forward, then each new token is one cached
+forward of one token. Sampling draws from ``numpy.random.default_rng(seed)``, so a seed gives
+the same tokens on any machine and thread count (the logits are bitwise reproducible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from ._checks import is_int, is_real
+
+__all__ = ["Generation", "generate", "next_token"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What ``generate`` returns: ``tokens`` (int64, prompt + generated) and ``num_prompt``."""
+
+    tokens: np.ndarray
+    num_prompt: int
+
+    @property
+    def new_tokens(self) -> np.ndarray:
+        """The generated tokens only."""
+        return self.tokens[self.num_prompt:]
+
+
+def next_token(logits: np.ndarray, temperature: float, top_k: Optional[int],
+               top_p: Optional[float], rng: np.random.Generator) -> int:
+    """The next token id from one row of logits (V,): argmax when temperature is 0 (ties to
+    the lower id, as torch.argmax), else a draw from softmax(logits / temperature) restricted
+    to the top_k largest and then to the smallest set whose probability reaches top_p."""
+    if temperature == 0.0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature                # (V,)
+    order = np.argsort(-z, kind="stable")                       # (V,) best first
+    if top_k is not None:
+        order = order[:top_k]
+    p = np.exp(z[order] - z[order[0]])
+    p /= p.sum()
+    if top_p is not None:
+        keep = int(np.searchsorted(np.cumsum(p), top_p)) + 1   # reaches top_p, at least one
+        order, p = order[:keep], p[:keep] / p[:keep].sum()
+    return int(order[rng.choice(len(order), p=p)])
+
+
+def generate(model, ids, max_new_tokens: int = 32, temperature: float = 0.0,
+             top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0,
+             stop: Optional[Iterable[int]] = None,
+             callback: Optional[Callable[[int], None]] = None) -> Generation:
+    """Continue the prompt ``ids`` (T,) by up to ``max_new_tokens`` tokens.
+
+    temperature : 0 = greedy, else > 0. top_k : None or an int >= 1. top_p : None or in (0, 1].
+    seed : int >= 0, the sampler's seed. stop : token ids that end generation (the stop token is
+    kept). callback : called with each new token id as it is made (streaming).
+
+    Raises TypeError / ValueError naming the argument; the prompt's errors are the forward's.
+    """
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not is_real(temperature) or not temperature >= 0.0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite float >= 0, got {temperature!r}")
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    if top_p is not None and (not is_real(top_p) or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    stop_ids = frozenset(int(s) for s in (stop or ()))
+    prompt = np.asarray(ids)
+    rng = np.random.default_rng(int(seed))
+    cache = model.new_cache()
+    logits = model(prompt, cache=cache)                        # (T, V)
+    out = [int(t) for t in prompt.reshape(-1)]
+    for _ in range(int(max_new_tokens)):
+        token = next_token(logits[-1], float(temperature), top_k, top_p, rng)
+        out.append(token)
+        if callback is not None:
+            callback(token)
+        if token in stop_ids:
+            break
+        logits = model(np.array([token], dtype=np.int64), cache=cache)  # (1, V)
+    return Generation(np.array(out, dtype=np.int64), int(prompt.size))

@@ -1,0 +1,246 @@
+"""Hugging Face checkpoints -> a whole :class:`moelab.DecoderModel`.
+
+    model = moelab.hf.load_model("path/to/checkpoint")
+
+The folder holds ``config.json`` and ``*.safetensors`` (sharded with a
+``model.safetensors.index.json`` or not); weights are read from disk only, never downloaded.
+Every tensor goes through ``moelab.io``'s memory-mapped safetensors reader. Where each weight
+lies, for decoder layer ``i`` under the model prefix (``model.`` ...):
+
+=====================  =========================================================================
+embedding              ``embed_tokens.weight`` (V, H)
+attention              ``layers.{i}.self_attn.`` + the names of :class:`moelab.Attention`;
+                       ``layers.{i}.linear_attn.`` + those of :class:`moelab.GatedDeltaNet`
+dense FFN              ``layers.{i}.<block>.gate_proj/up_proj/down_proj.weight``, ``<block>`` the
+                       family's FFN block (``mlp``; ``feed_forward`` for Llama 4)
+MoE FFN                as :func:`moelab.hf.load_moe_layer` reads it
+norms                  ``layers.{i}.input_layernorm``, ``post_attention_layernorm`` ("pre");
+                       ``post_attention_layernorm``, ``post_feedforward_layernorm`` ("post",
+                       OLMo 2); all four with ``pre_feedforward_layernorm`` ("sandwich", Gemma 3)
+final norm, LM head    ``norm.weight``; ``lm_head.weight`` at the top level (absent when tied)
+=====================  =========================================================================
+
+Read in place (memory-mapped, no copy): the embedding table, the LM head and every norm weight,
+float32 or bfloat16 as stored. Copied once at load: the attention projections, the MoE
+experts and router (read as float32 by ``load_moe_weights``; gpt-oss's interleaved gate/up and
+Llama 4's transposed stacks converted there) and the dense MLPs (gate and up stacked into one
+``gate_up_proj``). With a bfloat16 checkpoint and ``dtype=None`` the layers store their
+matrices as bfloat16 (exact: the values are bfloat16 already).
+
+Only families whose whole decoder has been checked against transformers load
+(``DECODER_MODEL_TYPES``); any other model type, a quantized checkpoint, or a model feature the
+decoder does not reproduce is refused with an error naming it, never loaded approximately.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import registry
+from .attention import Attention, AttentionSpec
+from .attention_spec import _UNIT_OFFSET_NORMS
+from .deltanet import GatedDeltaNet
+from .decoder import NORM_SLOTS, DecoderLayer, DecoderModel
+from .hf_config import from_hf_config
+from .io import bf16_to_float32, open_checkpoint, read_config_json
+from .layer import MoELayer
+from .mlp import GatedMLP
+from .model_config import ModelConfig
+
+__all__ = ["load_model", "DECODER_MODEL_TYPES"]
+
+#: Model types whose whole decoder matches transformers (tests/reference/test_hf_decoder.py).
+DECODER_MODEL_TYPES = ("qwen3_moe", "qwen3", "mixtral", "mistral", "olmo2", "glm4_moe",
+                       "gpt_oss", "smollm3", "gemma3_text", "llama4_text", "qwen3_next")
+
+#: Checkpoint names of each norm slot of ``moelab.decoder.NORM_SLOTS``, per norm placement.
+NORM_NAMES = {
+    "pre": {"mixer_in": "input_layernorm", "ffn_in": "post_attention_layernorm"},
+    "sandwich": {"mixer_in": "input_layernorm", "mixer_out": "post_attention_layernorm",
+                 "ffn_in": "pre_feedforward_layernorm", "ffn_out": "post_feedforward_layernorm"},
+    "post": {"mixer_out": "post_attention_layernorm", "ffn_out": "post_feedforward_layernorm"},
+}
+#: Families that scale the embedding by sqrt(H).
+SCALED_EMBEDDING = ("gemma3_text", "gemma3")
+DTYPES = (None, "float32", "bfloat16")
+_STORED = {"F32": np.float32, "BF16": np.uint16}
+
+
+def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
+    """The DecoderModel of a Hugging Face checkpoint folder.
+
+    Parameters
+    ----------
+    path : str or path-like, a folder with ``config.json`` and ``*.safetensors``.
+    dtype : None (as stored: a bfloat16 checkpoint stays bfloat16, float32 stays float32),
+        "float32" or "bfloat16": how the layers store their matrices (math is float32).
+
+    Raises
+    ------
+    TypeError : a bad argument, a tensor of a dtype other than float32 / bfloat16 (naming it).
+    ValueError : an unsupported model type or feature, a quantized checkpoint
+        (``quantization_config``), a missing tensor or one of the wrong shape, NaN or Inf,
+        a broken file; each naming the key, tensor or file. Nothing half-built is returned.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if not Path(path).is_dir():
+        raise ValueError(f"path: {str(path)!r} is not a checkpoint folder")
+    hf_config = read_config_json(path)
+    if "quantization_config" in hf_config:
+        method = (hf_config["quantization_config"] or {}).get("quant_method", "?")
+        raise ValueError(f"config.json: quantization_config ({method}): quantized checkpoints "
+                         "are not supported; use a bfloat16 or float32 checkpoint")
+    cfg = from_hf_config(hf_config)
+    _check_supported(cfg)
+    tensors = open_checkpoint(path)
+    try:
+        return _Builder(path, hf_config, cfg, tensors, dtype).build()
+    except BaseException:
+        tensors.close()
+        raise
+
+
+def _check_supported(cfg: ModelConfig) -> None:
+    t = cfg.model_type
+    if t not in DECODER_MODEL_TYPES:
+        raise ValueError(f"model_type {t!r}: moelab.hf.load_model does not load this family's "
+                         f"whole decoder yet; supported: {', '.join(DECODER_MODEL_TYPES)}")
+    for flag in ("norm_bias", "lm_head_bias", "mlp_bias", "residual_moe"):
+        if getattr(cfg, flag):
+            raise ValueError(f"model_type {t!r}: {flag}=True is not supported by the decoder")
+    if cfg.router_variant is not None:
+        raise ValueError(f"model_type {t!r}: router {cfg.router_variant!r} is not reproduced")
+
+
+class _Builder:
+    """Reads one checkpoint into a DecoderModel (every tensor checked before it is used)."""
+
+    def __init__(self, path, hf_config: dict, cfg: ModelConfig, tensors, dtype: Optional[str]):
+        self.path, self.cfg, self.tensors, self.dtype = path, cfg, tensors, dtype
+        self.text = dict(hf_config.get("text_config") or hf_config)
+        self.text.setdefault("model_type", cfg.model_type)
+        self.prefix = self._find_prefix()
+        fam = registry.lookup(cfg.model_type)
+        ckpt = None if fam is None else fam.checkpoint
+        self.ffn_blocks = ("mlp",) if ckpt is None else ckpt.moe.blocks
+
+    # -- tensors --------------------------------------------------------------------------
+    def _find_prefix(self) -> str:
+        names = set(self.tensors.names())
+        for p in registry.DECODER_PREFIXES:
+            if f"{p}embed_tokens.weight" in names:
+                return p
+        raise ValueError(f"{self.path}: no embedding tensor found (looked for "
+                         f"'<prefix>embed_tokens.weight', prefix one of "
+                         f"{registry.DECODER_PREFIXES})")
+
+    def tensor(self, name: str, shape, in_place: bool = True) -> np.ndarray:
+        """The checked tensor ``name`` of ``shape``: a read-only view into the file (float32,
+        or uint16 bfloat16 bits) when ``in_place`` and allowed by ``dtype``, else float32."""
+        if name not in self.tensors:
+            raise ValueError(f"{name}: missing from the checkpoint")
+        info = self.tensors.info(name)
+        if tuple(info.shape) != tuple(shape):
+            raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(info.shape)}")
+        if info.dtype not in _STORED:
+            raise TypeError(f"{name}: dtype {info.dtype} is not supported (float32 or bfloat16)")
+        keep = in_place and (self.dtype is None or _DTYPE_OF[info.dtype] == self.dtype)
+        arr = self.tensors.view(name) if keep else self.tensors.read_float32(name)
+        if not np.isfinite(bf16_to_float32(arr) if arr.dtype == np.uint16 else arr).all():
+            raise ValueError(f"{name}: holds NaN or Inf")
+        return arr
+
+    def weight_dtype(self, name: str) -> str:
+        """The storage of a layer's matrices: ``dtype``, or as ``name`` is stored."""
+        if self.dtype is not None:
+            return self.dtype
+        return "bfloat16" if self.tensors.info(name).dtype == "BF16" else "float32"
+
+    # -- the model ------------------------------------------------------------------------
+    def build(self) -> DecoderModel:
+        cfg, p = self.cfg, self.prefix
+        V, H = cfg.vocab_size, cfg.hidden_size
+        embed = self.tensor(f"{p}embed_tokens.weight", (V, H))
+        layers = [self.layer(i) for i in range(cfg.num_hidden_layers)]
+        final_norm = self.tensor(f"{p}norm.weight", (H,))
+        lm_head = embed if cfg.tie_word_embeddings else self.tensor(self._lm_head_name(), (V, H))
+        t = cfg.model_type
+        return DecoderModel(
+            cfg, embed, layers, final_norm, lm_head,
+            embed_scale=math.sqrt(H) if t in SCALED_EMBEDDING else None,
+            norm_offset=1.0 if t in _UNIT_OFFSET_NORMS else 0.0,
+            final_softcap=self.text.get("final_logit_softcapping"), source=self.tensors)
+
+    def _lm_head_name(self) -> str:
+        model_part = self.prefix[:-len("model.")] if self.prefix.endswith("model.") else ""
+        for name in (f"{model_part}lm_head.weight", "lm_head.weight"):
+            if name in self.tensors:
+                return name
+        raise ValueError("lm_head.weight: missing from the checkpoint (tie_word_embeddings is "
+                         "false in config.json)")
+
+    def layer(self, i: int) -> DecoderLayer:
+        base = f"{self.prefix}layers.{i}."
+        norms = {slot: self.tensor(f"{base}{NORM_NAMES[self.cfg.norm_placement][slot]}.weight",
+                                   (self.cfg.hidden_size,))
+                 for slot in NORM_SLOTS[self.cfg.norm_placement]}
+        return DecoderLayer(self.mixer(i, base), self.ffn(i, base), norms)
+
+    def mixer(self, i: int, base: str):
+        """Softmax attention (``self_attn.``) or a Gated DeltaNet (``linear_attn.``)."""
+        if self.cfg.layer_type(i) == "linear_attention":
+            base += "linear_attn."
+            layer = GatedDeltaNet(self.cfg, i, weight_dtype=self.weight_dtype(
+                base + "in_proj_qkvz.weight"))
+        else:
+            base += "self_attn."
+            spec = AttentionSpec.from_hf(self.text, i)
+            layer = Attention(spec, weight_dtype=self.weight_dtype(base + "q_proj.weight"))
+        expected = {n: w.shape for n, w in layer.weights.items()}
+        self._no_extra(base, expected)
+        layer.load_weights({n: self.tensor(base + n, s, in_place=False)
+                            for n, s in expected.items()})
+        return layer
+
+    def ffn(self, i: int, base: str):
+        cfg = self.cfg
+        if cfg.ffn_kind(i) == "moe":
+            from .hf import load_moe_weights
+            moe_cfg, weights = load_moe_weights(self.path, i)
+            layer = MoELayer(moe_cfg, weight_dtype=self.dtype or "float32")
+            layer.load_weights(weights)
+            return layer
+        block = self._dense_block(i, base)
+        H, I = cfg.hidden_size, cfg.intermediate_size
+        gate = self.tensor(f"{block}gate_proj.weight", (I, H), in_place=False)
+        up = self.tensor(f"{block}up_proj.weight", (I, H), in_place=False)
+        down = self.tensor(f"{block}down_proj.weight", (H, I), in_place=False)
+        mlp = GatedMLP(H, I, cfg.hidden_act,
+                       weight_dtype=self.weight_dtype(f"{block}gate_proj.weight"))
+        mlp.load_weights({"gate_up_proj": np.concatenate([gate, up]), "down_proj": down})
+        return mlp
+
+    def _dense_block(self, i: int, base: str) -> str:
+        for b in self.ffn_blocks:
+            if f"{base}{b}.gate_proj.weight" in self.tensors:
+                return f"{base}{b}."
+        raise ValueError(f"layer {i}: dense MLP weights missing (looked for "
+                         f"'{base}{{{','.join(self.ffn_blocks)}}}.gate_proj.weight')")
+
+    def _no_extra(self, base: str, expected: Dict[str, object]) -> None:
+        extra = sorted(n for n in self.tensors.names()
+                       if n.startswith(base) and n[len(base):] not in expected)
+        if extra:
+            raise ValueError(f"{extra[0]}: a tensor this {self.cfg.model_type} token mixer "
+                             f"does not have (expected {sorted(expected)})")
+
+
+_DTYPE_OF = {"F32": "float32", "BF16": "bfloat16"}

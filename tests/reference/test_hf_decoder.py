@@ -1,0 +1,132 @@
+"""Whole decoders against transformers: a tiny random model per family, saved with
+``save_pretrained`` and loaded with ``moelab.hf.load_model``, gives transformers' logits for a
+40-token prompt (no cache, and prefilled into a cache) and for 8 cached decode steps.
+
+Each tiny model has the layout features of its family: dense-first or interleaved MoE layers, a
+shared expert, sliding and full (or chunked, NoPE) layers, tied or untied heads, Gemma 3's
+sandwich norms, scaled embedding and final soft-cap, Qwen3-Next's DeltaNet layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import moelab
+from tolerances import DECODER_LOGITS, DECODER_LOGITS_DELTANET, assert_close
+
+V, PROMPT, STEPS = 96, 40, 8
+WINDOW = 8  # sliding window / attention chunk: below the prompt, so the masks bite
+
+_COMMON = dict(vocab_size=V, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+               head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-6,
+               intermediate_size=48, tie_word_embeddings=False, pad_token_id=0,
+               bos_token_id=1, eos_token_id=2)
+
+#: model_type -> config overrides (the family's layout in 2-4 layers).
+FAMILIES = {
+    "qwen3_moe": dict(num_hidden_layers=3, num_experts=4, num_experts_per_tok=2,
+                      moe_intermediate_size=16, mlp_only_layers=[0], norm_topk_prob=True),
+    "qwen3": dict(num_hidden_layers=2, tie_word_embeddings=True),
+    "mixtral": dict(num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2,
+                    sliding_window=None),
+    "mistral": dict(num_hidden_layers=2, sliding_window=WINDOW),
+    "olmo2": dict(num_hidden_layers=2),
+    "glm4_moe": dict(num_hidden_layers=3, first_k_dense_replace=1, n_routed_experts=4,
+                     num_experts_per_tok=2, moe_intermediate_size=16, n_shared_experts=1,
+                     n_group=1, topk_group=1, attention_bias=True, use_qk_norm=True,
+                     partial_rotary_factor=0.5),
+    "gpt_oss": dict(num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2,
+                    intermediate_size=16, sliding_window=WINDOW,
+                    layer_types=["sliding_attention", "full_attention"],
+                    rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0,
+                                         beta_fast=32.0, beta_slow=1.0, truncate=False,
+                                         original_max_position_embeddings=64)),
+    "smollm3": dict(num_hidden_layers=4, no_rope_layer_interval=4),
+    "gemma3_text": dict(num_hidden_layers=2, sliding_window=WINDOW, query_pre_attn_scalar=24,
+                        layer_types=["sliding_attention", "full_attention"],
+                        final_logit_softcapping=30.0, tie_word_embeddings=True,
+                        rope_parameters=dict(
+                            full_attention=dict(rope_type="linear", rope_theta=1e6, factor=8.0),
+                            sliding_attention=dict(rope_type="default", rope_theta=1e4))),
+    "llama4_text": dict(num_hidden_layers=4, interleave_moe_layer_step=2, num_local_experts=4,
+                        num_experts_per_tok=1, intermediate_size=16, intermediate_size_mlp=48,
+                        attention_chunk_size=WINDOW, use_qk_norm=True, floor_scale=4,
+                        attn_scale=0.1, attn_temperature_tuning=True,
+                        rope_parameters=dict(rope_type="llama3", rope_theta=5e5, factor=8.0,
+                                             low_freq_factor=1.0, high_freq_factor=4.0,
+                                             original_max_position_embeddings=64)),
+    "qwen3_next": dict(num_hidden_layers=4, partial_rotary_factor=0.25, num_experts=4,
+                       num_experts_per_tok=2, moe_intermediate_size=16,
+                       shared_expert_intermediate_size=16, linear_num_key_heads=2,
+                       linear_num_value_heads=4, linear_key_head_dim=8,
+                       linear_value_head_dim=8, mlp_only_layers=[0]),
+}
+
+
+def _hf_model(model_type: str, seed: int = 0):
+    """A tiny random transformers model: matrices uniform in ±1/sqrt(fan_in), biases small,
+    norm weights spread around 1 (around 0 for Gemma's (1 + w) norms)."""
+    kw = dict(_COMMON)
+    kw.update(FAMILIES[model_type])
+    config = transformers.CONFIG_MAPPING[model_type](**kw)
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    gemma = model_type.startswith("gemma")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(-0.5, 0.5) if gemma else p.uniform_(0.5, 1.5)
+            elif p.ndim == 1:
+                p.uniform_(-0.1, 0.1)
+            else:
+                p.uniform_(-1.0, 1.0).mul_(p.shape[-1] ** -0.5)
+    return model
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def pair(request, tmp_path_factory):
+    """(model_type, transformers model, moelab model loaded from its save_pretrained folder)."""
+    model_type = request.param
+    hf = _hf_model(model_type)
+    folder = tmp_path_factory.mktemp(model_type)
+    hf.save_pretrained(folder)
+    return model_type, hf, moelab.hf.load_model(folder)
+
+
+def _tol(model_type: str):
+    return DECODER_LOGITS_DELTANET if model_type == "qwen3_next" else DECODER_LOGITS
+
+
+def _ids(seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, V, PROMPT + STEPS)
+
+
+def _hf_logits(hf, ids: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return hf(torch.from_numpy(ids)[None]).logits[0].float().numpy()
+
+
+def test_prompt_logits_match_transformers(pair):
+    model_type, hf, model = pair
+    ids = _ids()[:PROMPT]
+    got = model(ids)
+    assert got.shape == (PROMPT, V) and got.dtype == np.float32
+    assert_close(got, _hf_logits(hf, ids), _tol(model_type), what=f"{model_type} prompt logits")
+
+
+def test_cached_decode_matches_transformers(pair):
+    model_type, hf, model = pair
+    ids = _ids()
+    expected = _hf_logits(hf, ids)                                 # (T + 8, V)
+    cache = model.new_cache()
+    prefill = model(ids[:PROMPT], cache=cache)
+    assert cache.length == PROMPT and cache.nbytes > 0
+    assert_close(prefill, expected[:PROMPT], _tol(model_type), what=f"{model_type} prefill")
+    for t in range(PROMPT, PROMPT + STEPS):
+        step = model(ids[t:t + 1], cache=cache)
+        assert_close(step[0], expected[t], _tol(model_type), what=f"{model_type} decode {t}")
+    assert cache.length == PROMPT + STEPS
