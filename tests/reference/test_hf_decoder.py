@@ -15,6 +15,7 @@ import torch
 import transformers
 
 import moelab
+import moelab.hf_decoder
 from tolerances import DECODER_LOGITS, DECODER_LOGITS_DELTANET, assert_close
 
 V, PROMPT, STEPS = 96, 40, 8
@@ -130,3 +131,106 @@ def test_cached_decode_matches_transformers(pair):
         step = model(ids[t:t + 1], cache=cache)
         assert_close(step[0], expected[t], _tol(model_type), what=f"{model_type} decode {t}")
     assert cache.length == PROMPT + STEPS
+
+
+# ---------------------------------------------------------------------------------------------
+# generation
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "gemma3_text", "qwen3_next"])
+def test_greedy_generate_matches_transformers(model_type, tmp_path):
+    hf = _hf_model(model_type, seed=3)
+    hf.save_pretrained(tmp_path)
+    model = moelab.hf.load_model(tmp_path)
+    prompt = _ids(4)[:PROMPT]
+    with torch.no_grad():
+        expected = hf.generate(torch.from_numpy(prompt)[None], max_new_tokens=20,
+                               do_sample=False, eos_token_id=2, pad_token_id=0)[0].numpy()
+    streamed = []
+    out = model.generate(prompt, max_new_tokens=20, stop=[2], callback=streamed.append)
+    assert out.tokens.dtype == np.int64
+    np.testing.assert_array_equal(out.tokens, expected)
+    assert streamed == list(out.new_tokens)
+
+
+def test_sampling_is_seeded_and_restricted(pair):
+    _, _, model = pair
+    prompt = _ids(5)[:8]
+    a = model.generate(prompt, max_new_tokens=6, temperature=1.0, seed=7).tokens
+    b = model.generate(prompt, max_new_tokens=6, temperature=1.0, seed=7).tokens
+    np.testing.assert_array_equal(a, b)
+    top1 = model.generate(prompt, max_new_tokens=6, temperature=0.8, top_k=1, seed=1).tokens
+    np.testing.assert_array_equal(top1, model.generate(prompt, max_new_tokens=6).tokens)
+    tiny_p = model.generate(prompt, max_new_tokens=6, temperature=2.0, top_p=1e-9, seed=2).tokens
+    np.testing.assert_array_equal(tiny_p, top1)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: refused with the key, tensor or argument named, nothing half-built
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def qwen3_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qwen3_bad")
+    _hf_model("qwen3").save_pretrained(folder)
+    return folder
+
+
+def _copy_with(src, dst, edit_config=None, edit_tensors=None):
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+    shutil.copytree(src, dst)
+    if edit_config is not None:
+        cfg = json.loads((dst / "config.json").read_text())
+        edit_config(cfg)
+        (dst / "config.json").write_text(json.dumps(cfg))
+    if edit_tensors is not None:
+        tensors = load_file(dst / "model.safetensors")
+        edit_tensors(tensors)
+        save_file(tensors, dst / "model.safetensors", metadata={"format": "pt"})
+    return dst
+
+
+def test_refuses_a_missing_tensor(qwen3_folder, tmp_path):
+    name = "model.layers.1.self_attn.k_proj.weight"
+    bad = _copy_with(qwen3_folder, tmp_path / "m", edit_tensors=lambda t: t.pop(name))
+    with pytest.raises(ValueError, match=name.replace(".", r"\.") + ": missing"):
+        moelab.hf.load_model(bad)
+
+
+def test_refuses_a_wrong_shape(qwen3_folder, tmp_path):
+    name = "model.layers.0.mlp.up_proj.weight"
+
+    def shrink(t):
+        t[name] = t[name][:-1].copy()
+    bad = _copy_with(qwen3_folder, tmp_path / "m", edit_tensors=shrink)
+    with pytest.raises(ValueError, match=name.replace(".", r"\.") + ": expected shape"):
+        moelab.hf.load_model(bad)
+
+
+def test_refuses_a_config_that_contradicts_the_weights(qwen3_folder, tmp_path):
+    bad = _copy_with(qwen3_folder, tmp_path / "m",
+                     edit_config=lambda c: c.update(intermediate_size=40))
+    with pytest.raises(ValueError, match=r"gate_proj\.weight: expected shape \(40, 64\)"):
+        moelab.hf.load_model(bad)
+
+
+def test_refuses_quantized_and_unsupported_models(qwen3_folder, tmp_path):
+    quant = _copy_with(qwen3_folder, tmp_path / "q", edit_config=lambda c: c.update(
+        quantization_config={"quant_method": "fp8"}))
+    with pytest.raises(ValueError, match="quantization_config"):
+        moelab.hf.load_model(quant)
+    with pytest.raises(ValueError, match="'olmoe'.*supported: "):
+        moelab.hf_decoder._check_supported(moelab.preset("olmoe-1b-7b"))
+    with pytest.raises(ValueError, match="dtype"):
+        moelab.hf.load_model(qwen3_folder, dtype="float16")
+
+
+def test_bad_ids(pair):
+    _, _, model = pair
+    with pytest.raises(ValueError, match="ids: the prompt is empty"):
+        model([])
+    with pytest.raises(IndexError, match="ids"):
+        model([0, V])
+    with pytest.raises(TypeError, match="cache"):
+        model([0], cache=object())
