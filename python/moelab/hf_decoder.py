@@ -215,7 +215,8 @@ class _Builder:
         if cfg.ffn_kind(i) == "moe":
             from .hf import load_moe_weights
             moe_cfg, weights = load_moe_weights(self.path, i)
-            layer = MoELayer(moe_cfg, weight_dtype=self.dtype or "float32")
+            layer = MoELayer(moe_cfg, weight_dtype=self.weight_dtype(
+                f"{self.prefix}embed_tokens.weight"))  # the experts' storage: the checkpoint's
             layer.load_weights(weights)
             return layer
         block = self._dense_block(i, base)

@@ -9,6 +9,8 @@ sandwich norms, scaled embedding and final soft-cap, Qwen3-Next's DeltaNet layer
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -234,3 +236,26 @@ def test_bad_ids(pair):
         model([0, V])
     with pytest.raises(TypeError, match="cache"):
         model([0], cache=object())
+
+
+# ---------------------------------------------------------------------------------------------
+# bfloat16 checkpoints: read in place where the kernels allow
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model_type", ["qwen3", "qwen3_moe", "mixtral", "gpt_oss"])
+def test_bfloat16_checkpoint_matches_its_float32_values(model_type, tmp_path):
+    """A bfloat16 checkpoint loads with bfloat16 storage (dtype=None) and gives the logits of
+    transformers' float32 model holding the same (bfloat16-rounded) values: the math is float32
+    either way, so the float32 tolerance holds. Embedding, LM head and norms are views into the
+    file (uint16 bfloat16 bits), not copies."""
+    hf = _hf_model(model_type)
+    with torch.no_grad():
+        for p in hf.parameters():       # parameters only: RoPE's inv_freq stays float32
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    copy.deepcopy(hf).to(torch.bfloat16).save_pretrained(tmp_path)
+    model = moelab.hf.load_model(tmp_path)
+    for arr in (model.embed, model.lm_head, model.final_norm, *model.layers[0].norms.values()):
+        assert arr.dtype == np.uint16 and not arr.flags.owndata
+    assert {layer.mixer.weight_dtype for layer in model.layers} == {"bfloat16"}
+    assert {layer.ffn.weight_dtype for layer in model.layers} == {"bfloat16"}
+    ids = _ids()
+    assert_close(model(ids), _hf_logits(hf, ids), DECODER_LOGITS, what=f"{model_type} bf16")
