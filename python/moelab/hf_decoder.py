@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -128,6 +129,7 @@ class _Builder:
         self.text = dict(hf_config.get("text_config") or hf_config)
         self.text.setdefault("model_type", cfg.model_type)
         self.prefix = self._find_prefix()
+        self.used = set()  # the checkpoint tensors the model is made of
         fam = registry.lookup(cfg.model_type)
         ckpt = None if fam is None else fam.checkpoint
         self.ffn_blocks = ("mlp",) if ckpt is None else ckpt.moe.blocks
@@ -152,6 +154,7 @@ class _Builder:
             raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(info.shape)}")
         if info.dtype not in _STORED:
             raise TypeError(f"{name}: dtype {info.dtype} is not supported (float32 or bfloat16)")
+        self.used.add(name)
         keep = in_place and (self.dtype is None or _DTYPE_OF[info.dtype] == self.dtype)
         arr = self.tensors.view(name) if keep else self.tensors.read_float32(name)
         if not np.isfinite(bf16_to_float32(arr) if arr.dtype == np.uint16 else arr).all():
@@ -170,6 +173,7 @@ class _Builder:
         V, H = cfg.vocab_size, cfg.hidden_size
         embed = self.tensor(f"{p}embed_tokens.weight", (V, H))
         layers = [self.layer(i) for i in range(cfg.num_hidden_layers)]
+        self._no_unused_layer_tensors()
         final_norm = self.tensor(f"{p}norm.weight", (H,))
         lm_head = embed if cfg.tie_word_embeddings else self.tensor(self._lm_head_name(), (V, H))
         t = cfg.model_type
@@ -205,7 +209,6 @@ class _Builder:
             spec = AttentionSpec.from_hf(self.text, i)
             layer = Attention(spec, weight_dtype=self.weight_dtype(base + "q_proj.weight"))
         expected = {n: w.shape for n, w in layer.weights.items()}
-        self._no_extra(base, expected)
         layer.load_weights({n: self.tensor(base + n, s, in_place=False)
                             for n, s in expected.items()})
         return layer
@@ -236,12 +239,23 @@ class _Builder:
         raise ValueError(f"layer {i}: dense MLP weights missing (looked for "
                          f"'{base}{{{','.join(self.ffn_blocks)}}}.gate_proj.weight')")
 
-    def _no_extra(self, base: str, expected: Dict[str, object]) -> None:
-        extra = sorted(n for n in self.tensors.names()
-                       if n.startswith(base) and n[len(base):] not in expected)
-        if extra:
-            raise ValueError(f"{extra[0]}: a tensor this {self.cfg.model_type} token mixer "
-                             f"does not have (expected {sorted(expected)})")
+    def _no_unused_layer_tensors(self) -> None:
+        """Every tensor of layers 0 .. L-1 is one the model uses (a tensor of a feature the
+        decoder does not reproduce is refused, never ignored). The MoE blocks were checked by
+        ``load_moe_weights``; tensors of layers >= L (multi-token prediction) are not read."""
+        layer = re.compile(r"^%slayers\.(\d+)\." % re.escape(self.prefix))
+        L = self.cfg.num_hidden_layers
+        for name in sorted(self.tensors.names()):
+            m = layer.match(name)
+            if m is None or int(m[1]) >= L or name in self.used:
+                continue
+            if self.cfg.ffn_kind(int(m[1])) == "moe" and any(
+                    name.startswith(f"{m[0]}{b}.") for b in self.ffn_blocks):
+                continue
+            raise ValueError(f"{name}: a tensor this {self.cfg.model_type} decoder does not use "
+                             "(a feature moelab does not reproduce, or a config that contradicts "
+                             "the weights)")
+
 
 
 _DTYPE_OF = {"F32": "float32", "BF16": "bfloat16"}

@@ -259,3 +259,13 @@ def test_bfloat16_checkpoint_matches_its_float32_values(model_type, tmp_path):
     assert {layer.ffn.weight_dtype for layer in model.layers} == {"bfloat16"}
     ids = _ids()
     assert_close(model(ids), _hf_logits(hf, ids), DECODER_LOGITS, what=f"{model_type} bf16")
+
+
+def test_refuses_a_tensor_the_decoder_would_ignore(qwen3_folder, tmp_path):
+    name = "model.layers.1.self_attn.o_proj.bias"
+
+    def add_bias(t):
+        t[name] = np.ones(64, dtype=np.float32)
+    bad = _copy_with(qwen3_folder, tmp_path / "m", edit_tensors=add_bias)
+    with pytest.raises(ValueError, match=name.replace(".", r"\.") + ": a tensor this qwen3"):
+        moelab.hf.load_model(bad)
