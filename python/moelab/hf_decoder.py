@@ -5,7 +5,9 @@
 The folder holds ``config.json`` and ``*.safetensors`` (sharded with a
 ``model.safetensors.index.json`` or not); weights are read from disk only, never downloaded.
 Every tensor goes through ``moelab.io``'s memory-mapped safetensors reader. Where each weight
-lies, for decoder layer ``i`` under the model prefix (``model.`` ...):
+lies is said by the family's :class:`moelab.registry.DecoderNames`
+(``moelab.families()``); the defaults, for decoder layer ``i`` under the model prefix
+(``model.`` ...):
 
 =====================  =========================================================================
 embedding              ``embed_tokens.weight`` (V, H)
@@ -59,13 +61,6 @@ __all__ = ["load_model", "DECODER_MODEL_TYPES"]
 DECODER_MODEL_TYPES = ("qwen3_moe", "qwen3", "mixtral", "mistral", "olmo2", "glm4_moe",
                        "gpt_oss", "smollm3", "gemma3_text", "llama4_text", "qwen3_next")
 
-#: Checkpoint names of each norm slot of ``moelab.decoder.NORM_SLOTS``, per norm placement.
-NORM_NAMES = {
-    "pre": {"mixer_in": "input_layernorm", "ffn_in": "post_attention_layernorm"},
-    "sandwich": {"mixer_in": "input_layernorm", "mixer_out": "post_attention_layernorm",
-                 "ffn_in": "pre_feedforward_layernorm", "ffn_out": "post_feedforward_layernorm"},
-    "post": {"mixer_out": "post_attention_layernorm", "ffn_out": "post_feedforward_layernorm"},
-}
 #: Families that scale the embedding by sqrt(H).
 SCALED_EMBEDDING = ("gemma3_text", "gemma3")
 DTYPES = (None, "float32", "bfloat16")
@@ -128,20 +123,20 @@ class _Builder:
         self.path, self.cfg, self.tensors, self.dtype = path, cfg, tensors, dtype
         self.text = dict(hf_config.get("text_config") or hf_config)
         self.text.setdefault("model_type", cfg.model_type)
+        fam = registry.family(cfg.model_type)
+        self.names = fam.decoder
+        self.moe_blocks = () if fam.checkpoint is None else fam.checkpoint.moe.blocks
         self.prefix = self._find_prefix()
         self.used = set()  # the checkpoint tensors the model is made of
-        fam = registry.lookup(cfg.model_type)
-        ckpt = None if fam is None else fam.checkpoint
-        self.ffn_blocks = ("mlp",) if ckpt is None else ckpt.moe.blocks
 
     # -- tensors --------------------------------------------------------------------------
     def _find_prefix(self) -> str:
         names = set(self.tensors.names())
         for p in registry.DECODER_PREFIXES:
-            if f"{p}embed_tokens.weight" in names:
+            if f"{p}{self.names.embedding}" in names:
                 return p
         raise ValueError(f"{self.path}: no embedding tensor found (looked for "
-                         f"'<prefix>embed_tokens.weight', prefix one of "
+                         f"'<prefix>{self.names.embedding}', prefix one of "
                          f"{registry.DECODER_PREFIXES})")
 
     def tensor(self, name: str, shape, in_place: bool = True) -> np.ndarray:
@@ -171,10 +166,10 @@ class _Builder:
     def build(self) -> DecoderModel:
         cfg, p = self.cfg, self.prefix
         V, H = cfg.vocab_size, cfg.hidden_size
-        embed = self.tensor(f"{p}embed_tokens.weight", (V, H))
+        embed = self.tensor(p + self.names.embedding, (V, H))
         layers = [self.layer(i) for i in range(cfg.num_hidden_layers)]
         self._no_unused_layer_tensors()
-        final_norm = self.tensor(f"{p}norm.weight", (H,))
+        final_norm = self.tensor(p + self.names.final_norm, (H,))
         lm_head = embed if cfg.tie_word_embeddings else self.tensor(self._lm_head_name(), (V, H))
         t = cfg.model_type
         return DecoderModel(
@@ -185,27 +180,29 @@ class _Builder:
 
     def _lm_head_name(self) -> str:
         model_part = self.prefix[:-len("model.")] if self.prefix.endswith("model.") else ""
-        for name in (f"{model_part}lm_head.weight", "lm_head.weight"):
+        lm_head = self.names.lm_head
+        for name in (model_part + lm_head, lm_head):
             if name in self.tensors:
                 return name
-        raise ValueError("lm_head.weight: missing from the checkpoint (tie_word_embeddings is "
+        raise ValueError(f"{lm_head}: missing from the checkpoint (tie_word_embeddings is "
                          "false in config.json)")
 
     def layer(self, i: int) -> DecoderLayer:
         base = f"{self.prefix}layers.{i}."
-        norms = {slot: self.tensor(f"{base}{NORM_NAMES[self.cfg.norm_placement][slot]}.weight",
+        placement = self.cfg.norm_placement
+        norms = {slot: self.tensor(f"{base}{self.names.norms[placement][slot]}.weight",
                                    (self.cfg.hidden_size,))
-                 for slot in NORM_SLOTS[self.cfg.norm_placement]}
+                 for slot in NORM_SLOTS[placement]}
         return DecoderLayer(self.mixer(i, base), self.ffn(i, base), norms)
 
     def mixer(self, i: int, base: str):
         """Softmax attention (``self_attn.``) or a Gated DeltaNet (``linear_attn.``)."""
         if self.cfg.layer_type(i) == "linear_attention":
-            base += "linear_attn."
+            base += self.names.linear_attention + "."
             layer = GatedDeltaNet(self.cfg, i, weight_dtype=self.weight_dtype(
                 base + "in_proj_qkvz.weight"))
         else:
-            base += "self_attn."
+            base += self.names.attention + "."
             spec = AttentionSpec.from_hf(self.text, i)
             layer = Attention(spec, weight_dtype=self.weight_dtype(base + "q_proj.weight"))
         expected = {n: w.shape for n, w in layer.weights.items()}
@@ -219,7 +216,7 @@ class _Builder:
             from .hf import load_moe_weights
             moe_cfg, weights = load_moe_weights(self.path, i)
             layer = MoELayer(moe_cfg, weight_dtype=self.weight_dtype(
-                f"{self.prefix}embed_tokens.weight"))  # the experts' storage: the checkpoint's
+                self.prefix + self.names.embedding))  # the experts' storage: the checkpoint's
             layer.load_weights(weights)
             return layer
         block = self._dense_block(i, base)
@@ -233,11 +230,12 @@ class _Builder:
         return mlp
 
     def _dense_block(self, i: int, base: str) -> str:
-        for b in self.ffn_blocks:
+        blocks = self.names.dense_blocks
+        for b in blocks:
             if f"{base}{b}.gate_proj.weight" in self.tensors:
                 return f"{base}{b}."
         raise ValueError(f"layer {i}: dense MLP weights missing (looked for "
-                         f"'{base}{{{','.join(self.ffn_blocks)}}}.gate_proj.weight')")
+                         f"'{base}{{{','.join(blocks)}}}.gate_proj.weight')")
 
     def _no_unused_layer_tensors(self) -> None:
         """Every tensor of layers 0 .. L-1 is one the model uses (a tensor of a feature the
@@ -250,7 +248,7 @@ class _Builder:
             if m is None or int(m[1]) >= L or name in self.used:
                 continue
             if self.cfg.ffn_kind(int(m[1])) == "moe" and any(
-                    name.startswith(f"{m[0]}{b}.") for b in self.ffn_blocks):
+                    name.startswith(f"{m[0]}{b}.") for b in self.moe_blocks):
                 continue
             raise ValueError(f"{name}: a tensor this {self.cfg.model_type} decoder does not use "
                              "(a feature moelab does not reproduce, or a config that contradicts "

@@ -33,7 +33,8 @@ from .model_config import ModelConfig
 __all__ = ["Family", "TextWrapper", "CheckpointNames", "MoEBlockNames", "ExpertLayout",
            "ParityFixture", "STACKED", "TRANSPOSED", "TRANSPOSED_INTERLEAVED",
            "DECODER_PREFIXES", "PARITY_BASE", "register", "families", "family", "lookup",
-           "model_types", "loadable_model_types", "list_presets", "preset", "as_model_config"]
+           "model_types", "loadable_model_types", "list_presets", "preset", "as_model_config",
+           "DecoderNames"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +104,38 @@ class CheckpointNames:
 
     moe: MoEBlockNames
     decoder_prefixes: Tuple[str, ...] = DECODER_PREFIXES
+
+
+@dataclass(frozen=True)
+class DecoderNames:
+    """Where a family's checkpoints keep the rest of a whole decoder (``moelab.hf.load_model``),
+    under the model prefix; per-layer names sit under ``layers.{i}.``.
+
+    embedding, final_norm : ``embed_tokens.weight``, ``norm.weight``.
+    lm_head : at the top level (beside the model prefix); absent when tied.
+    attention, linear_attention : the token mixer's module (``self_attn``; ``linear_attn`` for
+        Gated DeltaNet layers); the weights in it have the names of ``moelab.Attention`` /
+        ``moelab.GatedDeltaNet``.
+    dense_blocks : the dense FFN's module, first found wins (``gate_proj``/``up_proj``/
+        ``down_proj``); MoE blocks are named by ``CheckpointNames.moe``.
+    norms : per norm placement, each norm slot of ``moelab.decoder.NORM_SLOTS`` -> its module.
+    """
+
+    embedding: str = "embed_tokens.weight"
+    final_norm: str = "norm.weight"
+    lm_head: str = "lm_head.weight"
+    attention: str = "self_attn"
+    linear_attention: str = "linear_attn"
+    dense_blocks: Tuple[str, ...] = ("mlp",)
+    norms: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({
+        "pre": MappingProxyType({"mixer_in": "input_layernorm",
+                                 "ffn_in": "post_attention_layernorm"}),
+        "sandwich": MappingProxyType({"mixer_in": "input_layernorm",
+                                      "mixer_out": "post_attention_layernorm",
+                                      "ffn_in": "pre_feedforward_layernorm",
+                                      "ffn_out": "post_feedforward_layernorm"}),
+        "post": MappingProxyType({"mixer_out": "post_attention_layernorm",
+                                  "ffn_out": "post_feedforward_layernorm"})}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +228,7 @@ class Family:
         name another type (Grok-2: ``("git", "Grok1ForCausalLM")``).
     hf_model_type : the transformers ``model_type`` that builds this family's models (Kimi K2:
         ``"deepseek_v3"``), or None when transformers has none (Grok).
+    decoder : the names of the whole decoder's other weights (:class:`DecoderNames`).
     """
 
     model_type: str
@@ -210,6 +244,7 @@ class Family:
     other_names: Tuple[str, ...] = ()
     released_as: Tuple[Tuple[str, str], ...] = ()
     hf_model_type: Optional[str] = _SAME
+    decoder: DecoderNames = field(default_factory=DecoderNames)
 
     def __post_init__(self) -> None:
         if self.hf_model_type == _SAME:

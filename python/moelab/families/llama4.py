@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..config import MoEConfig
 from ..hf_config import Keys, activation, attention_bias, decoder, gqa_attention, heads
 from ..model_config import AttentionConfig, ModelConfig
-from ..registry import (TRANSPOSED, CheckpointNames, Family, MoEBlockNames, ParityFixture,
+from ..registry import (TRANSPOSED, CheckpointNames, DecoderNames, Family, MoEBlockNames, ParityFixture,
                         TextWrapper, register)
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +160,8 @@ LLAMA4_MAVERICK = ModelConfig(
 register(Family(
     "llama4_text", parse=parse, defaults=HF_DEFAULTS,
     presets={"llama4-scout": LLAMA4_SCOUT, "llama4-maverick": LLAMA4_MAVERICK},
-    checkpoint=CHECKPOINT, parity=(PARITY, PARITY_K2)))
+    checkpoint=CHECKPOINT, parity=(PARITY, PARITY_K2),
+    decoder=DecoderNames(dense_blocks=("feed_forward",))))  # Llama4TextMLP of dense layers
 # transformers ties Llama4ForConditionalGeneration's head by the text config's
 # tie_word_embeddings, not by the top level's.
 register(Family("llama4", wraps=TextWrapper("llama4_text", tie_from_top_level=False)))
