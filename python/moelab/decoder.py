@@ -34,7 +34,7 @@ from .layer import MoELayer
 from .mlp import GatedMLP
 from .model_config import ModelConfig
 
-__all__ = ["DecoderModel", "DecoderLayer", "DecoderCache"]
+__all__ = ["DecoderModel", "DecoderLayer", "DecoderCache", "all_finite"]
 
 #: Norms of one decoder layer per placement, in the order of the table above.
 NORM_SLOTS = {"pre": ("mixer_in", "ffn_in"),
@@ -84,6 +84,16 @@ class DecoderCache:
         return f"DecoderCache(layers={len(self.layers)}, length={self.length}, nbytes={self.nbytes:,})"
 
 
+def all_finite(arr: np.ndarray, rows: int = 4096) -> bool:
+    """No NaN or Inf in a float32 array or in uint16 bfloat16 bits, checked ``rows`` rows at a
+    time (a large table is never converted whole)."""
+    for start in range(0, max(arr.shape[0], 1) if arr.ndim else 1, rows):
+        block = arr[start:start + rows] if arr.ndim else arr
+        if not np.isfinite(bf16_to_float32(block) if arr.dtype == np.uint16 else block).all():
+            return False
+    return True
+
+
 class DecoderModel:
     """A decoder-only LM (module docstring).
 
@@ -118,7 +128,7 @@ class DecoderModel:
                 raise ValueError(f"{name}: expected shape {shape}, got {tuple(arr.shape)}")
             if arr.dtype not in (np.float32, np.uint16):
                 raise TypeError(f"{name}: expected float32 or uint16 (bfloat16 bits), got {arr.dtype}")
-        if not np.isfinite(bf16_to_float32(lm_head) if lm_head.dtype == np.uint16 else lm_head).all():
+        if not all_finite(lm_head):
             raise ValueError("lm_head: holds NaN or Inf")
         slots = NORM_SLOTS[config.norm_placement]
         for i, layer in enumerate(layers):
@@ -141,11 +151,16 @@ class DecoderModel:
         return DecoderCache([layer.mixer.new_cache() if isinstance(layer.mixer, Attention)
                              else layer.mixer.new_state() for layer in self.layers], self)
 
-    def __call__(self, ids, cache: Optional[DecoderCache] = None) -> np.ndarray:
-        return self.forward(ids, cache)
+    def __call__(self, ids, cache: Optional[DecoderCache] = None,
+                 routing: Optional[dict] = None) -> np.ndarray:
+        return self.forward(ids, cache, routing)
 
-    def forward(self, ids, cache: Optional[DecoderCache] = None) -> np.ndarray:
+    def forward(self, ids, cache: Optional[DecoderCache] = None,
+                routing: Optional[dict] = None) -> np.ndarray:
         """logits (T, V) float32 for token ids (T,), continuing ``cache`` when given.
+
+        routing : None, or a dict that receives ``{layer index: RoutingStats}`` of every MoE
+            layer for these T tokens (``moelab.RoutingStats``: top-k ids and weights...).
 
         Raises TypeError (ids not integers, cache not this model's DecoderCache), ValueError
         (ids not 1-D or empty), IndexError (an id outside [0, V), naming it).
@@ -158,14 +173,15 @@ class DecoderModel:
         x = ops.embedding(ids, self.embed, self.embed_scale)                  # (T, H)
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache.layers[i]
-            x = self._layer(layer, x, layer_cache)                            # (T, H)
+            x = self._layer(i, layer, x, layer_cache, routing)                # (T, H)
         x = self._norm(x, self.final_norm)                                    # (T, H)
         logits = _core.linear(x, self.lm_head, None)                          # (T, V)
         if self.final_softcap is not None:
             logits = ops.logit_softcap(logits, self.final_softcap)
         return logits
 
-    def _layer(self, layer: DecoderLayer, x: np.ndarray, cache) -> np.ndarray:
+    def _layer(self, i: int, layer: DecoderLayer, x: np.ndarray, cache,
+               routing: Optional[dict]) -> np.ndarray:
         n = layer.norms
         h = self._norm(x, n["mixer_in"]) if "mixer_in" in n else x           # (T, H)
         h = layer.mixer(h, cache)                                             # (T, H)
@@ -173,7 +189,10 @@ class DecoderModel:
             h = self._norm(h, n["mixer_out"])
         x = x + h                                                             # (T, H)
         h = self._norm(x, n["ffn_in"]) if "ffn_in" in n else x
-        h = layer.ffn(h)                                                      # (T, H)
+        if routing is not None and isinstance(layer.ffn, MoELayer):
+            h, routing[i] = layer.ffn(h, return_stats=True)                   # (T, H)
+        else:
+            h = layer.ffn(h)                                                  # (T, H)
         if "ffn_out" in n:
             h = self._norm(h, n["ffn_out"])
         return x + h                                                          # (T, H)
@@ -187,12 +206,11 @@ class DecoderModel:
                  stop=None, trace: bool = False, callback=None):
         """Continue ``ids`` by up to ``max_new_tokens`` tokens: a ``moelab.generate.Generation``
         (``.tokens`` int64, prompt + generated). See :func:`moelab.generate.generate`;
-        ``trace=True`` (the expert trace) is not available yet and raises ValueError."""
-        if trace:
-            raise ValueError("trace=True: the expert trace is not implemented yet")
+        ``trace=True`` adds ``.trace``, the ``moelab.generate.ExpertTrace`` of every token
+        the model processed."""
         from .generate import generate
         return generate(self, ids, max_new_tokens, temperature, top_k, top_p, seed, stop,
-                        callback)
+                        callback, trace)
 
     # -- facts ----------------------------------------------------------------------------
     @property

@@ -12,21 +12,74 @@ the same tokens on any machine and thread count (the logits are bitwise reproduc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import numpy as np
 
 from ._checks import is_int, is_real
 
-__all__ = ["Generation", "generate", "next_token"]
+__all__ = ["Generation", "ExpertTrace", "generate", "next_token"]
+
+
+@dataclass(frozen=True)
+class ExpertTrace:
+    """The experts each processed token was routed to, per MoE layer.
+
+    tokens : (N,) int64, the tokens in the order the model processed them (the prompt, then
+        each generated token but the last, which is never fed back); token n is at position n.
+    layers : (M,) the decoder layer index of each MoE layer.
+    ids : (N, M, k) int32 expert ids, per token and layer sorted by weight descending.
+    weights : (N, M, k) float32, the weights the layer applied.
+    """
+
+    tokens: np.ndarray
+    layers: Tuple[int, ...]
+    ids: np.ndarray
+    weights: np.ndarray
+
+    def to_frame(self):
+        """A pandas DataFrame, one row per (position, layer, rank): position, token, layer,
+        rank, expert, weight."""
+        import pandas as pd
+        N, M, k = self.ids.shape
+        pos, layer, rank = np.meshgrid(np.arange(N), np.arange(M), np.arange(k), indexing="ij")
+        return pd.DataFrame({
+            "position": pos.ravel(), "token": self.tokens[pos.ravel()],
+            "layer": np.asarray(self.layers, dtype=np.int64)[layer.ravel()],
+            "rank": rank.ravel(), "expert": self.ids.ravel(), "weight": self.weights.ravel()})
+
+
+class _TraceBuilder:
+    """Collects the routing of each forward of a generation into an ExpertTrace."""
+
+    def __init__(self, layers: Tuple[int, ...]):
+        self.layers = layers
+        self.tokens: List[np.ndarray] = []
+        self.ids: List[np.ndarray] = []
+        self.weights: List[np.ndarray] = []
+
+    def add(self, tokens: np.ndarray, routing: dict) -> None:
+        self.tokens.append(np.asarray(tokens, dtype=np.int64).reshape(-1))
+        if not self.layers:  # a dense model: no expert was chosen
+            self.ids.append(np.zeros((self.tokens[-1].size, 0, 0), dtype=np.int32))
+            self.weights.append(np.zeros((self.tokens[-1].size, 0, 0), dtype=np.float32))
+            return
+        self.ids.append(np.stack([routing[i].topk_ids for i in self.layers], axis=1))
+        self.weights.append(np.stack([routing[i].topk_weights for i in self.layers], axis=1))
+
+    def build(self) -> ExpertTrace:
+        return ExpertTrace(np.concatenate(self.tokens), self.layers,
+                           np.concatenate(self.ids), np.concatenate(self.weights))
 
 
 @dataclass(frozen=True)
 class Generation:
-    """What ``generate`` returns: ``tokens`` (int64, prompt + generated) and ``num_prompt``."""
+    """What ``generate`` returns: ``tokens`` (int64, prompt + generated), ``num_prompt``, and
+    ``trace`` (an ExpertTrace with ``trace=True``, else None)."""
 
     tokens: np.ndarray
     num_prompt: int
+    trace: Optional[ExpertTrace] = None
 
     @property
     def new_tokens(self) -> np.ndarray:
@@ -56,12 +109,14 @@ def next_token(logits: np.ndarray, temperature: float, top_k: Optional[int],
 def generate(model, ids, max_new_tokens: int = 32, temperature: float = 0.0,
              top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0,
              stop: Optional[Iterable[int]] = None,
-             callback: Optional[Callable[[int], None]] = None) -> Generation:
+             callback: Optional[Callable[[int], None]] = None, trace: bool = False
+             ) -> Generation:
     """Continue the prompt ``ids`` (T,) by up to ``max_new_tokens`` tokens.
 
     temperature : 0 = greedy, else > 0. top_k : None or an int >= 1. top_p : None or in (0, 1].
     seed : int >= 0, the sampler's seed. stop : token ids that end generation (the stop token is
-    kept). callback : called with each new token id as it is made (streaming).
+    kept). callback : called with each new token id as it is made (streaming). trace : also
+    record which experts each token was routed to (``Generation.trace``).
 
     Raises TypeError / ValueError naming the argument; the prompt's errors are the forward's.
     """
@@ -78,15 +133,25 @@ def generate(model, ids, max_new_tokens: int = 32, temperature: float = 0.0,
     stop_ids = frozenset(int(s) for s in (stop or ()))
     prompt = np.asarray(ids)
     rng = np.random.default_rng(int(seed))
+    if not isinstance(trace, bool):
+        raise TypeError(f"trace must be a bool, got {type(trace).__name__}")
+    tracer = _TraceBuilder(model.config.moe_layer_indices) if trace else None
+    routing = {} if trace else None
     cache = model.new_cache()
-    logits = model(prompt, cache=cache)                        # (T, V)
+    logits = model(prompt, cache=cache, routing=routing)       # (T, V)
+    if tracer is not None:
+        tracer.add(prompt, routing)
     out = [int(t) for t in prompt.reshape(-1)]
-    for _ in range(int(max_new_tokens)):
+    for n in range(int(max_new_tokens)):
         token = next_token(logits[-1], float(temperature), top_k, top_p, rng)
         out.append(token)
         if callback is not None:
             callback(token)
-        if token in stop_ids:
-            break
-        logits = model(np.array([token], dtype=np.int64), cache=cache)  # (1, V)
-    return Generation(np.array(out, dtype=np.int64), int(prompt.size))
+        if token in stop_ids or n == max_new_tokens - 1:
+            break  # the last token is never fed back
+        step = np.array([token], dtype=np.int64)
+        logits = model(step, cache=cache, routing=routing)    # (1, V)
+        if tracer is not None:
+            tracer.add(step, routing)
+    return Generation(np.array(out, dtype=np.int64), int(prompt.size),
+                      None if tracer is None else tracer.build())

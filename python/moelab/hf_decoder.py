@@ -48,9 +48,9 @@ from . import registry
 from .attention import Attention, AttentionSpec
 from .attention_spec import _UNIT_OFFSET_NORMS
 from .deltanet import GatedDeltaNet
-from .decoder import NORM_SLOTS, DecoderLayer, DecoderModel
+from .decoder import NORM_SLOTS, DecoderLayer, DecoderModel, all_finite
 from .hf_config import from_hf_config
-from .io import bf16_to_float32, open_checkpoint, read_config_json
+from .io import open_checkpoint, read_config_json
 from .layer import MoELayer
 from .mlp import GatedMLP
 from .model_config import ModelConfig
@@ -152,7 +152,7 @@ class _Builder:
         self.used.add(name)
         keep = in_place and (self.dtype is None or _DTYPE_OF[info.dtype] == self.dtype)
         arr = self.tensors.view(name) if keep else self.tensors.read_float32(name)
-        if not np.isfinite(bf16_to_float32(arr) if arr.dtype == np.uint16 else arr).all():
+        if not all_finite(arr):
             raise ValueError(f"{name}: holds NaN or Inf")
         return arr
 

@@ -269,3 +269,27 @@ def test_refuses_a_tensor_the_decoder_would_ignore(qwen3_folder, tmp_path):
     bad = _copy_with(qwen3_folder, tmp_path / "m", edit_tensors=add_bias)
     with pytest.raises(ValueError, match=name.replace(".", r"\.") + ": a tensor this qwen3"):
         moelab.hf.load_model(bad)
+
+
+def test_expert_trace_is_transformers_routing(tmp_path):
+    """trace=True records, per processed token and MoE layer, the top-k of transformers' router
+    logits (qwen3_moe: layer 0 dense, layers 1 and 2 MoE)."""
+    hf = _hf_model("qwen3_moe", seed=5)
+    hf.save_pretrained(tmp_path)
+    model = moelab.hf.load_model(tmp_path)
+    out = model.generate(_ids(6)[:PROMPT], max_new_tokens=5, stop=[], trace=True)
+    trace = out.trace
+    assert trace.layers == (1, 2)
+    np.testing.assert_array_equal(trace.tokens, out.tokens[:-1])
+    with torch.no_grad():
+        router = hf(torch.from_numpy(trace.tokens)[None], output_router_logits=True).router_logits
+    for m, logits in enumerate(router):
+        probs = torch.softmax(logits.float(), -1).numpy()                  # (N, E)
+        expected = np.argsort(-probs, axis=1, kind="stable")[:, :2]
+        np.testing.assert_array_equal(trace.ids[:, m], expected)
+        top = np.take_along_axis(probs, expected, 1)
+        assert_close(trace.weights[:, m], top / top.sum(1, keepdims=True), DECODER_LOGITS,
+                     what=f"layer {trace.layers[m]} routing weights")
+    frame = trace.to_frame()
+    assert len(frame) == trace.ids.size and list(frame.columns) == [
+        "position", "token", "layer", "rank", "expert", "weight"]
