@@ -293,3 +293,13 @@ def test_expert_trace_is_transformers_routing(tmp_path):
     frame = trace.to_frame()
     assert len(frame) == trace.ids.size and list(frame.columns) == [
         "position", "token", "layer", "rank", "expert", "weight"]
+
+
+def test_sharded_checkpoint_loads_the_same_model(tmp_path):
+    hf = _hf_model("qwen3_moe", seed=8)
+    hf.save_pretrained(tmp_path / "one")
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    ids = _ids(9)
+    np.testing.assert_array_equal(moelab.hf.load_model(tmp_path / "sharded")(ids),
+                                  moelab.hf.load_model(tmp_path / "one")(ids))
