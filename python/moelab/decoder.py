@@ -109,6 +109,7 @@ class DecoderModel:
     final_softcap : None, or c of the final ``c * tanh(logits / c)``.
     source : what the weights are read from (kept open while the model lives), or None.
 
+    ``max_positions`` is the attention layers' ``max_position_embeddings`` (None without any).
     The LM head matrix is checked once here (shape, finite); each call then runs the core GEMM
     directly.
     """
@@ -144,6 +145,9 @@ class DecoderModel:
         self.norm_offset = float(norm_offset)
         self.final_softcap = final_softcap
         self._source = source
+        limits = [l.mixer.spec.max_position_embeddings for l in self.layers
+                  if isinstance(l.mixer, Attention)]
+        self.max_positions = min(limits) if limits else None
 
     # -- the forward ----------------------------------------------------------------------
     def new_cache(self) -> DecoderCache:
@@ -163,7 +167,8 @@ class DecoderModel:
             layer for these T tokens (``moelab.RoutingStats``: top-k ids and weights...).
 
         Raises TypeError (ids not integers, cache not this model's DecoderCache), ValueError
-        (ids not 1-D or empty), IndexError (an id outside [0, V), naming it).
+        (ids not 1-D or empty, positions reaching ``max_positions``), IndexError (an id
+        outside [0, V), naming it).
         """
         if cache is not None and (not isinstance(cache, DecoderCache) or cache._owner is not self):
             raise TypeError("cache: expected a DecoderCache from this model's new_cache(), got "
@@ -171,6 +176,11 @@ class DecoderModel:
         if np.size(ids) == 0:
             raise ValueError("ids: the prompt is empty (expected (T,) token ids, T >= 1)")
         x = ops.embedding(ids, self.embed, self.embed_scale)                  # (T, H)
+        start = 0 if cache is None else cache.length
+        if self.max_positions is not None and start + len(x) > self.max_positions:
+            # checked before any layer runs, so a cache is never left half-advanced
+            raise ValueError(f"ids: positions {start}..{start + len(x) - 1} reach "
+                             f"max_position_embeddings={self.max_positions}")
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache.layers[i]
             x = self._layer(i, layer, x, layer_cache, routing)                # (T, H)

@@ -303,3 +303,15 @@ def test_sharded_checkpoint_loads_the_same_model(tmp_path):
     ids = _ids(9)
     np.testing.assert_array_equal(moelab.hf.load_model(tmp_path / "sharded")(ids),
                                   moelab.hf.load_model(tmp_path / "one")(ids))
+
+
+def test_positions_past_the_limit_leave_the_cache_unchanged(pair):
+    _, _, model = pair
+    cache = model.new_cache()
+    model(_ids()[:PROMPT], cache=cache)
+    before = [c.nbytes for c in cache.layers]
+    too_many = np.zeros(model.max_positions - PROMPT + 1, dtype=np.int64)
+    with pytest.raises(ValueError, match="max_position_embeddings=256"):
+        model(too_many, cache=cache)
+    assert cache.length == PROMPT and [c.nbytes for c in cache.layers] == before
+    assert all(c.length == PROMPT for c in cache.layers)
