@@ -65,6 +65,21 @@ def test_layer_seed_must_be_non_negative():
         moelab.MoELayer(moelab.MoEConfig(H, E, K, I), seed=-1)
 
 
+@pytest.mark.parametrize("make", [
+    lambda seed: moelab.MoELayer(moelab.MoEConfig(H, E, K, I), seed=seed),
+    lambda seed: moelab.GatedMLP(H, I, seed=seed),
+    lambda seed: moelab.build(moelab.preset("mixtral-8x7b").scaled(), seed=seed),
+], ids=["MoELayer", "GatedMLP", "build"])
+def test_seeds_are_unsigned_64_bit(make):
+    """A seed beyond 64 bits is a ValueError naming seed and its range (once a raw pybind11
+    TypeError from the core's init); the whole range and NumPy unsigned seeds work."""
+    for seed in (2**64, 10**30, -1):
+        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got "):
+            make(seed)
+    make(2**64 - 1)
+    make(np.uint64(2**64 - 1))
+
+
 # --------------------------------------------------------------------------------------------
 # MoELayer forward
 # --------------------------------------------------------------------------------------------

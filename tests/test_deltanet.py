@@ -371,7 +371,7 @@ def test_bad_construction():
         GatedDeltaNet(cfg.replace(hidden_act="gelu"), 0)
     with pytest.raises(ValueError, match="weight_dtype"):
         GatedDeltaNet(cfg, 0, weight_dtype="float16")
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\)"):
         GatedDeltaNet(cfg, 0, seed=-1)
     with pytest.raises(ValueError, match="rms_norm_eps"):
         GatedDeltaNet(cfg.replace(rms_norm_eps=0.0), 0)

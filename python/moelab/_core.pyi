@@ -29,6 +29,10 @@ def linear(
 
 SCORINGS: Tuple[str, ...]
 ACTIVATIONS: Tuple[str, ...]
+#: the largest H, E, I, shared width or shared expert count a layer may have (2^24)
+MAX_DIMENSION: int
+#: the most parameters one layer may have (2^36)
+MAX_LAYER_PARAMS: int
 
 # private hooks for the tests
 def _heap_probe_linked() -> bool: ...

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from . import params
+from . import _core, params
 from ._checks import is_int, is_real
 
 __all__ = ["MoEConfig", "SCORINGS", "ACTIVATIONS"]
@@ -21,8 +21,9 @@ SCORINGS = ("softmax", "sigmoid", "topk_softmax", "llama4")
 #: Gated expert activations: ``act(gate) * up``; ``swiglu_oai`` is gpt-oss's clamped SwiGLU.
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu", "swiglu_oai")
 
-# Guard against absurd configs before anything is allocated: one layer's weights in float32.
-_MAX_LAYER_PARAMS = 1 << 36  # 64 Gi parameters = 256 GiB
+#: The integer fields; each is kept as a Python int (a NumPy integer is converted).
+_INT_FIELDS = ("hidden_size", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+               "n_group", "topk_group", "n_shared_experts", "shared_intermediate_size")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class MoEConfig:
     capacity_factor : ``None`` is dropless; otherwise each expert keeps at most
         ``C = ceil(T * k / E * capacity_factor)`` (token, slot) pairs, in token order.
 
+    Integer fields take Python or NumPy integers (not bools) and keep them as Python ints.
+    Bounds (the core's): H, E, I, the shared width and ``n_shared_experts`` at most 2^24
+    (``moelab._core.MAX_DIMENSION``), the layer at most 2^36 parameters.
+
     Raises
     ------
     TypeError : a field of the wrong type.
@@ -89,14 +94,16 @@ class MoEConfig:
 
     # -- validation ---------------------------------------------------------------------
     def _check_types(self) -> None:
-        for name in ("hidden_size", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
-                     "n_group", "topk_group", "n_shared_experts"):
+        for name in _INT_FIELDS:
             v = getattr(self, name)
+            if v is None and name == "shared_intermediate_size":
+                continue
             if not is_int(v):
-                raise TypeError(f"MoEConfig.{name} must be an int, got {type(v).__name__} {v!r}")
-        if self.shared_intermediate_size is not None and not is_int(self.shared_intermediate_size):
-            raise TypeError("MoEConfig.shared_intermediate_size must be an int or None, got "
-                            f"{type(self.shared_intermediate_size).__name__}")
+                or_none = " or None" if name == "shared_intermediate_size" else ""
+                raise TypeError(f"MoEConfig.{name} must be an int{or_none}, got "
+                                f"{type(v).__name__} {v!r}")
+            # a NumPy integer would wrap or overflow in the sizes computed from it
+            object.__setattr__(self, name, int(v))
         for name in ("norm_topk_prob", "correction_bias", "router_bias", "expert_bias",
                      "shared_expert_gate"):
             v = getattr(self, name)
@@ -171,9 +178,19 @@ class MoEConfig:
             raise ValueError("MoEConfig.shared_intermediate_size must be >= 1, got "
                              f"{self.shared_intermediate_size}")
         self._check_none_or_positive("capacity_factor", none_means=" (dropless)")
-        if self.num_params > _MAX_LAYER_PARAMS:
+        # the core's bounds: every dimension (so no size computed from them overflows), then
+        # the layer's size (an absurd config is refused before anything is allocated)
+        for name in ("hidden_size", "num_experts", "moe_intermediate_size", "n_shared_experts"):
+            if getattr(self, name) > _core.MAX_DIMENSION:
+                raise ValueError(f"MoEConfig.{name} must be <= 2^24 = {_core.MAX_DIMENSION}, got "
+                                 f"{getattr(self, name)}")
+        if self.shared_width > _core.MAX_DIMENSION:
+            raise ValueError("MoEConfig: the shared expert width (shared_intermediate_size, or "
+                             "n_shared_experts * moe_intermediate_size) must be <= 2^24 = "
+                             f"{_core.MAX_DIMENSION}, got {self.shared_width}")
+        if self.num_params > _core.MAX_LAYER_PARAMS:
             raise ValueError(f"MoEConfig describes {self.num_params:,} parameters in one layer "
-                             f"(limit {_MAX_LAYER_PARAMS:,}): the dimensions are absurd")
+                             f"(limit {_core.MAX_LAYER_PARAMS:,}): the dimensions are absurd")
 
     def _check_none_or_positive(self, name: str, none_means: str = "") -> None:
         v = getattr(self, name)

@@ -19,6 +19,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from . import _core
+from ._checks import checked_seed
 from ._convert import as_float32_array, as_float32_weights
 from .model_config import ModelConfig
 
@@ -88,8 +89,8 @@ class GatedDeltaNet:
         ``hidden_size``, ``attention.linear_*`` dims and ``rms_norm_eps`` shape the layer, and
         ``hidden_act`` (the conv's activation, as in HF) must be ``"silu"``.
     layer_idx : int, the decoder layer.
-    seed : deterministic init: uniform in ±1/sqrt(fan_in) (projections, conv, ``dt_bias``,
-        ``A_log``), ``norm.weight`` = 1.
+    seed : int in [0, 2**64), deterministic init: uniform in ±1/sqrt(fan_in) (projections,
+        conv, ``dt_bias``, ``A_log``), ``norm.weight`` = 1.
     weight_dtype : "float32" or "bfloat16": storage of the three projection matrices (read in
         place by the kernels; the conv, ``dt_bias``, ``A_log`` and ``norm.weight`` stay float32,
         every sum is float32).
@@ -127,8 +128,7 @@ class GatedDeltaNet:
         if config.hidden_act != "silu":
             raise ValueError(f"config.hidden_act: the Gated DeltaNet's conv activation is "
                              f"hidden_act; only 'silu' is implemented, got {config.hidden_act!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        seed = checked_seed(seed)
         if weight_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
         a = config.attention
@@ -143,7 +143,7 @@ class GatedDeltaNet:
         self._config = config
         self._layer_idx = int(layer_idx)
         self._core = _core.GatedDeltaNet(spec, weight_dtype)
-        self._core.init_random(int(seed))
+        self._core.init_random(seed)
         self._load_lock = threading.Lock()
 
     @property

@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from . import _core, params
-from ._checks import is_int
+from ._checks import checked_seed, is_int
 from ._convert import as_float32_array, as_float32_weights
 from .config import ACTIVATIONS
 
@@ -27,7 +27,7 @@ class GatedMLP:
     ----------
     hidden_size : H.  intermediate_size : I.
     activation : "silu" | "gelu" | "gelu_tanh" | "relu" | "swiglu_oai".
-    seed : deterministic uniform init in ±1/sqrt(fan_in).
+    seed : int in [0, 2**64): deterministic uniform init in ±1/sqrt(fan_in).
     weight_dtype : "float32" or "bfloat16" (storage of both matrices; math in float32).
 
     Weights: ``gate_up_proj (2I, H)`` (gate rows first), ``down_proj (H, I)``.
@@ -37,19 +37,17 @@ class GatedMLP:
 
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str = "silu",
                  seed: int = 0, weight_dtype: str = "float32"):
-        for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size),
-                        ("seed", seed)):
+        for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size)):
             if not is_int(v):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        seed = checked_seed(seed)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         if weight_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
         self._core = _core.GatedMLP(int(hidden_size), int(intermediate_size), activation,
                                     weight_dtype)
-        self._core.init_random(int(seed))
+        self._core.init_random(seed)
         self._load_lock = threading.Lock()
 
     hidden_size = _from_core("hidden_size", "H (int).")

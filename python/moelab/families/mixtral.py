@@ -29,7 +29,7 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     window = k("sliding_window")
     moe = MoEConfig(hidden_size=H, num_experts=k("num_local_experts"),
                     num_experts_per_tok=k("num_experts_per_tok"),
