@@ -209,8 +209,11 @@ def test_load_weights_bad_types(layer, weights, exc):
 # thread count
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n,exc", [(0, ValueError), (-1, ValueError), ("2", TypeError),
-                                   (2.0, TypeError), (True, TypeError), (None, TypeError)],
-                         ids=["0", "-1", "str", "float", "bool", "None"])
+                                   (2.0, TypeError), (True, TypeError), (None, TypeError),
+                                   (np.bool_(True), TypeError), (np.float64(2.0), TypeError),
+                                   (np.int64(0), ValueError), (-(2**70), ValueError)],
+                         ids=["0", "-1", "str", "float", "bool", "None", "np.bool_", "np.float64",
+                              "np.int64-0", "-2**70"])
 def test_set_num_threads_rejects(n, exc, restore_threads):
     before = moelab.get_num_threads()
     with pytest.raises(exc, match=r"\bn\b"):

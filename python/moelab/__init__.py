@@ -38,6 +38,7 @@ from .model import build
 from . import hf
 from . import designed_tokens
 from . import plot  # matplotlib is imported only when a helper is called
+from .threads import get_num_threads, set_num_threads
 
 __version__: str = _core.__version__
 
@@ -81,16 +82,3 @@ def build_info() -> dict:
     """
     return dict(_core.build_info())
 
-
-def set_num_threads(n: int) -> None:
-    """Threads used by every moelab kernel from now on (all Python threads); n >= 1."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _core.set_num_threads(n)
-
-
-def get_num_threads() -> int:
-    """Threads used by moelab kernels."""
-    return int(_core.get_num_threads())
