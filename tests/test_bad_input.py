@@ -365,3 +365,48 @@ def test_designed_tokens_reject_bad_arguments(rng):
     for sets in (np.array([[0, 8]]), np.array([[1, 1]]), np.array([0, 1]), np.array([[0.0, 1.0]])):
         with pytest.raises(ValueError, match="sets"):
             design(W, sets, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# moelab.hf loaders: the source itself is checked first
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("load", [moelab.hf.load_moe_layer, moelab.hf.load_moe_weights],
+                         ids=["load_moe_layer", "load_moe_weights"])
+def test_loader_names_a_source_path_that_does_not_exist(load, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "no" / "such" / "folder"
+    for source in (missing, str(missing), "no/such/folder"):
+        with pytest.raises(ValueError, match=rf"^source: '{re.escape(str(source))}' does not "
+                                             r"exist \(no such file or folder\)$"):
+            load(source, 1)
+
+
+@pytest.mark.parametrize("hub_id", ["Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3",
+                                    "openai/gpt-oss-20b"])
+def test_loader_says_hub_ids_are_not_downloaded(hub_id, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # so that no such folder exists here
+    name = hub_id.split("/")[1]
+    with pytest.raises(ValueError) as info:
+        moelab.hf.load_moe_layer(hub_id, 1)
+    message = str(info.value)
+    assert message.startswith(f"source: {hub_id!r} is not a local folder"), message
+    assert "does not download from the Hugging Face Hub" in message
+    assert f"hf download {hub_id} --local-dir {name}" in message and f"{name!r}" in message
+    with pytest.raises(ValueError, match=f"config: {hub_id!r} is not a local folder"):
+        moelab.from_hf_config(hub_id)
+
+
+@pytest.mark.parametrize("source", [["model.safetensors"], ("a", "b"), 42, None, b"folder"],
+                         ids=["list", "tuple", "int", "None", "bytes"])
+def test_loader_names_the_accepted_source_types(source):
+    with pytest.raises(TypeError, match=r"^source must be a state dict \(a mapping of tensor "
+                                        r"names .*\) or a checkpoint folder or \.safetensors "
+                                        rf"file \(a str or os\.PathLike\), got "
+                                        rf"{type(source).__name__}$"):
+        moelab.hf.load_moe_layer(source, 1)
+
+
+def test_loader_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\0" * 8)
+    with pytest.raises(ValueError, match="neither a checkpoint folder nor a .safetensors file"):
+        moelab.hf.load_moe_layer(tmp_path / "pytorch_model.bin", 1)
