@@ -6,6 +6,7 @@ MoEConfig's own rules are in test_config.py.
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -410,3 +411,73 @@ def test_loader_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"\0" * 8)
     with pytest.raises(ValueError, match="neither a checkpoint folder nor a .safetensors file"):
         moelab.hf.load_moe_layer(tmp_path / "pytorch_model.bin", 1)
+
+
+# --------------------------------------------------------------------------------------------
+# smaller gaps (issue 19.5): each error says what is wrong, where
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [1e300, -1e39, np.finfo(np.float64).max], ids=str)
+def test_float64_beyond_float32_is_reported_as_an_overflow(layer, value):
+    """Once reported as "NaN or Inf" (the cast made it inf)."""
+    x = np.zeros((3, H))
+    x[1, 2] = value
+    with pytest.raises(ValueError, match=rf"^x: overflows float32 \(first at flat index "
+                                         rf"{H + 2}: .*float32 holds magnitudes up to 3.403e\+38\)"):
+        layer(x)
+    with pytest.raises(ValueError, match="experts.down_proj: overflows float32"):
+        layer.load_weights({"experts.down_proj": np.full((E, H, I), value)}, strict=False)
+    with pytest.raises(ValueError, match="x: overflows float32"):
+        moelab.GatedMLP(H, I)(x)
+
+
+def test_float64_inf_and_nan_are_still_reported_as_such(layer):
+    for bad in (np.inf, np.nan):
+        with pytest.raises(ValueError, match="x: contains NaN or Inf"):
+            layer(np.full((2, H), bad))
+
+
+@pytest.mark.parametrize("name, value, kind", [
+    ("router.weight", np.nan, "NaN"), ("router.weight", np.inf, "Inf"),
+    ("router.bias", np.nan, "NaN")])
+def test_nan_router_weights_written_through_a_view_are_named(full_layer, name, value, kind):
+    """Once reported as "router logits overflow float32" (as if x were too large)."""
+    view = full_layer.weights[name]
+    view.reshape(-1)[3] = value
+    with pytest.raises(ValueError, match=rf"^{re.escape(name)}: contains NaN or Inf \(first at "
+                                         rf"flat index 3: {kind}\)$"):
+        full_layer(np.ones((2, H), np.float32))
+
+
+@pytest.mark.parametrize("max_bytes, exc", [(-1, ValueError), (0, ValueError),
+                                            (float("nan"), ValueError), ("4GB", TypeError),
+                                            (None, TypeError)],
+                         ids=["-1", "0", "nan", "str", "None"])
+def test_build_checks_max_bytes(max_bytes, exc):
+    """Once "limit max_bytes=-0.0 GiB"."""
+    cfg = moelab.preset("mixtral-8x7b").scaled()
+    with pytest.raises(exc, match="max_bytes must be"):
+        moelab.build(cfg, max_bytes=max_bytes)
+    assert moelab.build(cfg, max_bytes=1e12).config == cfg
+
+
+def test_an_unknown_isa_variable_warns_naming_the_accepted_values():
+    """MOELAB_ISA=bogus was ignored silently."""
+    import subprocess
+    import sys
+
+    code = "import moelab; print(moelab.build_info()['isa'])"
+    env = {**os.environ, "MOELAB_ISA": "bogus"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert ("RuntimeWarning: MOELAB_ISA is ignored: isa must be one of ('portable', 'avx2', "
+            "'avx512'), got 'bogus'; the kernels use " + run.stdout.strip()) in run.stderr
+    env["MOELAB_ISA"] = "portable"
+    run = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "portable", run.stderr
+
+
+def test_compare_refuses_a_model_listed_twice():
+    with pytest.raises(ValueError, match="'mixtral-8x7b' is listed twice"):
+        moelab.compare(["mixtral-8x7b", "mixtral-8x7b"])

@@ -131,6 +131,12 @@ VALUE_ERRORS = {
     "capacity-inf": (dict(capacity_factor=math.inf), "capacity_factor"),
     "absurd-size": (dict(hidden_size=1 << 20, num_experts=1 << 10, moe_intermediate_size=1 << 20),
                     "parameters"),
+    # applied in float32, where these would be inf
+    "rsf-beyond-float32": (dict(routed_scaling_factor=1e300),
+                           r"routed_scaling_factor must be <= 3.4028234663852886e\+38 \(the "
+                           r"float32 maximum\), got 1e\+300"),
+    "softcap-beyond-float32": (dict(router_logit_softcap=1e300),
+                               r"router_logit_softcap must be <= 3.4028234663852886e\+38"),
 }
 
 

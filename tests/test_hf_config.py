@@ -210,6 +210,7 @@ def test_defaults_fill_missing_keys():
     (dict(_GPT_OSS_20B, swiglu_limit="7"), "swiglu_limit must be a number"),
     ({"model_type": "glm4_moe", "partial_rotary_factor": "half"},
      "partial_rotary_factor must be a number"),
+    (dict(_DBRX, ffn_config={"ffn_act_fn": 4}), "ffn_config.ffn_act_fn must be a mapping"),
 ])
 def test_bad_configs_raise_value_error_naming_the_key(d, match):
     with pytest.raises(ValueError, match=match):

@@ -23,6 +23,8 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "package from its source folder with `pip install .` (needs a C++17 compiler); for "
         f"development `pip install -e .`. Original error: {exc}") from exc
 
+_core._warn_on_unknown_isa_variable()  # MOELAB_ISA=<unknown> is ignored: say so
+
 from . import ops, reference
 from .config import MoEConfig
 from .layer import MoELayer, RoutingStats

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from . import _core, params
 from ._checks import is_int, is_real
 
@@ -21,6 +23,8 @@ SCORINGS = ("softmax", "sigmoid", "topk_softmax", "llama4")
 #: Gated expert activations: ``act(gate) * up``; ``swiglu_oai`` is gpt-oss's clamped SwiGLU.
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu", "swiglu_oai")
 
+#: The router's scale and soft-cap are applied in float32: a larger value would become inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: The integer fields; each is kept as a Python int (a NumPy integer is converted).
 _INT_FIELDS = ("hidden_size", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
                "n_group", "topk_group", "n_shared_experts", "shared_intermediate_size")
@@ -61,7 +65,9 @@ class MoEConfig:
 
     Integer fields take Python or NumPy integers (not bools) and keep them as Python ints.
     Bounds (the core's): H, E, I, the shared width and ``n_shared_experts`` at most 2^24
-    (``moelab._core.MAX_DIMENSION``), the layer at most 2^36 parameters.
+    (``moelab._core.MAX_DIMENSION``), the layer at most 2^36 parameters;
+    ``routed_scaling_factor`` and ``router_logit_softcap`` at most the float32 maximum (they
+    are applied in float32).
 
     Raises
     ------
@@ -139,6 +145,7 @@ class MoEConfig:
         if not math.isfinite(self.routed_scaling_factor) or self.routed_scaling_factor <= 0:
             raise ValueError("MoEConfig.routed_scaling_factor must be finite and > 0, got "
                              f"{self.routed_scaling_factor}")
+        self._check_float32("routed_scaling_factor")
         if self.scoring not in ("softmax", "sigmoid") and self.routed_scaling_factor != 1.0:
             raise ValueError(f"MoEConfig.routed_scaling_factor={self.routed_scaling_factor} applies "
                              f"to the 'softmax' and 'sigmoid' routers only, not {self.scoring!r}")
@@ -166,6 +173,7 @@ class MoEConfig:
             raise ValueError("MoEConfig.correction_bias (e_score_correction_bias) is a selection "
                              f"bias of the 'sigmoid' router, not {self.scoring!r}")
         self._check_none_or_positive("router_logit_softcap")
+        self._check_float32("router_logit_softcap")
         # shared experts
         if self.n_shared_experts < 0:
             raise ValueError(f"MoEConfig.n_shared_experts must be >= 0, got {self.n_shared_experts}")
@@ -191,6 +199,12 @@ class MoEConfig:
         if self.num_params > _core.MAX_LAYER_PARAMS:
             raise ValueError(f"MoEConfig describes {self.num_params:,} parameters in one layer "
                              f"(limit {_core.MAX_LAYER_PARAMS:,}): the dimensions are absurd")
+
+    def _check_float32(self, name: str) -> None:
+        v = getattr(self, name)
+        if v is not None and v > _FLOAT32_MAX:
+            raise ValueError(f"MoEConfig.{name} must be <= {_FLOAT32_MAX} (the float32 maximum), "
+                             f"got {v}")
 
     def _check_none_or_positive(self, name: str, none_means: str = "") -> None:
         v = getattr(self, name)

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import params
-from ._checks import SEED_LIMIT, checked_seed, is_int
+from ._checks import SEED_LIMIT, checked_seed, is_int, is_real
 from ._convert import as_float32_array
 from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
@@ -239,21 +239,27 @@ def build(cfg: ModelConfig, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -
     """A runnable ``MoEModel`` for ``cfg`` (usually ``preset(name).scaled()``).
 
     seed : int in [0, 2**64); the same seed gives the same weights (layer i's FFN is seeded
-        from ``seed`` and ``i``). max_bytes : refuse a model whose float32 FFN weights exceed this
-        (default 4 GiB) - a full-size preset needs hundreds of GB; scale it first.
+        from ``seed`` and ``i``). max_bytes : a number > 0; refuse a model whose float32 FFN
+        weights exceed this many bytes (default 4 GiB) - a full-size preset needs hundreds of
+        GB; scale it first.
 
-    Raises TypeError (not a ModelConfig, a seed that is not an int) or ValueError (a seed out
-    of range, too large).
+    Raises TypeError (not a ModelConfig, a seed that is not an int, max_bytes not a number) or
+    ValueError (a seed out of range, max_bytes <= 0, too large).
     """
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"cfg must be a moelab.ModelConfig, got {type(cfg).__name__}")
     seed = checked_seed(seed)
+    if not is_real(max_bytes):
+        raise TypeError(f"max_bytes must be a number, got {type(max_bytes).__name__} "
+                        f"{max_bytes!r}")
+    if not max_bytes > 0:
+        raise ValueError(f"max_bytes must be > 0, got {max_bytes!r}")
     need = 4 * _allocated_params(cfg)
     if need > max_bytes:
         raise ValueError(
-            f"build({cfg.display_name!r}): its FFN weights need {need / 2**30:,.1f} GiB in float32 "
-            f"(limit max_bytes={max_bytes / 2**30:,.1f} GiB); build a toy with cfg.scaled() or "
-            "raise max_bytes")
+            f"build({cfg.display_name!r}): its FFN weights need {need / 2**30:,.2f} GiB in "
+            f"float32 ({need:,} bytes), above the limit max_bytes={max_bytes:,}; build a toy "
+            "with cfg.scaled() or raise max_bytes")
     blocks = []
     base = seed * 1_000_003
     for i, kind in enumerate(cfg.ffn_kinds):

@@ -8,6 +8,8 @@ weights are divided by their p-norm: p = 1 is moelab's renormalisation; any othe
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from ..config import MoEConfig
 from ..hf_config import ACTIVATIONS_BY_HF_NAME, Keys, decoder
 from ..model_config import AttentionConfig, ModelConfig
@@ -26,6 +28,9 @@ def parse(k: Keys) -> ModelConfig:
     a, f = k.sub("attn_config", ATTN_DEFAULTS), k.sub("ffn_config", FFN_DEFAULTS)
     H, n_h = k("d_model"), k.count("n_heads")  # H // n_h below
     act_fn = f("ffn_act_fn") or {"name": "silu"}
+    if not isinstance(act_fn, Mapping):
+        raise ValueError(f"dbrx config: ffn_config.ffn_act_fn must be a mapping (e.g. "
+                         f"{{'name': 'silu'}}), got {act_fn!r}")
     name = act_fn.get("name", "silu")
     if name not in ACTIVATIONS_BY_HF_NAME:
         raise ValueError(f"dbrx config: ffn_config.ffn_act_fn name {name!r} is not supported")
