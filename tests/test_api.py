@@ -23,7 +23,7 @@ def test_all_names_exist():
         assert hasattr(moelab, name), name
     for name in ("MoEConfig", "MoELayer", "RoutingStats", "GatedMLP", "ops", "reference",
                  "build_info", "set_num_threads", "get_num_threads", "__version__"):
-        assert name in moelab.__all__, name  # the contract of DESIGN.md §2
+        assert name in moelab.__all__, name  # the public API the README and docs promise
 
 
 def test_version():

@@ -271,7 +271,7 @@ def _hf_param_count(hf, d):
 
 
 # grok: not in transformers. dbrx: transformers 5.23 cannot build DbrxForCausalLM at all
-# ("'DbrxAttentionConfig' object has no attribute 'rope_theta'"), see ARCHITECTURES.md §2.10;
+# ("'DbrxAttentionConfig' object has no attribute 'rope_theta'");
 # its count is checked against the published 132B instead.
 @pytest.mark.reference
 @pytest.mark.parametrize("model_type", sorted(

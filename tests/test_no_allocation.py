@@ -1,4 +1,4 @@
-"""No per-call allocation (DESIGN.md §4): once a forward of T or more tokens has run on a
+"""No per-call allocation: once a forward of T or more tokens has run on a
 thread, a forward of up to T tokens on that thread allocates nothing on the heap.
 
 The core keeps its scratch in a workspace per calling thread that a planning step sizes before

@@ -230,7 +230,7 @@ def test_gated_mlp_seeded_init(rng):
 @pytest.mark.parametrize("k", [1, 3, 8], ids=lambda k: f"k{k}")
 def test_reference_losses_of_uniform_router(k):
     """Equal logits: P_e = 1/E and the k chosen per token count k in all, so aux = k
-    (ARCHITECTURES.md §1.2); logsumexp = log E, so z = (log E)^2."""
+    (HF load_balancing_loss_func); logsumexp = log E, so z = (log E)^2."""
     logits = np.zeros((10, 8))
     assert_close(reference.aux_loss(logits, k), float(k), LOSS, "aux_loss uniform")
     assert_close(reference.z_loss(logits), math.log(8) ** 2, LOSS, "z_loss uniform")

@@ -1,4 +1,4 @@
-"""Determinism across thread counts and safety under concurrent Python threads (DESIGN.md §4).
+"""Determinism across thread counts and safety under concurrent Python threads.
 
 Outputs and stats must be bitwise equal for 1, 2 and 3 OpenMP threads (3 is more than the
 2 cores of the CI machine: oversubscription must not change results), and two Python threads

@@ -1,4 +1,4 @@
-// moelab._core: the compiled core. One register_* function per area (STYLE.md).
+// moelab._core: the compiled core. One register_* function per area (register_*.cpp).
 #include "convert.hpp"
 
 #ifndef MOELAB_VERSION

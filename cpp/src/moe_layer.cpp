@@ -1,4 +1,4 @@
-// MoELayer::forward as a sequence of named steps (DESIGN.md §4): size the workspace, route,
+// MoELayer::forward as a sequence of named steps: size the workspace, route,
 // sort the pairs by expert, run the experts, combine, report.
 #include "moelab/moe_layer.hpp"
 

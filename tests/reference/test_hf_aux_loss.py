@@ -1,6 +1,6 @@
 """moelab's ``stats.aux_loss`` vs transformers' ``load_balancing_loss_func`` (5.23).
 
-ARCHITECTURES.md §1.2 describes a transformers 5.3 defect: the routers of Mixtral, Qwen2-MoE,
+transformers 5.3 had a defect: the routers of Mixtral, Qwen2-MoE,
 Qwen3-MoE, Qwen3-Next and OLMoE returned softmax probabilities as element 0, which the model
 records as ``router_logits``, so the loss applied softmax twice. In 5.23 it is fixed (PR
 #45131): every router returns the raw logits first. ``test_recorded_router_logits_are_raw``
