@@ -348,6 +348,57 @@ def _pct(v: Optional[float]) -> str:
     return "—" if v is None else f"{100 * v:.0f} %"
 
 
+def _or_dash(v: Optional[float], spec: str) -> str:
+    """v formatted with the format spec, or a dash where there is no value."""
+    return "—" if v is None else format(v, spec)
+
+
+def _run(r: dict, key: str) -> dict:
+    """The measurements of one contender in a result row ({} where it did not run)."""
+    return r.get(key) or {}
+
+
+def _gbps(run: dict) -> str:
+    """A contender's bytes per second in GB/s, or a dash where it did not run."""
+    return "—" if not run else f"{run['bytes_per_s'] / 1e9:.1f}"
+
+
+def _section(title: str, intro: str, columns, entries) -> List[str]:
+    """A report section: title, intro and a table of one row per entry, its columns given as
+    (header, cell(entry)) pairs."""
+    rows = [[cell(r) for _, cell in columns] for r in entries]
+    return [title, "", intro, ""] + _table([h for h, _ in columns], rows) + [""]
+
+
+#: the prefill table: (header, cell of a result row)
+PREFILL_COLUMNS = (
+    ("T", lambda r: r["T"]),
+    ("threads", lambda r: r["threads"]),
+    ("moelab ms", lambda r: _ms(r["moelab"]["median_s"])),
+    ("transformers ms", lambda r: _ms(_run(r, "torch").get("median_s"))),
+    ("speed-up", lambda r: _or_dash(r.get("speedup"), ".2f")),
+    ("moelab GFLOP/s", lambda r: f"{r['moelab']['gflops']:.1f}"),
+    ("moelab % of peak", lambda r: _pct(r["moelab"].get("peak_fraction"))),
+    ("transformers GFLOP/s", lambda r: _or_dash(_run(r, "torch").get("gflops"), ".1f")),
+    ("transformers % of peak", lambda r: _pct(_run(r, "torch").get("peak_fraction"))),
+    ("rel err", lambda r: _or_dash(r.get("rel_err"), ".1e")),
+)
+#: the decode table: (header, cell of a result row)
+DECODE_COLUMNS = (
+    ("threads", lambda r: r["threads"]),
+    ("context", lambda r: r["context"]),
+    ("moelab ms", lambda r: _ms(r["moelab"]["median_s"])),
+    ("moelab bf16 ms", lambda r: _ms(_run(r, "moelab_bf16").get("median_s"))),
+    ("transformers ms", lambda r: _ms(_run(r, "torch").get("median_s"))),
+    ("speed-up (f32)", lambda r: _or_dash(r.get("speedup"), ".2f")),
+    ("moelab GB/s", lambda r: _gbps(r["moelab"])),
+    ("% of bandwidth", lambda r: _pct(r["moelab"].get("bandwidth_fraction"))),
+    ("bf16 GB/s", lambda r: _gbps(_run(r, "moelab_bf16"))),
+    ("bf16 % of bandwidth", lambda r: _pct(_run(r, "moelab_bf16").get("bandwidth_fraction"))),
+    ("rel err", lambda r: _or_dash(r.get("rel_err"), ".1e")),
+)
+
+
 def render_report(results: dict) -> str:
     meta, args = results["meta"], results["meta"]["args"]
     lay = meta["layer"]
@@ -382,39 +433,16 @@ def render_report(results: dict) -> str:
           "- read bandwidth: " + ", ".join(f"{n} thread(s) {b / 1e9:.1f} GB/s"
                                            for n, b in results["bandwidth"].items()), ""]
 
-    L += ["## Prefill (a fresh sequence of T tokens)", "",
-          "moelab runs the chunked delta rule; transformers its torch chunked fallback. "
-          "Speed-up = transformers time / moelab time; % of peak = achieved FLOP/s / the FMA "
-          "probe's peak for the same thread count.", ""]
-    rows = []
-    for r in results["prefill"]:
-        m, t = r["moelab"], r.get("torch")
-        rows.append([r["T"], r["threads"], _ms(m["median_s"]), _ms(t["median_s"]) if t else "—",
-                     f"{r['speedup']:.2f}" if "speedup" in r else "—", f"{m['gflops']:.1f}",
-                     _pct(m.get("peak_fraction")), f"{t['gflops']:.1f}" if t else "—",
-                     _pct(t.get("peak_fraction")) if t else "—",
-                     f"{r['rel_err']:.1e}" if "rel_err" in r else "—"])
-    L += _table(["T", "threads", "moelab ms", "transformers ms", "speed-up", "moelab GFLOP/s",
-                 "moelab % of peak", "transformers GFLOP/s", "transformers % of peak",
-                 "rel err"], rows) + [""]
-
-    L += ["## Decode (one token after a prefill of the context)", "",
-          "Per token: moelab with a `DeltaNetState` (the recurrent step), transformers with a "
-          "`DynamicCache`. Bytes = every weight once at its storage size + the state read and "
-          "written; % of bandwidth = bytes per second / the measured read bandwidth.", ""]
-    rows = []
-    for r in results["decode"]:
-        m, t, b = r["moelab"], r.get("torch"), r.get("moelab_bf16")
-        rows.append([r["threads"], r["context"], _ms(m["median_s"]), _ms(b["median_s"]) if b else "—",
-                     _ms(t["median_s"]) if t else "—",
-                     f"{r['speedup']:.2f}" if "speedup" in r else "—",
-                     f"{m['bytes_per_s'] / 1e9:.1f}", _pct(m.get("bandwidth_fraction")),
-                     f"{b['bytes_per_s'] / 1e9:.1f}" if b else "—",
-                     _pct(b.get("bandwidth_fraction")) if b else "—",
-                     f"{r['rel_err']:.1e}" if "rel_err" in r else "—"])
-    L += _table(["threads", "context", "moelab ms", "moelab bf16 ms", "transformers ms",
-                 "speed-up (f32)", "moelab GB/s", "% of bandwidth", "bf16 GB/s",
-                 "bf16 % of bandwidth", "rel err"], rows) + [""]
+    L += _section("## Prefill (a fresh sequence of T tokens)",
+                  "moelab runs the chunked delta rule; transformers its torch chunked fallback. "
+                  "Speed-up = transformers time / moelab time; % of peak = achieved FLOP/s / the "
+                  "FMA probe's peak for the same thread count.",
+                  PREFILL_COLUMNS, results["prefill"])
+    L += _section("## Decode (one token after a prefill of the context)",
+                  "Per token: moelab with a `DeltaNetState` (the recurrent step), transformers "
+                  "with a `DynamicCache`. Bytes = every weight once at its storage size + the "
+                  "state read and written; % of bandwidth = bytes per second / the measured read "
+                  "bandwidth.", DECODE_COLUMNS, results["decode"])
     if results["decode"]:
         d = results["decode"][0]
         L += [f"State per sequence: {d['state_nbytes']:,} bytes (constant in the context); "

@@ -134,3 +134,43 @@ def test_single_ops_allocate_nothing_inside_the_core(set_threads, every_region_p
     gate, up = rng.standard_normal((2, 60, 24)).astype(np.float32)
     assert allocations(lambda: moelab.ops.route(logits, cfg)) == 0
     assert allocations(lambda: moelab.ops.activation("silu", gate, up)) == 0
+
+
+def deltanet_layer(dtype: str) -> moelab.GatedDeltaNet:
+    """Qwen3-Next's Gated DeltaNet at toy dims (r = n_v / n_k = 2, conv kernel 4)."""
+    cfg = moelab.preset("qwen3-next-80b-a3b").scaled(hidden_size=48)
+    cfg = cfg.replace(attention=cfg.attention.replace(
+        linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=16,
+        linear_value_head_dim=12, linear_conv_kernel_dim=4))
+    return moelab.GatedDeltaNet(cfg, 0, seed=3, weight_dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("path", ISAS)
+def test_gated_deltanet_prefill_and_decode_allocate_nothing_once_sized(
+        isa, restore_threads, every_region_parallel, path, dtype, rng):
+    """Prefill (several token blocks at T_MAX, the chunked delta rule), then decode steps (the
+    recurrent step) and shorter prefills, continuing one state and without one."""
+    isa(path)
+    moelab.set_num_threads(2)
+    layer = deltanet_layer(dtype)
+    H = layer.config.hidden_size
+    state = layer.new_state()
+    layer(rng.standard_normal((T_MAX, H)).astype(np.float32), state)  # sizes the workspace
+    layer(rng.standard_normal((1, H)).astype(np.float32), state)      # and the decode scratch
+    for T in T_AFTER + (1, 1, 1):
+        x = rng.standard_normal((T, H)).astype(np.float32)  # (T, H)
+        assert allocations(lambda: layer(x, state)) == 0, f"T={T}, with a state"
+        assert allocations(lambda: layer(x)) == 0, f"T={T}, a fresh sequence"
+
+
+def test_gated_deltanet_probe_sees_a_fresh_thread_grow_its_workspace():
+    """The DeltaNet cases can fail: a new thread's first prefill must be seen to allocate."""
+    layer = deltanet_layer("float32")
+    x = np.random.default_rng(2).standard_normal((70, layer.config.hidden_size)).astype(np.float32)
+    counts = []
+    worker = threading.Thread(target=lambda: counts.extend(
+        [allocations(lambda: layer(x)), allocations(lambda: layer(x))]))
+    worker.start()
+    worker.join(timeout=120)
+    assert counts[0] > 0 and counts[1] == 0, counts

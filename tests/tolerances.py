@@ -36,6 +36,8 @@ __all__ = [
     "BF16_STORAGE",
     "DELTANET",
     "LINEAR",
+    "RMS_NORM",
+    "SOFTCAP",
     "max_abs_err",
     "rel_err",
     "assert_close",
@@ -71,8 +73,8 @@ LOGITS = Tolerance(rtol=1e-5, atol=1e-6)
 #: the largest weight.
 ROUTING_WEIGHTS = Tolerance(rtol=1e-5, atol=1e-6)
 
-#: aux_loss and z_loss (scalars): means over T of float32 probabilities / logsumexps, summed in
-#: double by the core. Their relative error is that of the probabilities / logits, ~ a few eps
+#: aux_loss and z_loss (scalars): means over T of probabilities (softmax, or sigmoid scores
+#: normalised per token) / logsumexps of float32 logits, summed in double by the core. Their relative error is that of the probabilities / logits, ~ a few eps
 #: up to the LOGITS bound; 1e-5 relative (scale = |expected|).
 LOSS = Tolerance(rtol=1e-5, atol=1e-7)
 
@@ -180,3 +182,21 @@ BF16_STORAGE = Tolerance(rtol=2e-2, atol=1e-6)
 #: largest of ~1e4 elements (2.8e-6 measured). 2e-5 keeps a 5x margin; a wrong row, column or
 #: bias is off by O(1) of the scale.
 LINEAR = Tolerance(rtol=2e-5, atol=1e-6)
+
+
+#: ops.rms_norm vs its float64 twin, and vs transformers' Qwen3RMSNorm / Gemma3RMSNorm (float32
+#: torch). The mean of squares is summed in double and rounded once; then 1/sqrt(mean + eps),
+#: x * r and the weight product (offset 1: 1 + w first) each round once: at most ~5 float32
+#: roundings per element, 5u ~ 3e-7 of the element itself, so of the scale. torch sums the
+#: squares in float32 (vectorised, blocked): ~sqrt(H) u relative on the mean, halved by the
+#: square root. Measured (H = 128 .. 4096, float32 and bfloat16 weights, either math): 1.0e-7 ..
+#: 1.7e-7 of the scale vs transformers and <= 1.5e-7 vs the twin; elementwise at most 3.1e-7.
+#: 1e-6 keeps a 3x margin over the elementwise worst; a wrong eps, offset, axis or weight index
+#: is off by >= 1e-4.
+RMS_NORM = Tolerance(rtol=1e-6, atol=0.0)
+
+#: ops.logit_softcap vs the float64 twin and vs torch: x / c, tanh and * c in float32 round
+#: three times and libm's / SLEEF's tanhf err by <= 1-2 ulp: ~5u ~ 3e-7 of the cap (measured:
+#: 1.3e-7 of the scale vs torch, 81-90 % of the logits bitwise equal; 1.4e-7 vs the twin).
+#: 1e-6 of the scale. A missing division or a wrong cap is off by O(1).
+SOFTCAP = Tolerance(rtol=1e-6, atol=0.0)

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "moelab/check.hpp"
 #include "moelab/heap_probe.hpp"
 #include "moelab/names.hpp"
 #include "moelab/spec.hpp"
@@ -23,6 +24,7 @@ void register_spec(py::module_& m);
 void register_layer(py::module_& m);
 void register_deltanet(py::module_& m);
 void register_testing(py::module_& m);
+void register_decoder_ops(py::module_& m);
 
 // Runs f() with the GIL released and the core's heap allocations counted (heap_probe.hpp): how
 // the bindings call every kernel, after all conversions.
@@ -55,6 +57,35 @@ inline py::array_t<float> require_f32(const py::handle& obj, const std::string& 
     return py::reinterpret_borrow<py::array_t<float>>(a);
 }
 
+// A weight as the kernels read it in place: a C-contiguous numpy array of float32, or of uint16
+// holding bfloat16 bits, with `ndim` dimensions (-1: any), every value finite; its pointer set in `ptr`.
+// TypeError / ValueError naming `name` otherwise. The array returned keeps the data alive.
+inline py::array require_weight(const py::handle& obj, const std::string& name, int ndim,
+                                WeightPtr& ptr) {
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(name + ": expected a numpy.ndarray, got " +
+                             std::string(py::str(py::type::of(obj).attr("__name__"))));
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    const bool bf16 = a.dtype().is(py::dtype::of<std::uint16_t>());
+    if (!bf16 && !a.dtype().is(py::dtype::of<float>()))
+        throw py::type_error(name + ": expected float32, or uint16 holding bfloat16 bits, got " +
+                             std::string(py::str(a.dtype())));
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(name + ": expected a C-contiguous array");
+    if (ndim >= 0 && a.ndim() != ndim)
+        throw py::value_error(name + ": expected " + std::to_string(ndim) + " dimensions, got shape " +
+                              shape_string(shape_of(a)));
+    ptr = WeightPtr{};
+    if (bf16) {
+        ptr.bf16 = static_cast<const std::uint16_t*>(a.data());
+        require_finite(ptr.bf16, a.size(), name.c_str());
+    } else {
+        ptr.f32 = static_cast<const float*>(a.data());
+        require_finite(ptr.f32, a.size(), name.c_str());
+    }
+    return a;
+}
+
 // A float32 tensor: a read/write view held by `owner` (no copy; keeps the owner alive).
 // A bfloat16 tensor has no NumPy dtype: it comes back as a read-only float32 copy.
 inline py::array_t<float> tensor_view(Tensor& t, py::handle owner) {
@@ -82,6 +113,28 @@ inline std::vector<WeightView> weight_views(const py::dict& weights) {
         views.push_back({name, shape_of(a), a.data()});
     }
     return views;
+}
+
+// The weight methods of a bound layer class (LayerWeights, GatedDeltaNet: a weights() WeightSet,
+// weight_dtype(), init_random(seed), load_weights(views, strict)), one definition for each.
+template <class Layer, class PyClass>
+PyClass& def_weight_methods(PyClass& cls) {
+    return cls
+        .def_property_readonly("weight_dtype",
+                               [](const Layer& l) { return dtype_name(l.weight_dtype()); })
+        .def("init_random", &Layer::init_random, py::arg("seed"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("weight_names", [](const Layer& l) { return l.weights().names(); })
+        .def("weight", [](py::object self, const std::string& name) {
+                 Layer& l = self.cast<Layer&>();
+                 return tensor_view(l.weights().find(name), self);
+             }, py::arg("name"), "A float32 view of a weight (no copy; a bfloat16 one: a read-only "
+             "copy).")
+        .def("load_weights", [](Layer& l, const py::dict& weights, bool strict) {
+                 std::vector<WeightView> views = weight_views(weights);  // the dict keeps the arrays
+                 py::gil_scoped_release release;
+                 l.load_weights(views, strict);
+             }, py::arg("weights"), py::arg("strict") = true);
 }
 
 }  // namespace moelab::bindings

@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
     moelab::bindings::register_layer(m);
     moelab::bindings::register_deltanet(m);
     moelab::bindings::register_testing(m);
+    moelab::bindings::register_decoder_ops(m);
 }

@@ -36,10 +36,7 @@ py::array_t<float> forward(const GatedDeltaNet& layer, const py::handle& x_obj,
     py::array_t<float> y({T, H});
     float* yp = y.mutable_data();
     const float* xp = x.data();
-    {
-        py::gil_scoped_release release;
-        layer.forward(xp, T, yp, state.get());
-    }
+    run_released([&] { layer.forward(xp, T, yp, state.get()); });
     return y;
 }
 
@@ -90,27 +87,14 @@ void register_deltanet(py::module_& m) {
         .def("reset", &DeltaNetState::reset, py::call_guard<py::gil_scoped_release>())
         .def("__repr__", &state_repr);
 
-    py::class_<GatedDeltaNet, std::shared_ptr<GatedDeltaNet>>(m, "GatedDeltaNet",
-                                                              "One Gated DeltaNet token mixer.")
+    py::class_<GatedDeltaNet, std::shared_ptr<GatedDeltaNet>> layer(
+        m, "GatedDeltaNet", "One Gated DeltaNet token mixer.");
+    def_weight_methods<GatedDeltaNet>(layer)
         .def(py::init([](const DeltaNetSpec& spec, const std::string& dtype) {
                  return std::make_shared<GatedDeltaNet>(spec, parse_dtype(dtype));
              }), py::arg("spec"), py::arg("weight_dtype") = "float32")
         .def_property_readonly("spec", &GatedDeltaNet::spec)
-        .def_property_readonly("weight_dtype",
-                               [](const GatedDeltaNet& l) { return dtype_name(l.weight_dtype()); })
         .def_property_readonly("id", &GatedDeltaNet::id)
-        .def("init_random", &GatedDeltaNet::init_random, py::arg("seed"),
-             py::call_guard<py::gil_scoped_release>())
-        .def("weight_names", [](const GatedDeltaNet& l) { return l.weights().names(); })
-        .def("weight", [](py::object self, const std::string& name) {
-                 GatedDeltaNet& l = self.cast<GatedDeltaNet&>();
-                 return tensor_view(l.weights().find(name), self);
-             }, py::arg("name"), "A float32 view of a weight (no copy; bfloat16: a read-only copy).")
-        .def("load_weights", [](GatedDeltaNet& l, const py::dict& weights, bool strict) {
-                 std::vector<WeightView> views = weight_views(weights);
-                 py::gil_scoped_release release;
-                 l.load_weights(views, strict);
-             }, py::arg("weights"), py::arg("strict") = true)
         .def("new_state", &GatedDeltaNet::new_state)
         .def("forward", &forward, py::arg("x"), py::arg("state") = nullptr,
              "y (T, H) for x (T, H) float32, continuing state (None: a fresh sequence).")

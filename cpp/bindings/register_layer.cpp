@@ -58,27 +58,12 @@ py::tuple layer_forward(const MoELayer& layer, const py::handle& x_obj, bool wan
     return py::make_tuple(y, d);
 }
 
-void load(LayerWeights& layer, const py::dict& weights, bool strict) {
-    std::vector<WeightView> views = weight_views(weights);  // holds no references: dict keeps arrays
-    py::gil_scoped_release release;
-    layer.load_weights(views, strict);
-}
-
 }  // namespace
 
 void register_layer(py::module_& m) {
-    py::class_<LayerWeights, std::shared_ptr<LayerWeights>>(
-        m, "_LayerWeights", "The weights of a layer (the base of MoELayer and GatedMLP).")
-        .def_property_readonly("weight_dtype",
-                               [](const LayerWeights& l) { return dtype_name(l.weight_dtype()); })
-        .def("init_random", &LayerWeights::init_random, py::arg("seed"),
-             py::call_guard<py::gil_scoped_release>())
-        .def("weight_names", [](const LayerWeights& l) { return l.weights().names(); })
-        .def("weight", [](py::object self, const std::string& name) {
-                 LayerWeights& l = self.cast<LayerWeights&>();
-                 return tensor_view(l.weights().find(name), self);
-             }, py::arg("name"), "A float32 view of a weight (no copy; a bfloat16 one: a copy).")
-        .def("load_weights", &load, py::arg("weights"), py::arg("strict") = true);
+    py::class_<LayerWeights, std::shared_ptr<LayerWeights>> weights(
+        m, "_LayerWeights", "The weights of a layer (the base of MoELayer and GatedMLP).");
+    def_weight_methods<LayerWeights>(weights);
 
     py::class_<MoELayer, LayerWeights, std::shared_ptr<MoELayer>>(m, "MoELayer", "One MoE layer.")
         .def(py::init([](const MoESpec& spec, const std::string& dtype) {

@@ -93,16 +93,7 @@ LinearCall linear_call(const py::handle& x_obj, const py::handle& weight_obj,
                        const py::handle& bias_obj) {
     LinearCall c;
     c.x = require_f32(x_obj, "x", 2);
-    if (!py::isinstance<py::array>(weight_obj))
-        throw py::type_error("weight: expected a numpy.ndarray, got " +
-                             std::string(py::str(py::type::of(weight_obj).attr("__name__"))));
-    c.weight = py::reinterpret_borrow<py::array>(weight_obj);
-    const bool bf16 = c.weight.dtype().is(py::dtype::of<std::uint16_t>());
-    if (!bf16 && !c.weight.dtype().is(py::dtype::of<float>()))
-        throw py::type_error("weight: expected float32, or uint16 holding bfloat16 bits, got " +
-                             std::string(py::str(c.weight.dtype())));
-    if (!(c.weight.flags() & py::array::c_style))
-        throw py::value_error("weight: expected a C-contiguous array");
+    c.weight = require_weight(weight_obj, "weight", -1, c.w.weight);
     if (c.weight.ndim() != 2 || c.weight.shape(0) < 1 || c.weight.shape(1) < 1 ||
         c.weight.shape(1) > kMaxDimension)
         throw py::value_error("weight: expected (N, K) with N >= 1 and 1 <= K <= 2^24, got " +
@@ -114,13 +105,6 @@ LinearCall linear_call(const py::handle& x_obj, const py::handle& weight_obj,
                               shape_string(shape_of(c.x)));
     c.rows = c.x.shape(0);
     require_finite(c.x.data(), c.rows * K, "x");
-    if (bf16) {
-        c.w.weight.bf16 = static_cast<const std::uint16_t*>(c.weight.data());
-        require_finite(c.w.weight.bf16, N * K, "weight");
-    } else {
-        c.w.weight.f32 = static_cast<const float*>(c.weight.data());
-        require_finite(c.w.weight.f32, N * K, "weight");
-    }
     if (!bias_obj.is_none()) {
         c.bias = require_f32(bias_obj, "bias", 1);
         if (c.bias.shape(0) != N)

@@ -38,8 +38,6 @@ py::list weight_shapes(const MoESpec& spec) {
 void register_spec(py::module_& m) {
     m.attr("SCORINGS") = py::tuple(py::cast(scoring_names()));
     m.attr("ACTIVATIONS") = py::tuple(py::cast(activation_names()));
-    m.attr("MAX_DIMENSION") = kMaxDimension;
-    m.attr("MAX_LAYER_PARAMS") = kMaxLayerParams;
 
     py::class_<MoESpec>(m, "MoESpec",
                         "One MoE layer's dimensions and switches: moelab.MoEConfig's fields, with "

@@ -12,8 +12,9 @@
 #include "moelab/delta_rule.hpp"
 #include "moelab/init.hpp"
 #include "moelab/parallel.hpp"
-#include "moelab/projection.hpp"
+#include "moelab/linear.hpp"
 #include "moelab/spec.hpp"
+#include "moelab/workspace.hpp"
 
 namespace moelab {
 
@@ -29,29 +30,12 @@ constexpr Index kMaxConvKernel = 1024;
 // torch's softplus: log(1 + e^x), and x itself above 20.
 inline float softplus(float x) noexcept { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
-// Per calling thread, reused across forwards (no allocation once the sizes have been seen).
-struct Workspace {
-    AlignedVector<float> qkvz;    // (B, qkvz_dim) in_proj_qkvz output, HF's grouped order
-    AlignedVector<float> ba;      // (B, 2 n_v)
-    AlignedVector<float> window;  // (K - 1 + B, conv_dim) conv inputs q|k|v, oldest first
-    AlignedVector<float> qkv;     // (B, conv_dim) conv outputs: q (normalised, scaled) | k | v
-    AlignedVector<float> z;       // (B, value_dim)
-    AlignedVector<float> g, beta; // (B, n_v)
-    AlignedVector<float> o;       // (B, value_dim) delta-rule reads, then the gated norm
-    AlignedVector<float> conv_t;  // (K, conv_dim) conv1d.weight transposed
-    AlignedVector<float> ones;    // (max(d_v, conv_dim)) the "up" of silu(x) * 1
-    AlignedVector<float> head;    // (threads, per-head scratch)
-    AlignedVector<float> state;   // (n_v, d_k, d_v) the new recurrent state (swapped in on success)
-};
-
-Workspace& workspace() {
-    static thread_local Workspace ws;
-    return ws;
-}
-
-template <class V>
-void ensure(V& v, Index n) {
-    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
+LinearWeight linear_weight(const Tensor& w) {
+    LinearWeight l;
+    l.weight = weight_ptr(w);
+    l.out_features = w.shape[0];
+    l.in_features = w.shape[1];
+    return l;
 }
 
 std::uint64_t next_layer_id() {
@@ -80,6 +64,10 @@ void DeltaNetSpec::validate() const {
         throw std::invalid_argument("linear_num_value_heads: " + std::to_string(num_value_heads) +
                                     " is not a multiple of linear_num_key_heads=" +
                                     std::to_string(num_key_heads));
+    if (value_dim() > kMaxDimension)  // out_proj's input width, as linear() bounds it
+        throw std::invalid_argument("linear_num_value_heads * linear_value_head_dim: must be <= " +
+                                    std::to_string(kMaxDimension) + ", got " +
+                                    std::to_string(value_dim()));
     if (!(std::isfinite(norm_eps) && norm_eps > 0.0f))
         throw std::invalid_argument("rms_norm_eps: must be finite and > 0, got " +
                                     std::to_string(norm_eps));
@@ -184,24 +172,35 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
     const Index B = std::min(T, kBlockTokens);
     const bool decode = T == 1;
 
-    Workspace& ws = workspace();
-    ensure(ws.qkvz, B * P);
-    ensure(ws.ba, B * 2 * nv);
-    ensure(ws.window, (K - 1 + B) * C);
-    ensure(ws.qkv, B * C);
-    ensure(ws.z, B * value_dim);
-    ensure(ws.g, B * nv);
-    ensure(ws.beta, B * nv);
-    ensure(ws.o, B * value_dim);
-    ensure(ws.conv_t, K * C);
-    ws.ones.assign(std::size_t(std::max(dv, C)), 1.0f);
+    // the planning step: every buffer sized before anything runs (std::bad_alloc here only)
+    const LinearWeight qkvz_w = linear_weight(weights_.at(qkvz_)),
+                       ba_w = linear_weight(weights_.at(ba_)),
+                       out_w = linear_weight(weights_.at(out_));
+    Workspace& thread_ws = thread_workspace();
+    DeltaNetScratch& ws = thread_ws.deltanet;
+    for (const LinearWeight* w : {&qkvz_w, &ba_w, &out_w}) reserve_linear(*w, B, thread_ws.experts);
+    grow_to(ws.qkvz, B * P);
+    grow_to(ws.ba, B * 2 * nv);
+    grow_to(ws.window, (K - 1 + B) * C);
+    grow_to(ws.qkv, B * C);
+    grow_to(ws.z, B * value_dim);
+    grow_to(ws.g, B * nv);
+    grow_to(ws.beta, B * nv);
+    grow_to(ws.o, B * value_dim);
+    grow_to(ws.conv_t, K * C);
+    if (ws.ones.size() < std::size_t(std::max(dv, C))) ws.ones.assign(std::size_t(std::max(dv, C)), 1.0f);
     // exactly that size and capacity: it is swapped into the state, whose nbytes it must be
     const std::size_t state_floats = std::size_t(s.recurrent_floats());
     if (ws.state.size() != state_floats || ws.state.capacity() != state_floats)
         ws.state = AlignedVector<float>(state_floats);
     const Index per_head = decode ? delta_step_scratch(dk, dv) : delta_chunk_scratch(dk, dv);
-    const int head_threads = threads_for(double(B) * double(nv) * double(dk) * double(dv) * 4.0, num_threads());
-    ensure(ws.head, Index(head_threads) * per_head);
+    const int threads = num_threads();
+    const int head_threads = threads_for(double(B) * double(nv) * double(dk) * double(dv) * 4.0, threads);
+    grow_to(ws.head, Index(head_threads) * per_head);
+    const auto project = [&](const float* in, Index rows, const LinearWeight& w, float* out) {
+        if (!linear(in, rows, w, out, threads, thread_ws.experts))
+            throw std::logic_error("GatedDeltaNet: the planning step left too little scratch");
+    };
 
     // weights used in place (float32)
     const float* conv_w = weights_.at(conv_).f32.data();   // (C, 1, K)
@@ -227,12 +226,12 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
 
     for (Index b0 = 0; b0 < T; b0 += B) {
         const Index n = std::min(B, T - b0);
-        project(x + b0 * H, n, weights_.at(qkvz_), ws.qkvz.data(), P);
-        project(x + b0 * H, n, weights_.at(ba_), ws.ba.data(), 2 * nv);
+        project(x + b0 * H, n, qkvz_w, ws.qkvz.data());  // (n, P)
+        project(x + b0 * H, n, ba_w, ws.ba.data());      // (n, 2 n_v)
 
         // split HF's grouped layout; decay and write strength per value head
         float* window = ws.window.data();
-        const int tok_threads = threads_for(double(n) * double(C) * double(K) * 4.0, num_threads());
+        const int tok_threads = threads_for(double(n) * double(C) * double(K) * 4.0, threads);
         MOELAB_OMP(parallel for num_threads(tok_threads) schedule(static) if(tok_threads > 1))
         for (Index t = 0; t < n; ++t) {
             const float* src = ws.qkvz.data() + t * P;
@@ -324,7 +323,7 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
         }
         finite = finite && !bad;
 
-        project(ws.o.data(), n, weights_.at(out_), y + b0 * H, H);
+        project(ws.o.data(), n, out_w, y + b0 * H);      // (n, H)
         if (K > 1)  // the last K - 1 conv inputs open the next block's window
             std::memmove(window, window + n * C, std::size_t((K - 1) * C) * sizeof(float));
     }

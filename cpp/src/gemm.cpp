@@ -1,4 +1,5 @@
 #include "moelab/gemm.hpp"
+#include "moelab/bf16.hpp"
 
 #include "moelab/names.hpp"
 #include "moelab/types.hpp"
@@ -41,21 +42,6 @@ Isa initial() noexcept {
 std::atomic<int>& isa_setting() {
     static std::atomic<int> isa{int(initial())};
     return isa;
-}
-
-inline std::uint16_t to_bf16(float f) noexcept {
-    std::uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return std::uint16_t((u >> 16) | 0x40u);  // quiet NaN
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-    return std::uint16_t(u >> 16);
-}
-
-inline float from_bf16(std::uint16_t h) noexcept {
-    const std::uint32_t u = std::uint32_t(h) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
 }
 
 // Portable dot products in plain C++, one fixed order per element (the compiler vectorises the

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "moelab/aux_loss.hpp"
 #include "moelab/check.hpp"
 #include "moelab/experts.hpp"
 #include "moelab/parallel.hpp"
@@ -219,7 +220,7 @@ void report_stats(const MoESpec& s, Index T, int threads, Workspace& ws, const S
     std::copy(ws.logits.begin(), ws.logits.begin() + T * E, st.router_logits);
     std::copy(d.tokens_per_expert.begin(), d.tokens_per_expert.end(), st.tokens_per_expert);
     st.dropped = d.dropped;
-    st.aux_loss = aux_loss(ws.logits.data(), T, E, k, threads, ws.router);
+    st.aux_loss = aux_loss(s, ws.logits.data(), d.tokens_per_expert.data(), T, threads, ws.router);
     st.z_loss = z_loss(ws.logits.data(), T, E, threads, ws.router);
     st.seconds_route = sec.route;
     st.seconds_dispatch = sec.dispatch;

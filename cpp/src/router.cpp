@@ -14,10 +14,8 @@ namespace moelab {
 
 namespace {
 
-constexpr Index kTokenBlock = 64;  // fixed work unit over tokens: independent of thread count
 // Elementary operations per logit, for threads_for: what makes a loop worth a parallel region.
 constexpr double kSelectWorkPerLogit = 16.0;  // a key, a top-k comparison, an exp
-constexpr double kAuxWorkPerLogit = 32.0;     // a top-k comparison and two exps
 constexpr double kZLossWorkPerLogit = 16.0;   // a max and an exp
 // Added to the sum of the selected sigmoid scores before renormalising, as Hugging Face does
 // (moelab.reference.SIGMOID_RENORM_EPS).
@@ -132,21 +130,20 @@ void route_token(const float* l, const float* correction_bias, const MoESpec& sp
 }  // namespace
 
 void RouterScratch::reserve(const MoESpec& spec, Index T, int threads) {
-    const Index E = spec.num_experts, k = spec.num_experts_per_tok, G = spec.n_group;
-    const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
+    const Index E = spec.num_experts, G = spec.n_group;
+    const Index blocks = (T + kRouterTokenBlock - 1) / kRouterTokenBlock;
     grow_to(select_keys, threads * (E + 2 * G));
     grow_to(select_groups, threads * G);
-    grow_to(aux_count, blocks * E);
     grow_to(aux_prob, blocks * E);
-    grow_to(aux_ids, threads * k);
-    grow_to(aux_vals, threads * k);
+    grow_to(aux_token, threads * E);
+    grow_to(aux_sum, E);
     grow_to(z_terms, T);
 }
 
 void router_logits(const float* x, Index T, const float* Wr, const float* bias,
                    const MoESpec& spec, float* logits, int threads) noexcept {
     const Index H = spec.hidden_size, E = spec.num_experts;
-    const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
+    const Index blocks = (T + kRouterTokenBlock - 1) / kRouterTokenBlock;
     const float cap = spec.router_logit_softcap ? float(*spec.router_logit_softcap) : 0.0f;
     threads = threads_for(double(T) * double(E) * double(H), threads);
     (void)threads;
@@ -155,7 +152,7 @@ void router_logits(const float* x, Index T, const float* Wr, const float* bias,
         note_region(Region::RouterLogits);
         MOELAB_OMP(for schedule(dynamic, 1))
         for (Index b = 0; b < blocks; ++b) {
-            const Index t0 = b * kTokenBlock, n = std::min(kTokenBlock, T - t0);
+            const Index t0 = b * kRouterTokenBlock, n = std::min(kRouterTokenBlock, T - t0);
             // (n, E) = x[t0 : t0 + n] (n, H) . Wr^T, on the run-time ISA's kernel [router].
             gemm_nt(x + t0 * H, H, Wr, H, logits + t0 * E, E, n, E, H);
             for (Index t = 0; t < n; ++t) {
@@ -187,49 +184,6 @@ void select_experts(const float* logits, Index T, const float* correction_bias,
                         keys + E, keys + E + G, groups_of + thread_id() * G);
         }
     }
-}
-
-double aux_loss(const float* logits, Index T, Index E, Index k, int threads,
-                RouterScratch& scratch) noexcept {
-    if (T == 0) return 0.0;
-    const Index blocks = (T + kTokenBlock - 1) / kTokenBlock;
-    threads = threads_for(double(T) * double(E) * kAuxWorkPerLogit, threads);
-    double* count = scratch.aux_count.data();
-    double* prob = scratch.aux_prob.data();
-    std::fill(count, count + blocks * E, 0.0);
-    std::fill(prob, prob + blocks * E, 0.0);
-    std::int32_t* ids = scratch.aux_ids.data();
-    float* vals = scratch.aux_vals.data();
-    MOELAB_OMP(parallel num_threads(threads) if(threads > 1))
-    {
-        note_region(Region::AuxLoss);
-        MOELAB_OMP(for schedule(dynamic, 1))
-        for (Index b = 0; b < blocks; ++b) {
-            std::int32_t* id = ids + thread_id() * k;
-            float* val = vals + thread_id() * k;
-            double* cnt = count + b * E;
-            double* pr = prob + b * E;
-            for (Index t = b * kTokenBlock; t < std::min(T, (b + 1) * kTokenBlock); ++t) {
-                const float* l = logits + t * E;
-                topk_desc(l, E, k, id, val);
-                const double m = val[0];
-                double sum = 0.0;
-                for (Index e = 0; e < E; ++e) sum += std::exp(double(l[e]) - m);
-                for (Index e = 0; e < E; ++e) pr[e] += std::exp(double(l[e]) - m) / sum;
-                for (Index j = 0; j < k; ++j) cnt[id[j]] += 1.0;
-            }
-        }
-    }
-    double loss = 0.0;
-    for (Index e = 0; e < E; ++e) {
-        double f = 0.0, p = 0.0;
-        for (Index b = 0; b < blocks; ++b) {
-            f += count[b * E + e];
-            p += prob[b * E + e];
-        }
-        loss += (f / double(T)) * (p / double(T));
-    }
-    return double(E) * loss;
 }
 
 double z_loss(const float* logits, Index T, Index E, int threads,

@@ -99,7 +99,8 @@ Index MoESpec::num_params() const { return Index(count_params(tensors())); }
 void MoESpec::validate() const {
     const Index H = hidden_size, E = num_experts, k = num_experts_per_tok,
                 I = moe_intermediate_size;
-    // The rules of moelab.MoEConfig, in its order and with its messages.
+    // The value rules of a MoE layer: moelab.MoEConfig validates by building a MoESpec and shows
+    // these messages after "MoEConfig.".
     for (const auto& [name, v] : {std::pair<const char*, Index>{"hidden_size", H},
                                   {"num_experts", E}, {"moe_intermediate_size", I}})
         require(v >= 1, std::string(name) + " must be >= 1, got " + str(v));

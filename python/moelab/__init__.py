@@ -40,6 +40,7 @@ from .model import build
 from . import hf
 from . import designed_tokens
 from . import plot  # matplotlib is imported only when a helper is called
+from .tokenizer import Tokenizer
 from .threads import get_num_threads, set_num_threads
 
 __version__: str = _core.__version__
@@ -71,6 +72,7 @@ __all__ = [
     "hf",
     "plot",
     "designed_tokens",
+    "Tokenizer",
 ]
 
 

@@ -203,8 +203,8 @@ def count_params(cfg: Union[ModelConfig, str]) -> ParamCount:
         # the routed FFN, and shared_head.norm (H); embedding and head shared with the model.
         kind = "moe" if cfg.moe is not None else "dense"
         layer = _layer_parts(cfg, cfg.num_hidden_layers, "full_attention", kind)
-        per = (3 * H + 2 * H * H + layer["attention"] + layer["routed"] + layer["shared"]
-               + layer["dense"] + layer["routers"] + layer["norms"])
+        per = (params.norms(H, 3).total + 2 * H * H + layer["attention"] + layer["routed"]
+               + layer["shared"] + layer["dense"] + layer["routers"] + layer["norms"])
         mtp = cfg.num_nextn_predict_layers * per
     return ParamCount(embedding=embedding, head=head, attention=acc["attention"],
                       routed_experts=acc["routed"], shared_experts=acc["shared"],

@@ -13,14 +13,14 @@ solve per chunk replaces its sequential updates), decode (T = 1) one recurrent s
 
 from __future__ import annotations
 
-import threading
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 
 from . import _core
 from ._checks import checked_seed
-from ._convert import as_float32_array, as_float32_weights
+from ._convert import as_float32_array
+from ._core_weights import CoreWeights
 from .model_config import ModelConfig
 
 __all__ = ["GatedDeltaNet", "DeltaNetState", "CHUNK_SIZE"]
@@ -80,7 +80,7 @@ class DeltaNetState:
                 f"nbytes={self.nbytes:,})")
 
 
-class GatedDeltaNet:
+class GatedDeltaNet(CoreWeights):
     """The Gated DeltaNet token mixer of decoder layer ``layer_idx`` of ``config``.
 
     Parameters
@@ -129,8 +129,7 @@ class GatedDeltaNet:
             raise ValueError(f"config.hidden_act: the Gated DeltaNet's conv activation is "
                              f"hidden_act; only 'silu' is implemented, got {config.hidden_act!r}")
         seed = checked_seed(seed)
-        if weight_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
+        self._check_weight_dtype(weight_dtype)
         a = config.attention
         spec = _core.DeltaNetSpec(
             hidden_size=config.hidden_size,
@@ -142,9 +141,7 @@ class GatedDeltaNet:
             rms_norm_eps=float(config.rms_norm_eps))
         self._config = config
         self._layer_idx = int(layer_idx)
-        self._core = _core.GatedDeltaNet(spec, weight_dtype)
-        self._core.init_random(seed)
-        self._load_lock = threading.Lock()
+        self._attach(_core.GatedDeltaNet(spec, weight_dtype), seed)
 
     @property
     def config(self) -> ModelConfig:
@@ -155,32 +152,9 @@ class GatedDeltaNet:
         return self._layer_idx
 
     @property
-    def weight_dtype(self) -> str:
-        return self._core.weight_dtype
-
-    @property
-    def weights(self) -> dict:
-        """name -> float32 NumPy view into the layer (not a copy; writing changes the layer).
-        With ``weight_dtype="bfloat16"`` the projection matrices come back as read-only float32
-        copies of the stored values (use ``load_weights``)."""
-        return {name: self._core.weight(name) for name in self._core.weight_names()}
-
-    @property
     def num_params(self) -> int:
         """Parameters of the layer (every weight's element count)."""
         return int(sum(w.size for w in self.weights.values()))
-
-    def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
-        """Copy weights in, all or nothing (the names above; any real dtype is converted to
-        float32 once). ``strict``: every weight must be given.
-
-        Raises ``TypeError`` (not a mapping, non-numeric arrays) or ``ValueError`` (an unknown or
-        missing name, a wrong shape, NaN or Inf; the message names the tensor and both shapes);
-        a failed load leaves the layer as it was.
-        """
-        converted = as_float32_weights(weights)
-        with self._load_lock:
-            self._core.load_weights(converted, bool(strict))
 
     def new_state(self) -> DeltaNetState:
         """A fresh sequence's state for this layer (zeros, length 0)."""

@@ -64,4 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         idle = int((load == 0).sum())
         print(f"{name:32s} {cfg.num_experts:4d} {cfg.num_experts_per_tok:3d} {imbalance:14.2f} "
               f"{idle:5d} {stats.aux_loss:7.3f} {stats.z_loss:7.3f} {ms:11.3f}")
+    print("aux: each family's load-balancing loss (docs/semantics.md, Statistics):\n"
+          "  softmax, topk_softmax, llama4: transformers' load_balancing_loss_func, k when "
+          "balanced\n    (llama4: moelab's choice, transformers computes none);\n"
+          "  sigmoid: DeepSeek-V3's sequence-wise balance loss without alpha, 1 when balanced.")
     return 0

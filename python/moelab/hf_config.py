@@ -10,7 +10,7 @@ error. Values HF computes from others (``head_dim = hidden_size // num_attention
 ``layer_types``, ``moe_layers``...) are computed the same way by the parsers.
 
 Also here: the toolkit the parsers share (:class:`Keys`, :func:`activation`, :func:`heads`,
-:func:`gqa_attention`, :func:`mla_attention`). Everything is plain Python: transformers is not
+:func:`gqa_attention`, :func:`mla_attention`, :func:`softmax_experts`...). Everything is plain Python: transformers is not
 needed at run time.
 """
 
@@ -21,10 +21,11 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from . import registry
 from ._checks import is_int, is_real
 from .io.config_json import config_dict
+from .config import MoEConfig
 from .model_config import MAX_LAYERS, AttentionConfig, ModelConfig
 
 __all__ = ["from_hf_config", "SUPPORTED_MODEL_TYPES", "Keys", "decoder", "activation", "heads",
-           "gqa_attention", "mla_attention", "ACTIVATIONS_BY_HF_NAME", "NUM_EXPERTS_ALIASES",
+           "gqa_attention", "attention_bias", "mla_attention", "softmax_experts", "all_sliding", "ACTIVATIONS_BY_HF_NAME", "NUM_EXPERTS_ALIASES",
            "ROUTED_EXPERTS_ALIASES"]
 
 _REQUIRED = object()
@@ -187,6 +188,29 @@ def gqa_attention(k: Keys, *, n_h, n_kv, d, bias_qkv=False, bias_o=False, **kw) 
     return AttentionConfig(num_attention_heads=n_h, num_key_value_heads=n_kv, head_dim=d,
                            attention_bias=bool(bias_qkv), o_proj_bias=bool(bias_o),
                            partial_rotary_factor=k.rope_factor(), **kw)
+
+
+def attention_bias(k: Keys) -> dict:
+    """``gqa_attention``'s bias switches where one key, ``attention_bias``, sets the biases of
+    q, k, v and o alike (most families)."""
+    b = bool(k("attention_bias"))
+    return dict(bias_qkv=b, bias_o=b)
+
+
+def all_sliding(window: Optional[int], num_layers: int) -> Optional[Tuple[str, ...]]:
+    """``layer_types`` of a model whose every layer slides over ``window`` (None: no window,
+    every layer full attention): Mistral's and Mixtral's ``sliding_window``."""
+    return None if window is None else ("sliding_attention",) * num_layers
+
+
+def softmax_experts(k: Keys, hidden_size: int, num_experts_key: str,
+                    norm_topk_prob: bool) -> MoEConfig:
+    """A softmax top-k router over experts each ``intermediate_size`` wide, with the model's
+    ``hidden_act`` (Mixtral, PhiMoE, OLMoE)."""
+    return MoEConfig(hidden_size=hidden_size, num_experts=k(num_experts_key),
+                     num_experts_per_tok=k("num_experts_per_tok"),
+                     moe_intermediate_size=k("intermediate_size"), scoring="softmax",
+                     norm_topk_prob=norm_topk_prob, activation=activation(k))
 
 
 def mla_attention(k: Keys, n_h: int, n_kv: int) -> AttentionConfig:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import threading
 from dataclasses import dataclass, field
-from typing import Mapping, Tuple, Union
+from typing import Tuple, Union
 
 import numpy as np
 
 from . import _core
 from ._checks import checked_seed
-from ._convert import as_float32_array, as_float32_weights
+from ._convert import as_float32_array
+from ._core_weights import CoreWeights
 from .config import MoEConfig
 
 __all__ = ["MoELayer", "RoutingStats", "core_spec"]
@@ -27,8 +26,13 @@ class RoutingStats:
     router_logits : (T, E) float32, ``W_r x (+ router.bias)``, after any soft-cap; without the
         correction bias.
     tokens_per_expert : (E,) int64, (token, slot) pairs each expert processed (after drops).
-    aux_loss : E * sum_e f_e * P_e on softmax(router_logits), HF ``load_balancing_loss_func``
-        for one layer; 0.0 when T = 0.
+    aux_loss : the layer's load-balancing loss as its router family defines it, with f from
+        the pairs kept (after groups, correction bias and capacity), kept_e =
+        tokens_per_expert[e]: "softmax", "topk_softmax" and "llama4" (moelab's choice;
+        transformers' Llama 4 has none): E * sum_e (kept_e / T) * mean_t softmax(logits)_e,
+        transformers' ``load_balancing_loss_func`` for one layer; "sigmoid": DeepSeek-V3's
+        sequence-wise balance loss without alpha, sum_e (E kept_e / (k T)) *
+        mean_t (s_te / sum_j s_tj), s = sigmoid(logits). 0.0 when T = 0.
     z_loss : mean_t logsumexp_e(router_logits)^2; 0.0 when T = 0.
     dropped : (token, slot) pairs dropped by capacity (0 when dropless).
     phase_seconds : wall-clock seconds of this forward's phases: "route" (logits, selection),
@@ -55,10 +59,10 @@ def core_spec(cfg: MoEConfig) -> "_core.MoESpec":
     """The C++ description of a layer, built from a validated MoEConfig (the same fields)."""
     if not isinstance(cfg, MoEConfig):
         raise TypeError(f"config must be a moelab.MoEConfig, got {type(cfg).__name__}")
-    return _core.MoESpec(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    return cfg.core_spec()
 
 
-class MoELayer:
+class MoELayer(CoreWeights):
     """One Mixture-of-Experts FFN layer: router, routed experts, optional shared experts.
 
     Parameters
@@ -72,6 +76,9 @@ class MoELayer:
         half the bytes streamed per token), while the router, all biases and every sum stay
         float32. ``weights`` then returns read-only float32 copies of the rounded values for
         those matrices (NumPy has no bfloat16), and views for the rest.
+
+    ``weights`` and ``load_weights`` use the canonical names and shapes of
+    ``config.weight_shapes()`` (docs/semantics.md, "Weights").
 
     Calling ``layer(x)`` with ``x : (T, H)`` or ``(B, S, H)`` float array-like returns ``y`` of
     the same shape, float32. With ``return_stats=True`` it returns ``(y, RoutingStats)``, whose
@@ -92,47 +99,13 @@ class MoELayer:
         if not isinstance(config, MoEConfig):
             raise TypeError(f"config must be a moelab.MoEConfig, got {type(config).__name__}")
         seed = checked_seed(seed)
-        if weight_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
+        self._check_weight_dtype(weight_dtype)
         self._config = config
-        self._core = _core.MoELayer(core_spec(config), weight_dtype)
-        self._core.init_random(seed)
-        self._load_lock = threading.Lock()
+        self._attach(_core.MoELayer(core_spec(config), weight_dtype), seed)
 
     @property
     def config(self) -> MoEConfig:
         return self._config
-
-    @property
-    def weight_dtype(self) -> str:
-        """"float32" or "bfloat16": how the expert matrices are stored."""
-        return self._core.weight_dtype
-
-    @property
-    def weights(self) -> dict:
-        """The canonical weights as a dict of float32 NumPy views into the layer (not copies).
-
-        Writing into a view changes the layer; the shapes are those of
-        ``config.weight_shapes()``. With ``weight_dtype="bfloat16"`` the expert matrices come
-        back as read-only float32 copies of the stored bfloat16 values (use ``load_weights``).
-        """
-        return {name: self._core.weight(name) for name in self._core.weight_names()}
-
-    def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
-        """Copy weights into the layer, all or nothing.
-
-        weights : mapping of canonical name (docs/semantics.md, "Weights") to an array-like of
-            the documented shape; any real dtype is converted to float32 once.
-        strict : every weight of the layer must be given (``False``: a subset may be given).
-
-        Raises ``TypeError`` (not a mapping, a non-numeric array), ``ValueError`` (an unknown or
-        missing name, a wrong shape, a NaN or Inf; the message names the tensor and both shapes).
-        Every array is checked before anything changes, so a failed load leaves the layer
-        exactly as it was.
-        """
-        converted = as_float32_weights(weights)
-        with self._load_lock:
-            self._core.load_weights(converted, bool(strict))
 
     def __call__(self, x, return_stats: bool = False
                  ) -> Union[np.ndarray, Tuple[np.ndarray, RoutingStats]]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Mapping
-
 import numpy as np
 
 from . import _core, params
 from ._checks import checked_seed, is_int
-from ._convert import as_float32_array, as_float32_weights
+from ._convert import as_float32_array
+from ._core_weights import CoreWeights
 from .config import ACTIVATIONS
 
 __all__ = ["GatedMLP"]
@@ -20,7 +18,7 @@ def _from_core(name: str, doc: str) -> property:
     return property(lambda self: getattr(self._core, name), doc=doc)
 
 
-class GatedMLP:
+class GatedMLP(CoreWeights):
     """A dense gated FFN with the layout of one expert (dense layers, Grok-2's residual MLP).
 
     Parameters
@@ -43,33 +41,17 @@ class GatedMLP:
         seed = checked_seed(seed)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if weight_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
-        self._core = _core.GatedMLP(int(hidden_size), int(intermediate_size), activation,
-                                    weight_dtype)
-        self._core.init_random(seed)
-        self._load_lock = threading.Lock()
+        self._check_weight_dtype(weight_dtype)
+        self._attach(_core.GatedMLP(int(hidden_size), int(intermediate_size), activation,
+                                    weight_dtype), seed)
 
     hidden_size = _from_core("hidden_size", "H (int).")
     intermediate_size = _from_core("intermediate_size", "I (int).")
     activation = _from_core("activation", "The gated activation (str).")
-    weight_dtype = _from_core("weight_dtype",
-                              '"float32" or "bfloat16": how the matrices are stored.')
 
     @property
     def num_params(self) -> int:
         return params.gated_mlp(self.hidden_size, self.intermediate_size).total
-
-    @property
-    def weights(self) -> dict:
-        """{"gate_up_proj": (2I, H), "down_proj": (H, I)} float32 views (not copies)."""
-        return {name: self._core.weight(name) for name in self._core.weight_names()}
-
-    def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
-        """Copy weights in, all or nothing (same rules as ``MoELayer.load_weights``)."""
-        converted = as_float32_weights(weights)
-        with self._load_lock:
-            self._core.load_weights(converted, bool(strict))
 
     def __call__(self, x) -> np.ndarray:
         x = as_float32_array(x, "x")

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from . import params
 from ._checks import is_int, is_real
 from .config import ACTIVATIONS, MoEConfig
 
@@ -380,7 +381,8 @@ class ModelConfig:
                              f"{' and residual_moe' if self.residual_moe else ''} need "
                              f"intermediate_size >= 1, got {self.intermediate_size}")
         # guard against absurd sizes before any analysis multiplies them out
-        approx = L * (4 * H * H + 3 * H * max(self.intermediate_size, 1)) + 2 * V * H
+        dense = params.gated_mlp(H, max(self.intermediate_size, 1)).total
+        approx = L * (4 * H * H + dense) + 2 * V * H
         if self.moe is not None:
             approx += L * self.moe.num_params
         if approx > _MAX_TOTAL_PARAMS:

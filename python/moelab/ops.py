@@ -7,11 +7,18 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import _core
-from ._convert import as_float32_array
+from ._convert import as_float32_array, is_torch_tensor, torch_to_numpy
 from .config import ACTIVATIONS, MoEConfig
 from .layer import core_spec
 
-__all__ = ["route", "activation", "linear"]
+__all__ = ["route", "activation", "linear", "rms_norm", "embedding", "logit_softcap"]
+
+
+def _as_weight(weight, name: str) -> np.ndarray:
+    """A uint16 array (bfloat16 bits) as it is (C-contiguous), anything else as float32."""
+    if isinstance(weight, np.ndarray) and weight.dtype == np.uint16:
+        return np.ascontiguousarray(weight)  # bfloat16 bits, read in place by the kernels
+    return as_float32_array(weight, name)
 
 
 def route(logits, config: MoEConfig, correction_bias=None) -> Tuple[np.ndarray, np.ndarray]:
@@ -54,10 +61,73 @@ def linear(x, weight, bias=None) -> np.ndarray:
     on every call).
     """
     x = as_float32_array(x, "x")
-    if isinstance(weight, np.ndarray) and weight.dtype == np.uint16:
-        weight = np.ascontiguousarray(weight)  # bfloat16 bits, as they are
-    else:
-        weight = as_float32_array(weight, "weight")
+    weight = _as_weight(weight, "weight")
     if bias is not None:
         bias = as_float32_array(bias, "bias")
     return _core.linear(x, weight, bias)
+
+
+NORM_MATHS = ("float32", "double")
+
+
+def rms_norm(x, weight, eps: float, offset: float = 0.0, math: str = "float32") -> np.ndarray:
+    """RMSNorm over the last axis: ``y = x / sqrt(mean(x^2) + eps) * (offset + weight)``.
+
+    x : (T, H) float array-like, converted to float32 once.
+    weight : (H,), float32 (another real dtype is converted once), or a uint16 array holding
+        bfloat16 bit patterns, read in place.
+    eps : float >= 0. offset : 0 (Llama, Qwen: ``x/rms * w``) or 1 (Gemma: ``x/rms * (1 + w)``).
+    math : "float32" follows transformers' Qwen3RMSNorm / Gemma3RMSNorm step by step in float32
+        (the mean of squares rounded to float32, then rsqrt, x * r, times the weight);
+        "double" computes the row in double and rounds once.
+    Returns ``y : (T, H) float32``, bitwise identical for any thread count.
+
+    Raises ``TypeError`` for non-numeric input, ``ValueError`` for wrong shapes (naming the
+    argument and both shapes), a NaN or Inf, a negative eps, an offset other than 0 or 1, or an
+    unknown math.
+    """
+    if math not in NORM_MATHS:
+        raise ValueError(f"math must be one of {NORM_MATHS}, got {math!r}")
+    return _core.rms_norm(as_float32_array(x, "x"), _as_weight(weight, "weight"), float(eps),
+                          float(offset), math)
+
+
+def embedding(ids, table, scale: Optional[float] = None) -> np.ndarray:
+    """The token embedding: rows ``table[ids]`` as float32 ``(T, H)``.
+
+    ids : (T,) integers (a list, a NumPy or torch integer array), each in [0, V).
+    table : (V, H), float32 (another real dtype is converted once), or a uint16 array holding
+        bfloat16 bit patterns, read in place.
+    scale : None, or the factor Gemma multiplies embeddings by (sqrt(H)), applied as
+        transformers applies it: rounded to the table's dtype and multiplied in it (a bfloat16
+        table gives bfloat16 values).
+    Bitwise identical for any thread count.
+
+    Raises ``TypeError`` for ids that are not integers, ``ValueError`` for ids that are not 1-D
+    or a bad table, ``IndexError`` naming ``ids``, the id and V for an id out of range.
+    """
+    if is_torch_tensor(ids):
+        ids = torch_to_numpy(ids)
+    arr = np.asarray(ids)
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)  # an empty list reads as float64
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"ids: expected integers, got an array of dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"ids: expected (T,), got shape {arr.shape}")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise IndexError(f"ids: id {arr.max()} is out of range for a table of V={np.shape(table)[0]} rows")
+    ids64 = np.ascontiguousarray(arr, dtype=np.int64)
+    if scale is not None:
+        scale = float(scale)
+    return _core.embedding(ids64, _as_weight(table, "table"), scale)
+
+
+def logit_softcap(logits, cap: float) -> np.ndarray:
+    """Soft-capping ``cap * tanh(logits / cap)`` in float32, as transformers writes it (Gemma
+    2/3's ``final_logit_softcapping``); twin: ``moelab.reference.softcap``.
+
+    logits : float array-like of any shape; cap : float > 0. Returns float32 of that shape,
+    bitwise identical for any thread count. Raises ``ValueError`` for cap <= 0 or a NaN/Inf.
+    """
+    return _core.logit_softcap(as_float32_array(logits, "logits"), float(cap))

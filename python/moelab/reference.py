@@ -44,12 +44,16 @@ __all__ = [
     "apply_capacity",
     "aux_loss",
     "z_loss",
+    "load_balancing_loss",
+    "sequence_balance_loss",
     "moe_layer",
     "softplus",
     "l2_normalize",
     "gated_rms_norm",
     "deltanet_split",
     "gated_deltanet",
+    "rms_norm",
+    "embedding",
 ]
 
 #: Added to the sum of the selected sigmoid scores before renormalising (as Hugging Face does).
@@ -66,6 +70,22 @@ SOFTPLUS_THRESHOLD = 20.0
 # ---------------------------------------------------------------------------------------------
 # elementwise helpers
 # ---------------------------------------------------------------------------------------------
+def _weight_f64(weight) -> np.ndarray:
+    """A weight as float64: float values as they are, a uint16 array as bfloat16 bit patterns
+    (the upper 16 bits of a float32)."""
+    w = np.asarray(weight)
+    if w.dtype == np.uint16:
+        w = (w.astype(np.uint32) << 16).view(np.float32)
+    return _f64(w)
+
+
+def _round_bf16(v) -> np.ndarray:
+    """float64 values rounded to float32, then to bfloat16 (nearest, ties to even), as float64."""
+    bits = np.asarray(v, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16                # round to nearest even
+    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
 def _f64(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
@@ -299,10 +319,7 @@ def linear(x, weight, bias=None) -> np.ndarray:
     x : (T, K); weight : (N, K) float, or uint16 holding bfloat16 bit patterns; bias : (N,).
     """
     x = _f64(x)                                                          # (T, K)
-    w = np.asarray(weight)
-    if w.dtype == np.uint16:  # bfloat16: the upper 16 bits of a float32
-        w = (w.astype(np.uint32) << 16).view(np.float32)                 # (N, K)
-    y = x @ _f64(w).T                                                    # (T, N)
+    y = x @ _weight_f64(weight).T                                        # (T, N)
     if bias is not None:
         y = y + _f64(bias)[None, :]                                      # (T, N)
     return y
@@ -347,25 +364,71 @@ def apply_capacity(ids, weights, cfg: MoEConfig):
     return weights, kept, tokens_per_expert, dropped
 
 
-def aux_loss(logits, k: int) -> float:
-    """Load-balancing loss of one layer (HF ``load_balancing_loss_func`` on raw logits).
+def load_balancing_loss(logits, ids, kept) -> float:
+    """Hugging Face's ``load_balancing_loss_func`` (Switch Transformer) for one layer, with f
+    counted from the routing the layer applied.
 
-    logits : (T, E). p = softmax(logits); each token's k most probable experts (ties: lower
-    id) give f[j, e] = mean_t [expert of slot j is e]; P[e] = mean_t p[t, e];
-    aux = E * sum_{j, e} f[j, e] * P[e]. 0.0 when T = 0.
+    logits : (T, E), the router logits; ids : (T, k), the experts each token selected;
+    kept : (T, k) bool, the pairs kept by capacity (all True when dropless).
+    p = softmax(logits); f[e] = (kept pairs of expert e) / T; P[e] = mean_t p[t, e];
+    aux = E * sum_e f[e] * P[e]. Dropless, f[e] is the share of tokens whose selection holds
+    e, which is transformers' value (it takes the top-k of p, the selection of these routers).
+    Uniform routing gives k. 0.0 when T = 0.
     """
     logits = _f64(logits)                              # (T, E)
     T, E = logits.shape
     if T == 0:
         return 0.0
-    p = softmax(logits)                                # (T, E)
-    mask = np.zeros((T, k, E))                         # (T, k, E) one-hot of the chosen
-    for t in range(T):
-        for j, e in enumerate(top_k(p[t], k)):
-            mask[t, j, e] = 1.0
-    f = mask.mean(axis=0)                              # (k, E)
-    P = p.mean(axis=0)                                 # (E,)
-    return float(E * np.sum(f * P[None, :]))
+    f = _kept_pairs_per_expert(ids, kept, E) / T       # (E,)
+    P = softmax(logits).mean(axis=0)                   # (E,)
+    return float(E * np.sum(f * P))
+
+
+def sequence_balance_loss(logits, ids, kept) -> float:
+    """DeepSeek-V3's sequence-wise balance loss (DeepSeek-V3 report, eq. 17-20) for one
+    sequence, without its coefficient alpha.
+
+    logits : (T, E), the router logits (no correction bias); ids : (T, k), the experts each
+    token selected (after the group limit and the correction bias); kept : (T, k) bool, the
+    pairs kept by capacity. s = sigmoid(logits); f[i] = E / (k T) * (kept pairs of expert i);
+    P[i] = mean_t s[t, i] / sum_j s[t, j]; aux = sum_i f[i] * P[i]. Uniform routing gives 1.
+    s / sum s is computed as softmax(log s), finite where every s of a token underflows.
+    0.0 when T = 0.
+    """
+    logits = _f64(logits)                              # (T, E)
+    T, E = logits.shape
+    if T == 0:
+        return 0.0
+    k = np.asarray(ids).shape[1]
+    f = _kept_pairs_per_expert(ids, kept, E) * E / (k * T)  # (E,)
+    log_s = np.minimum(logits, 0.0) - np.log1p(np.exp(-np.abs(logits)))  # (T, E) log sigmoid
+    P = softmax(log_s).mean(axis=0)                    # (E,) mean of s / sum_j s
+    return float(np.sum(f * P))
+
+
+def aux_loss(logits, ids, kept, scoring: str) -> float:
+    """The auxiliary loss of one layer as its router kind defines it (docs/semantics.md,
+    "Statistics"): ``sequence_balance_loss`` for "sigmoid" (DeepSeek-V3, Kimi K2, GLM-4.5),
+    ``load_balancing_loss`` for "softmax", "topk_softmax" (gpt-oss, as transformers computes
+    it) and "llama4" (moelab's choice: transformers computes none).
+
+    logits : (T, E); ids, kept : (T, k), as ``apply_capacity`` returns them.
+    """
+    if scoring == "sigmoid":
+        return sequence_balance_loss(logits, ids, kept)
+    return load_balancing_loss(logits, ids, kept)
+
+
+def _kept_pairs_per_expert(ids, kept, E: int) -> np.ndarray:
+    """(E,) float64: the kept (token, slot) pairs of each expert. ids, kept : (T, k)."""
+    ids = np.asarray(ids)                              # (T, k)
+    kept = np.asarray(kept, dtype=bool)                # (T, k)
+    count = np.zeros(E)                                # (E,)
+    for t in range(ids.shape[0]):
+        for j in range(ids.shape[1]):
+            if kept[t, j]:
+                count[ids[t, j]] += 1.0
+    return count
 
 
 def z_loss(logits) -> float:
@@ -397,7 +460,7 @@ def moe_layer(x, weights: Mapping[str, np.ndarray], cfg: MoEConfig) -> Tuple[np.
     x = _f64(x)
     x2 = x.reshape(-1, x.shape[-1])                    # (T, H)
     T, H = x2.shape
-    E, k = cfg.num_experts, cfg.num_experts_per_tok
+    E = cfg.num_experts
     W = {name: _f64(value) for name, value in weights.items()}
 
     # 1. route
@@ -438,7 +501,7 @@ def moe_layer(x, weights: Mapping[str, np.ndarray], cfg: MoEConfig) -> Tuple[np.
         "topk_weights": w,                             # (T, k)
         "router_logits": logits,                       # (T, E)
         "tokens_per_expert": tokens_per_expert,        # (E,)
-        "aux_loss": aux_loss(logits, k),
+        "aux_loss": aux_loss(logits, ids, kept, cfg.scoring),
         "z_loss": z_loss(logits),
         "dropped": int(dropped),
     }
@@ -565,3 +628,34 @@ def gated_deltanet(x, weights: Mapping[str, np.ndarray], cfg: ModelConfig,
         u = gated_rms_norm(o, z, W["norm.weight"], cfg.rms_norm_eps)  # (n_v, d_v)
         y[t] = W["out_proj.weight"] @ u.ravel()        # (H,)
     return y, {"recurrent": S, "conv": tail}
+
+
+# ---------------------------------------------------------------------------------------------
+# decoder ops around the layers (twins of moelab.ops.rms_norm / embedding; the soft-capping of
+# moelab.ops.logit_softcap is softcap above, the LM head is linear)
+# ---------------------------------------------------------------------------------------------
+def rms_norm(x, weight, eps: float, offset: float = 0.0) -> np.ndarray:
+    """RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * (offset + weight), float64.
+
+    x : (..., H); weight : (H,) float, or uint16 holding bfloat16 bits. offset 0 is the
+    Llama/Qwen norm, 1 Gemma's ``(1 + w)``. Returns float64 of the shape of x.
+    """
+    x = _f64(x)                                                      # (..., H)
+    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)      # (..., 1)
+    return x / rms * (offset + _weight_f64(weight))                  # (..., H)
+
+
+def embedding(ids, table, scale: Optional[float] = None) -> np.ndarray:
+    """The rows ``table[ids]``, float64; with ``scale`` (Gemma's sqrt(H)) multiplied as
+    transformers does it in the table's dtype: for a bfloat16 table (uint16 bits) the scale and
+    the product are each rounded to bfloat16; for a float32 table, to float32.
+
+    ids : (T,) int in [0, V); table : (V, H). Returns (T, H) float64.
+    """
+    ids = np.asarray(ids, dtype=np.int64)                            # (T,)
+    rows = _weight_f64(table)[ids]                                   # (T, H)
+    if scale is None:
+        return rows
+    if np.asarray(table).dtype == np.uint16:
+        return _round_bf16(rows * _round_bf16(scale))                # (T, H), bfloat16 values
+    return _f64((rows * np.float32(scale)).astype(np.float32))       # (T, H), float32 values

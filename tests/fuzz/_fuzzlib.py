@@ -81,6 +81,22 @@ INTERESTING_INTS = (0, 1, 2, 3, 4, 5, 7, 8, 16, -1, -2, 2**15, 2**31 - 1, 2**31,
 INTERESTING_FLOATS = (0.0, -0.0, 1.0, 0.5, 2.5, 30.0, 1e-300, 5e-324, 1e-45, 1e38, 3.4e38,
                       3.5e38, 1e300, -1e300, -1.0, math.nan, math.inf, -math.inf)
 
+#: small MoE layers, one per router kind and expert feature: the configurations the MoEConfig
+#: harness starts from and the layers the load_weights harness fills
+MOE_LAYERS = (
+    dict(hidden_size=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=4),
+    dict(hidden_size=8, num_experts=8, num_experts_per_tok=4, moe_intermediate_size=4,
+         scoring="sigmoid", norm_topk_prob=True, routed_scaling_factor=2.5, n_group=4,
+         topk_group=2, correction_bias=True, n_shared_experts=1),
+    dict(hidden_size=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=4,
+         scoring="topk_softmax", router_bias=True, activation="swiglu_oai", expert_bias=True),
+    dict(hidden_size=8, num_experts=4, num_experts_per_tok=1, moe_intermediate_size=4,
+         scoring="llama4", n_shared_experts=1, shared_intermediate_size=6),
+    dict(hidden_size=8, num_experts=6, num_experts_per_tok=2, moe_intermediate_size=4,
+         norm_topk_prob=False, router_logit_softcap=30.0, activation="gelu_tanh",
+         n_shared_experts=2, shared_expert_gate=True, capacity_factor=1.25),
+)
+
 
 class ByteReader:
     """Deterministic decisions read from the fuzzer's bytes; 0 once they run out.
@@ -124,21 +140,21 @@ class ByteReader:
 
     def integer(self) -> int:
         """Mostly small non-negative ints, often an interesting edge, sometimes any 64-bit int."""
-        kind = self.below(4)
-        if kind == 0:
-            return self.pick(INTERESTING_INTS)
-        if kind == 3:
-            return struct.unpack("<q", self.take(8))[0]
-        return self.u8() % 40
+        return self._edge_small_or_any(INTERESTING_INTS, lambda b: b % 40, "<q")
 
     def real(self) -> float:
         """An interesting float, a small one, or any double."""
+        return self._edge_small_or_any(INTERESTING_FLOATS, lambda b: (b - 64) / 16.0, "<d")
+
+    def _edge_small_or_any(self, edges: Sequence, small, any_format: str):
+        """One of `edges` (1 in 4), small(a byte) (2 in 4), or any value of the 8-byte struct
+        format `any_format` (1 in 4)."""
         kind = self.below(4)
         if kind == 0:
-            return self.pick(INTERESTING_FLOATS)
+            return self.pick(edges)
         if kind == 3:
-            return struct.unpack("<d", self.take(8))[0]
-        return (self.u8() - 64) / 16.0
+            return struct.unpack(any_format, self.take(8))[0]
+        return small(self.u8())
 
     def text(self, vocabulary: Sequence[str] = ()) -> str:
         """A word of the vocabulary, or a short string of the bytes."""

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Fuzz target: ``MoELayer.load_weights(weights, strict)`` with arbitrary dict contents.
 
-The bytes pick a small layer (one per router kind and expert feature) and build the dict:
-names of this layer, of other layers' weights, made up or not even strings; values that are
-arrays of any dtype (floats, ints, bool, complex, object, strings), of the right shape or a
-near miss (a dimension off by one, transposed, an extra or a missing axis, empty, 0-d), in any
-memory layout (C, Fortran, strided, read-only), holding NaN, Inf or values beyond float32; or
-no array at all (None, a str, nested lists). ``weights`` itself may be a list or None.
+The bytes pick a small layer (``_fuzzlib.MOE_LAYERS``: one per router kind and expert
+feature) and build the dict: names of this layer, of other layers' weights, made up or not
+even strings; values that are arrays of any dtype (floats, ints, bool, complex, object,
+strings), of the right shape or a near miss (a dimension off by one, transposed, an extra or
+a missing axis, empty, 0-d), in any memory layout (C, Fortran, strided, read-only), holding
+NaN, Inf or values beyond float32; or no array at all (None, a str, nested lists). ``weights`` itself may be a list or None.
 
 Allowed (documented in ``MoELayer.load_weights``): TypeError, ValueError.
 Promises checked: a failed load leaves every weight of the layer as it was (all or nothing);
@@ -30,15 +30,7 @@ with fl.instrumented(__name__ == "__main__"):
 
 NAME = "load_weights"
 ALLOWED = (TypeError, ValueError)
-LAYERS = (
-    dict(hidden_size=6, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=3),
-    dict(hidden_size=6, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=3,
-         scoring="sigmoid", n_group=2, topk_group=1, correction_bias=True, n_shared_experts=1),
-    dict(hidden_size=6, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=3,
-         scoring="topk_softmax", router_bias=True, activation="swiglu_oai", expert_bias=True),
-    dict(hidden_size=6, num_experts=3, num_experts_per_tok=1, moe_intermediate_size=3,
-         scoring="llama4", n_shared_experts=1, shared_expert_gate=True),
-)
+LAYERS = fl.MOE_LAYERS
 ALL_NAMES = sorted({n for kw in LAYERS for n in moelab.MoEConfig(**kw).weight_shapes()})
 DTYPES = (np.float32, np.float32, np.float64, np.float16, np.int32, np.int64, np.uint8,
           np.bool_, np.complex64, np.object_, np.str_)

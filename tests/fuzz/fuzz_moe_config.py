@@ -32,20 +32,7 @@ with fl.instrumented(__name__ == "__main__"):
 
 NAME = "moe_config"
 ALLOWED = (TypeError, ValueError)
-#: configurations from which the fuzzer starts, one per router kind and expert feature
-BASES = (
-    dict(hidden_size=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=4),
-    dict(hidden_size=8, num_experts=8, num_experts_per_tok=4, moe_intermediate_size=4,
-         scoring="sigmoid", norm_topk_prob=True, routed_scaling_factor=2.5, n_group=4,
-         topk_group=2, correction_bias=True, n_shared_experts=1),
-    dict(hidden_size=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=4,
-         scoring="topk_softmax", router_bias=True, activation="swiglu_oai", expert_bias=True),
-    dict(hidden_size=8, num_experts=4, num_experts_per_tok=1, moe_intermediate_size=4,
-         scoring="llama4", n_shared_experts=1, shared_intermediate_size=6),
-    dict(hidden_size=8, num_experts=6, num_experts_per_tok=2, moe_intermediate_size=4,
-         norm_topk_prob=False, router_logit_softcap=30.0, activation="gelu_tanh",
-         n_shared_experts=2, shared_expert_gate=True, capacity_factor=1.25),
-)
+BASES = fl.MOE_LAYERS  # the configurations from which the fuzzer starts
 FIELDS = tuple(f.name for f in dataclasses.fields(moelab.MoEConfig))
 WORDS = ("softmax", "sigmoid", "topk_softmax", "llama4", "silu", "gelu", "gelu_tanh", "relu",
          "swiglu_oai", "", "SOFTMAX", "none")

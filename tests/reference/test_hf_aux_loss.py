@@ -1,11 +1,18 @@
-"""moelab's ``stats.aux_loss`` vs transformers' ``load_balancing_loss_func`` (5.23).
+"""moelab's ``stats.aux_loss`` against each family's own definition, on real transformers
+routing (5.23).
 
-transformers 5.3 had a defect: the routers of Mixtral, Qwen2-MoE,
-Qwen3-MoE, Qwen3-Next and OLMoE returned softmax probabilities as element 0, which the model
-records as ``router_logits``, so the loss applied softmax twice. In 5.23 it is fixed (PR
-#45131): every router returns the raw logits first. ``test_recorded_router_logits_are_raw``
-checks that on the recorded outputs of a real forward, so the comparisons below are against the
-correct (single-softmax) formula, as computed by transformers itself.
+* Families whose transformers module defines ``load_balancing_loss_func`` (Mixtral, Qwen2-MoE,
+  Qwen3-MoE, Qwen3-Next, OLMoE, gpt-oss): that function on the router logits the HF block
+  produced. In transformers 5.3 the routers of the first five returned softmax probabilities as
+  the recorded ``router_logits`` (softmax applied twice in the loss); 5.23 fixed it (PR #45131),
+  and ``test_recorded_router_logits_are_raw`` checks that on a real forward.
+* Sigmoid routers (DeepSeek-V3, GLM-4-MoE): transformers records their logits but computes no
+  auxiliary loss; moelab's is DeepSeek-V3's sequence-wise balance loss, checked here against
+  that formula written in torch on the HF router's own logits and its own selection (group
+  limit and correction bias applied).
+* Llama 4: transformers computes no auxiliary loss; moelab's choice is the
+  ``load_balancing_loss_func`` formula, checked by calling Mixtral's function on the Llama 4
+  router's logits.
 
 transformers concatenates the router outputs of all MoE layers into one (L*T, E) matrix before
 averaging; moelab's ``aux_loss`` is one layer's. The end-to-end test compares per layer and
@@ -37,6 +44,8 @@ pytestmark = pytest.mark.reference
 #: Families whose transformers module defines load_balancing_loss_func (DeepSeek-V3,
 #: GLM-4-MoE and Llama 4 compute no auxiliary loss): their fixtures say ``aux_loss=True``.
 AUX_FAMILIES = fx.AUX_LOSS_FAMILIES
+#: The loadable fixtures whose transformers module computes no auxiliary loss.
+NO_HF_LOSS = tuple(name for name in fx.LOADABLE if name not in AUX_FAMILIES)
 
 
 def _modeling(fixture: str):
@@ -54,6 +63,7 @@ def _loss_func(fixture: str):
 def test_aux_families_are_the_fixtures_whose_module_has_the_loss():
     assert set(AUX_FAMILIES) >= {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "olmoe",
                                  "gpt_oss"}
+    assert set(NO_HF_LOSS) >= {"deepseek_v3", "glm4_moe", "llama4"}
     for family in fx.LOADABLE:
         has_loss = hasattr(_modeling(family), "load_balancing_loss_func")
         assert has_loss == (family in AUX_FAMILIES), family
@@ -61,20 +71,56 @@ def test_aux_families_are_the_fixtures_whose_module_has_the_loss():
         assert callable(_loss_func(family))
 
 
-@pytest.mark.parametrize("family", AUX_FAMILIES)
-def test_aux_loss_matches_load_balancing_loss_func(family):
+def _run_both(family: str):
+    """The fixture's HF MoE block and its moelab layer on the same tokens: (the block's
+    routing from ``run_block``, the layer's stats, the layer's config). The layer's selection
+    is the block's (compared per token as sets)."""
     fam = fx.FIXTURES[family]
     model = hfb.make_model(fam)
-    block = hfb.block_of(model, fam.moe_layer)
     x = hfb.hidden_states(fam)                                  # (B, S, H)
-    ref = hfb.run_block(fam, block, x)
+    ref = hfb.run_block(fam, hfb.block_of(model, fam.moe_layer), x)
     layer = moelab.hf.load_moe_layer(model.state_dict(), fam.moe_layer, config=model.config)
     _, stats = layer(x.numpy(), return_stats=True)
-    E, k = layer.config.num_experts, layer.config.num_experts_per_tok
+    np.testing.assert_array_equal(np.sort(stats.topk_ids, axis=1), np.sort(ref["ids"], axis=1))
+    return ref, stats, layer.config
+
+
+@pytest.mark.parametrize("family", AUX_FAMILIES)
+def test_aux_loss_matches_load_balancing_loss_func(family):
+    ref, stats, cfg = _run_both(family)
+    E, k = cfg.num_experts, cfg.num_experts_per_tok
     expected = float(_loss_func(family)((torch.from_numpy(ref["logits"]),), E, k))
     assert_close(stats.aux_loss, expected, LOSS, f"{family} aux_loss")
     # uniform routing gives k; random routers of 48 tokens are measurably unbalanced
     assert abs(stats.aux_loss - k) > 1e-3
+
+
+@pytest.mark.parametrize("family", NO_HF_LOSS)
+def test_aux_loss_without_hf_loss_follows_the_family_definition(family):
+    """Sigmoid routers: DeepSeek-V3's sequence-wise balance loss (eq. 17-20, without alpha) on
+    the HF router's logits and the experts it selected; Llama 4: moelab's choice, transformers'
+    load_balancing_loss_func formula (Mixtral's function) on the Llama 4 router's logits."""
+    ref, stats, cfg = _run_both(family)
+    E, k = cfg.num_experts, cfg.num_experts_per_tok
+    logits = torch.from_numpy(ref["logits"]).double()           # (T, E)
+    ids = torch.from_numpy(ref["ids"]).long()                   # (T, k) HF's selection
+    if cfg.scoring == "sigmoid":
+        T = logits.shape[0]
+        s = logits.sigmoid()                                    # (T, E)
+        P = (s / s.sum(dim=-1, keepdim=True)).mean(dim=0)       # (E,)
+        f = torch.bincount(ids.reshape(-1), minlength=E).double() * E / (k * T)  # (E,)
+        expected = float((f * P).sum())
+        # the correction bias changed the selection: f is not that of the unbiased top-k
+        unbiased = torch.topk(s, k, dim=-1).indices             # (T, k)
+        assert not torch.equal(unbiased.sort(dim=-1).values, ids.sort(dim=-1).values)
+        assert abs(stats.aux_loss - 1.0) > 1e-3                 # uniform routing gives 1
+    elif cfg.scoring == "llama4":
+        mixtral = importlib.import_module("transformers.models.mixtral.modeling_mixtral")
+        expected = float(mixtral.load_balancing_loss_func((logits.float(),), E, k))
+        assert abs(stats.aux_loss - k) > 1e-3                   # uniform routing gives k
+    else:
+        pytest.fail(f"{family}: scoring {cfg.scoring!r} has no auxiliary-loss definition here")
+    assert_close(stats.aux_loss, expected, LOSS, f"{family} aux_loss")
 
 
 @pytest.mark.parametrize("family", AUX_FAMILIES)

@@ -47,6 +47,9 @@ enum class Region : int {
     ExpertsDown,
     Combine,
     FillUniform,
+    RmsNorm,
+    Embedding,
+    LogitSoftcap,
     Count  // the number of regions
 };
 const char* region_name(Region r) noexcept;

@@ -8,14 +8,18 @@
 
 namespace moelab {
 
+// The fixed work unit over tokens of the router's loops and losses: results never depend on the
+// thread count.
+constexpr Index kRouterTokenBlock = 64;
+
 // Scratch of the functions below for up to `threads` threads, grown by reserve before they run
 // (they never allocate).
 struct RouterScratch {
     std::vector<float> select_keys;           // (threads, E + 2 n_group): keys, group scores
     std::vector<std::int32_t> select_groups;  // (threads, n_group)
-    std::vector<double> aux_count, aux_prob;  // (blocks of tokens, E): the aux loss's partials
-    std::vector<std::int32_t> aux_ids;        // (threads, k)
-    std::vector<float> aux_vals;              // (threads, k)
+    std::vector<double> aux_prob;             // (blocks of tokens, E): the aux loss's partials
+    std::vector<double> aux_token;            // (threads, E): one token's affinities
+    std::vector<double> aux_sum;              // (E): the partials summed over the blocks
     std::vector<double> z_terms;              // (T): logsumexp^2 per token
     void reserve(const MoESpec& spec, Index num_tokens, int threads);
 };
@@ -35,11 +39,6 @@ void select_experts(const float* logits, Index num_tokens, const float* correcti
                     const MoESpec& spec, std::int32_t* ids, float* weights, int threads,
                     RouterScratch& scratch) noexcept;
 
-// Load-balancing loss of one layer (HF load_balancing_loss_func on raw logits):
-// E * sum_e f_e * P_e with p = softmax(logits), f_e = share of tokens with e in top-k(p),
-// P_e = mean_t p_te. 0 when T = 0. Accumulated in double over fixed blocks.
-double aux_loss(const float* logits, Index num_tokens, Index num_experts, Index top_k,
-                int threads, RouterScratch& scratch) noexcept;
 // mean_t logsumexp_e(logits)^2; 0 when T = 0.
 double z_loss(const float* logits, Index num_tokens, Index num_experts, int threads,
               RouterScratch& scratch) noexcept;

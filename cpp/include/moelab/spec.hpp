@@ -75,9 +75,10 @@ struct MoESpec {
     bool shared_expert_gate = false;                // shared output times sigmoid(w_g . x)
     std::optional<double> capacity_factor;          // none: dropless
 
-    // Throws std::invalid_argument for a value out of range or an impossible combination, with
-    // the message moelab.MoEConfig gives after its "MoEConfig." (the same rules, in the same
-    // order), then for what only the core bounds (a dimension above kMaxDimension).
+    // Throws std::invalid_argument for a value out of range, an impossible combination or an
+    // absurd size (a dimension above kMaxDimension, more than kMaxLayerParams parameters), naming
+    // the field. The one home of these rules: moelab.MoEConfig validates by building a MoESpec
+    // and raises ValueError "MoEConfig." + this message.
     void validate() const;
     // S, the width of the shared expert block (0 without shared experts).
     Index shared_width() const;

@@ -11,6 +11,22 @@
 
 namespace moelab {
 
+// The Gated DeltaNet forward's buffers (deltanet.cpp) for a block of B tokens; its projections
+// use Workspace::experts (linear.hpp).
+struct DeltaNetScratch {
+    AlignedVector<float> qkvz;    // (B, qkvz_dim) in_proj_qkvz output, HF's grouped order
+    AlignedVector<float> ba;      // (B, 2 n_v)
+    AlignedVector<float> window;  // (K - 1 + B, conv_dim) conv inputs q|k|v, oldest first
+    AlignedVector<float> qkv;     // (B, conv_dim) conv outputs: q (normalised, scaled) | k | v
+    AlignedVector<float> z;       // (B, value_dim)
+    AlignedVector<float> g, beta; // (B, n_v)
+    AlignedVector<float> o;       // (B, value_dim) delta-rule reads, then the gated norm
+    AlignedVector<float> conv_t;  // (K, conv_dim) conv1d.weight transposed
+    AlignedVector<float> ones;    // (max(d_v, conv_dim)) the "up" of silu(x) * 1
+    AlignedVector<float> head;    // (threads, per-head scratch)
+    AlignedVector<float> state;   // (n_v, d_k, d_v) the new recurrent state (swapped in on success)
+};
+
 // Every buffer a forward writes besides its output, held per calling thread and reused. A
 // forward first sizes it for its shapes (its planning step, which grows buffers with grow_to and
 // reserve and may throw std::bad_alloc, before any parallel region); its steps then use it
@@ -30,7 +46,8 @@ struct Workspace {
     AlignedVector<float> shared_hidden;      // (T, 2S)
     AlignedVector<float> shared_output;      // (T, H)
     AlignedVector<float> shared_gate;        // (T)
-    ExpertScratch experts;
+    ExpertScratch experts;  // the routed and shared experts, and every linear()
+    DeltaNetScratch deltanet;
 };
 
 // The calling thread's workspace.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from ..config import MoEConfig
-from ..hf_config import Keys, activation, gqa_attention, heads
+from ..hf_config import Keys, activation, attention_bias, gqa_attention, heads
 from ..model_config import AttentionConfig
 
 
@@ -35,8 +35,7 @@ def qwen3_layers(k: Keys) -> Tuple[int, int, AttentionConfig, Optional[List[str]
     H, n_h, n_kv, d = heads(k)
     L = k.num_layers()
     window, lt = sliding_layer_types(k, L, "qwen3")
-    b = k("attention_bias")
-    att = gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b, qk_norm="head",
+    att = gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k), qk_norm="head",
                         sliding_window=window)
     return H, L, att, lt
 

@@ -13,7 +13,7 @@ per layer).
 
 from __future__ import annotations
 
-from ..hf_config import Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import Keys, activation, attention_bias, decoder, gqa_attention, heads
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import Family, TextWrapper, register
 
@@ -37,9 +37,8 @@ def parse(k: Keys) -> ModelConfig:
     if lt is None:  # HF: the BC key sliding_window_pattern (default 6): every 6th layer global
         pattern = k.count("sliding_window_pattern", 6)
         lt = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(L)]
-    b = k("attention_bias")
     return decoder(k, H, num_hidden_layers=L,
-        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
+        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k),
                                 qk_norm="head", sliding_window=k("sliding_window"),
                                 attn_logit_softcapping=k("attn_logit_softcapping")),
         intermediate_size=k("intermediate_size"), hidden_act=activation(k, "hidden_activation"),

@@ -13,7 +13,7 @@ active); [HF] transformers 5.23 ``GptOssConfig`` defaults.
 from __future__ import annotations
 
 from ..config import MoEConfig
-from ..hf_config import NUM_EXPERTS_ALIASES, Keys, decoder, gqa_attention, heads
+from ..hf_config import NUM_EXPERTS_ALIASES, Keys, attention_bias, decoder, gqa_attention, heads
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import (TRANSPOSED_INTERLEAVED, CheckpointNames, Family, MoEBlockNames,
                         ParityFixture, register)
@@ -40,8 +40,7 @@ def parse(k: Keys) -> ModelConfig:
     lt = k("layer_types")
     if lt is None:
         lt = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(L)]
-    b = k("attention_bias")
-    att = gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b, attention_sinks=True,
+    att = gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k), attention_sinks=True,
                         sliding_window=k("sliding_window"))
     moe = MoEConfig(hidden_size=H, num_experts=k("num_local_experts"),
                     num_experts_per_tok=k("num_experts_per_tok"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..hf_config import Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import Keys, activation, attention_bias, decoder, gqa_attention, heads
 from ..model_config import ModelConfig
 from ..registry import Family, register
 
@@ -15,9 +15,8 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    b = k("attention_bias")
     return decoder(k, H,
-        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b),
+        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k)),
         intermediate_size=k("intermediate_size"), hidden_act=activation(k),
         mlp_bias=bool(k("mlp_bias")))
 

@@ -15,7 +15,7 @@ meta-llama/Llama-4-Scout-17B-16E).
 from __future__ import annotations
 
 from ..config import MoEConfig
-from ..hf_config import Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import Keys, activation, attention_bias, decoder, gqa_attention, heads
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import (TRANSPOSED, CheckpointNames, Family, MoEBlockNames, ParityFixture,
                         TextWrapper, register)
@@ -49,8 +49,7 @@ def parse(k: Keys) -> ModelConfig:
     # HF computes moe_layers from the step when absent; an explicit list overrides the step.
     placement = dict(interleave_moe_layer_step=step) if moe_layers is None else dict(
         moe_layers=tuple(moe_layers))
-    b = k("attention_bias")
-    att = gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
+    att = gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k),
                         qk_norm="l2" if k("use_qk_norm") else None,
                         attention_chunk_size=chunk if "chunked_attention" in lt else None)
     I = k("intermediate_size")

@@ -10,7 +10,7 @@ the published 24B count (the top-level HF default is True).
 
 from __future__ import annotations
 
-from ..hf_config import Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import Keys, activation, all_sliding, decoder, gqa_attention, heads
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import Family, TextWrapper, register
 
@@ -40,7 +40,7 @@ def parse(k: Keys) -> ModelConfig:
     return decoder(k, H, num_hidden_layers=L,
         attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, sliding_window=window),
         intermediate_size=k("intermediate_size"), hidden_act=activation(k),
-        layer_types=None if window is None else ("sliding_attention",) * L)
+        layer_types=all_sliding(window, L))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ experts, top-2, 32 layers, 4096 / 14336, 32 / 8 heads, 32000 vocab).
 from __future__ import annotations
 
 from ..config import MoEConfig
-from ..hf_config import NUM_EXPERTS_ALIASES, Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import (NUM_EXPERTS_ALIASES, Keys, activation, all_sliding, decoder,
+                         gqa_attention, heads, softmax_experts)
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import CheckpointNames, Family, MoEBlockNames, ParityFixture, register
 
@@ -31,15 +32,11 @@ def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
     L = k.num_layers()
     window = k("sliding_window")
-    moe = MoEConfig(hidden_size=H, num_experts=k("num_local_experts"),
-                    num_experts_per_tok=k("num_experts_per_tok"),
-                    moe_intermediate_size=k("intermediate_size"),
-                    scoring="softmax", norm_topk_prob=True,  # Mixtral always renormalises
-                    activation=activation(k))
+    moe = softmax_experts(k, H, "num_local_experts", norm_topk_prob=True)  # always renormalised
     return decoder(k, H, num_hidden_layers=L,
         attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, sliding_window=window),
         intermediate_size=0, moe=moe, hidden_act=activation(k),
-        layer_types=None if window is None else ("sliding_attention",) * L)
+        layer_types=all_sliding(window, L))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ experts with 8 active, 6.9B total / 1.3B active); [HF] transformers 5.23 ``Olmoe
 from __future__ import annotations
 
 from ..config import MoEConfig
-from ..hf_config import NUM_EXPERTS_ALIASES, Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import (NUM_EXPERTS_ALIASES, Keys, activation, attention_bias, decoder,
+                         gqa_attention, heads, softmax_experts)
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import CheckpointNames, Family, MoEBlockNames, ParityFixture, register
 
@@ -31,13 +32,9 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    b = k("attention_bias")
-    moe = MoEConfig(hidden_size=H, num_experts=k("num_experts"),
-                    num_experts_per_tok=k("num_experts_per_tok"),
-                    moe_intermediate_size=k("intermediate_size"), scoring="softmax",
-                    norm_topk_prob=bool(k("norm_topk_prob")), activation=activation(k))
+    moe = softmax_experts(k, H, "num_experts", norm_topk_prob=bool(k("norm_topk_prob")))
     return decoder(k, H,
-        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
+        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k),
                                 qk_norm="full"),
         intermediate_size=0, moe=moe, hidden_act=activation(k))
 

@@ -8,8 +8,8 @@ closest softmax top-2 layer (same experts, same parameters) and
 
 from __future__ import annotations
 
-from ..config import MoEConfig
-from ..hf_config import Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import (Keys, activation, all_sliding, attention_bias, decoder, gqa_attention,
+                         heads, softmax_experts)
 from ..model_config import ModelConfig
 from ..registry import Family, ParityFixture, register
 
@@ -25,17 +25,13 @@ def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
     L = k.num_layers()
     window = k("sliding_window")
-    b = k("attention_bias")
     # sparsemixer: the same two experts as a softmax top-2 (by logit), different weights
-    moe = MoEConfig(hidden_size=H, num_experts=k("num_local_experts"),
-                    num_experts_per_tok=k("num_experts_per_tok"),
-                    moe_intermediate_size=k("intermediate_size"), scoring="softmax",
-                    norm_topk_prob=False, activation=activation(k))
+    moe = softmax_experts(k, H, "num_local_experts", norm_topk_prob=False)
     return decoder(k, H, num_hidden_layers=L,
-        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
+        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k),
                                 sliding_window=window),
         intermediate_size=0, moe=moe, hidden_act=activation(k),
-        layer_types=None if window is None else ("sliding_attention",) * L,
+        layer_types=all_sliding(window, L),
         norm_placement="pre", norm_bias=True, router_variant="sparsemixer",
         lm_head_bias=bool(k("lm_head_bias")))
 

@@ -7,7 +7,7 @@ HuggingFaceTB/SmolLM3-3B): NoPE on every 4th layer, tied embeddings.
 
 from __future__ import annotations
 
-from ..hf_config import Keys, activation, decoder, gqa_attention, heads
+from ..hf_config import Keys, activation, attention_bias, decoder, gqa_attention, heads
 from ..model_config import AttentionConfig, ModelConfig
 from ..registry import Family, register
 
@@ -38,9 +38,8 @@ def parse(k: Keys) -> ModelConfig:
         lt = ["sliding_attention" if use and not r else "full_attention" for r in nr]
     if "sliding_attention" not in lt:
         window = None
-    b = k("attention_bias")
     return decoder(k, H, num_hidden_layers=L,
-        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, bias_qkv=b, bias_o=b,
+        attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k),
                                 sliding_window=window),
         intermediate_size=k("intermediate_size"), hidden_act=activation(k),
         mlp_bias=bool(k("mlp_bias")), layer_types=lt, no_rope_layers=nr)

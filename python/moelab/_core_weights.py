@@ -1,0 +1,59 @@
+"""CoreWeights: the weights face that every Python layer over a C++ layer shares (MoELayer,
+GatedMLP, GatedDeltaNet): random init, storage dtype, views of the weights, all-or-nothing loads.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Mapping
+
+from ._convert import as_float32_weights
+
+__all__ = ["CoreWeights", "WEIGHT_DTYPES"]
+
+#: How a layer may store its large matrices (the math is float32 either way).
+WEIGHT_DTYPES = ("float32", "bfloat16")
+
+
+class CoreWeights:
+    """A base for the classes that wrap a C++ layer (``self._core``) holding named weights."""
+
+    @staticmethod
+    def _check_weight_dtype(weight_dtype: str) -> None:
+        if weight_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
+
+    def _attach(self, core, seed: int) -> None:
+        """Hold ``core`` (a new C++ layer) and fill it with the random init of ``seed``."""
+        self._core = core
+        self._core.init_random(int(seed))
+        self._load_lock = threading.Lock()
+
+    @property
+    def weight_dtype(self) -> str:
+        """"float32" or "bfloat16": how the large matrices are stored."""
+        return self._core.weight_dtype
+
+    @property
+    def weights(self) -> dict:
+        """name -> float32 NumPy view into the layer (not a copy: writing into it changes the
+        layer). With ``weight_dtype="bfloat16"`` the matrices stored as bfloat16 come back as
+        read-only float32 copies of the stored values (NumPy has no bfloat16; use
+        ``load_weights``)."""
+        return {name: self._core.weight(name) for name in self._core.weight_names()}
+
+    def load_weights(self, weights: Mapping[str, object], strict: bool = True) -> None:
+        """Copy weights into the layer, all or nothing.
+
+        weights : mapping of weight name to an array-like of its shape; any real dtype is
+            converted to float32 once.
+        strict : every weight of the layer must be given (``False``: a subset may be given).
+
+        Raises ``TypeError`` (not a mapping, a non-numeric array), ``ValueError`` (an unknown or
+        missing name, a wrong shape, a NaN or Inf; the message names the tensor and both shapes).
+        Every array is checked before anything changes, so a failed load leaves the layer
+        exactly as it was; a load waits for running forwards.
+        """
+        converted = as_float32_weights(weights)
+        with self._load_lock:
+            self._core.load_weights(converted, bool(strict))
