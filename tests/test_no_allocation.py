@@ -148,11 +148,11 @@ def deltanet_layer(dtype: str) -> moelab.GatedDeltaNet:
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
 def test_gated_deltanet_prefill_and_decode_allocate_nothing_once_sized(
-        isa, restore_threads, every_region_parallel, path, dtype, rng):
+        isa, set_threads, every_region_parallel, path, dtype, rng):
     """Prefill (several token blocks at T_MAX, the chunked delta rule), then decode steps (the
     recurrent step) and shorter prefills, continuing one state and without one."""
     isa(path)
-    moelab.set_num_threads(2)
+    set_threads(2)
     layer = deltanet_layer(dtype)
     H = layer.config.hidden_size
     state = layer.new_state()
