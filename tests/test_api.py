@@ -73,6 +73,12 @@ def test_core_classes_have_reprs():
     deltanet = moelab._core.GatedDeltaNet(dn_spec)
     objects = [spec, moelab._core.MoELayer(spec), moelab._core.GatedMLP(24, 40), dn_spec,
                deltanet, deltanet.new_state()]
+    rope = moelab._core.RopeSpec(head_dim=24)
+    attn_spec = moelab._core.AttentionSpec(hidden_size=24, num_attention_heads=2,
+                                           num_key_value_heads=1, head_dim=24, rope=rope,
+                                           max_position_embeddings=64)
+    attention = moelab._core.Attention(attn_spec)
+    objects += [rope, attn_spec, attention, attention.new_cache()]
     classes = {name for name in _public(dir(moelab._core))
                if isinstance(getattr(moelab._core, name), type)}
     assert classes == {type(o).__name__ for o in objects}  # a new class needs a case here

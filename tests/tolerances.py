@@ -38,6 +38,9 @@ __all__ = [
     "LINEAR",
     "RMS_NORM",
     "SOFTCAP",
+    "ATTENTION",
+    "ROPE",
+    "ROPE_FAR_POSITIONS",
     "max_abs_err",
     "rel_err",
     "assert_close",
@@ -200,3 +203,28 @@ RMS_NORM = Tolerance(rtol=1e-6, atol=0.0)
 #: 1.3e-7 of the scale vs torch, 81-90 % of the logits bitwise equal; 1.4e-7 vs the twin).
 #: 1e-6 of the scale. A missing division or a wrong cap is off by O(1).
 SOFTCAP = Tolerance(rtol=1e-6, atol=0.0)
+
+#: Softmax attention outputs (float32 core vs float64 reference, vs Hugging Face's float32
+#: eager path, and prefill vs cached decode of the core itself). Per token: H-term q/k/v
+#: projections, d-term norms, RoPE (cos/sin of float32 angles, as HF forms them), d-term
+#: scores, a softmax over at most T keys (denominator in double) and T-term value sums, then an
+#: n_h d-term o_proj: the OUTPUT analysis with one more stage. The softmax is 1-Lipschitz in the
+#: logits, whose error is a few u of |q||k| scaling. Measured against transformers on the 11
+#: families' tiny layers: at most 7.5e-7 of the output scale (Qwen3-Next, decode). 1e-5 (~80
+#: eps) of the output scale; a wrong mask, position, head mapping or norm is off by 1e-3 or more.
+ATTENTION = Tolerance(rtol=1e-5, atol=1e-6)
+
+#: RoPE inverse frequencies and rotations, core vs HF's float32 torch path. The core forms
+#: inv_freq with HF's float32 operations in HF's order: equal floats except where torch's pow
+#: rounds differently (1 ulp; 3 of 128 test frequencies), so both sides rotate by the same
+#: float32 angles or by angles an ulp apart, and differ by cos/sin rounding (~1 ulp) plus, at
+#: positions ~1000, that ulp of the frequency times the position. Measured: 6e-8 where every
+#: frequency agrees, 1.3e-6 at p ~ 1000 where one differs. 2e-6 (~17 eps); a wrong pair,
+#: position or frequency is off by 1e-2 or more.
+ROPE = Tolerance(rtol=2e-6, atol=1e-7)
+
+#: The float64 RoPE twin vs float32 angles (HF's, and the core's, which are the same floats) at
+#: positions p < 2048: a float32 angle p * inv_freq is rounded to half an ulp of itself,
+#: <= 2048 * 2**-24 ~ 1.2e-4 rad for inv_freq <= 1, which moves a rotated value by as much of
+#: its scale (3.4e-5 measured at p ~ 1000). 1.5e-4; a wrong pair or position is off by 1e-2.
+ROPE_FAR_POSITIONS = Tolerance(rtol=1.5e-4, atol=1e-7)

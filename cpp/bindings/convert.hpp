@@ -25,6 +25,7 @@ void register_layer(py::module_& m);
 void register_deltanet(py::module_& m);
 void register_testing(py::module_& m);
 void register_decoder_ops(py::module_& m);
+void register_attention(py::module_& m);
 
 // Runs f() with the GIL released and the core's heap allocations counted (heap_probe.hpp): how
 // the bindings call every kernel, after all conversions.
@@ -135,6 +136,23 @@ PyClass& def_weight_methods(PyClass& cls) {
                  py::gil_scoped_release release;
                  l.load_weights(views, strict);
              }, py::arg("weights"), py::arg("strict") = true);
+}
+
+// y (T, H) for a token mixer's x (T, H): x is checked (float32, C-contiguous, H wide; a
+// ValueError names it and its shape), then fn(x, T, y) runs with the GIL released
+// (run_released: the core's allocations counted).
+template <class F>
+py::array_t<float> forward_rows(const py::handle& x_obj, Index H, F&& fn) {
+    py::array_t<float> x = require_f32(x_obj, "x", 2);
+    if (x.shape(1) != H)
+        throw py::value_error("x: expected (T, H=" + std::to_string(H) + "), got " +
+                              shape_string(shape_of(x)));
+    const Index T = x.shape(0);
+    py::array_t<float> y({T, H});
+    float* yp = y.mutable_data();
+    const float* xp = x.data();
+    run_released([&] { fn(xp, T, yp); });
+    return y;
 }
 
 }  // namespace moelab::bindings

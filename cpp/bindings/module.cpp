@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     moelab::bindings::register_deltanet(m);
     moelab::bindings::register_testing(m);
     moelab::bindings::register_decoder_ops(m);
+    moelab::bindings::register_attention(m);
 }

@@ -27,17 +27,9 @@ DeltaNetSpec make_spec(Index hidden_size, Index num_key_heads, Index num_value_h
 
 py::array_t<float> forward(const GatedDeltaNet& layer, const py::handle& x_obj,
                            std::shared_ptr<DeltaNetState> state) {
-    const Index H = layer.spec().hidden_size;
-    py::array_t<float> x = require_f32(x_obj, "x", 2);
-    if (x.shape(1) != H)
-        throw py::value_error("x: expected (T, H=" + std::to_string(H) + "), got " +
-                              shape_string(shape_of(x)));
-    const Index T = x.shape(0);
-    py::array_t<float> y({T, H});
-    float* yp = y.mutable_data();
-    const float* xp = x.data();
-    run_released([&] { layer.forward(xp, T, yp, state.get()); });
-    return y;
+    return forward_rows(x_obj, layer.spec().hidden_size, [&](const float* x, Index T, float* y) {
+        layer.forward(x, T, y, state.get());
+    });
 }
 
 std::string state_repr(const DeltaNetState& st) {

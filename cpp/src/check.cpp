@@ -59,4 +59,10 @@ void require_finite(const std::uint16_t* data, Index n, const char* what) {
     require_finite_bits<std::uint16_t, kBf16Exponent, kBf16Mantissa>(data, n, what);
 }
 
+void require_dimension(const char* name, Index value, Index max) {
+    if (value < 1 || value > max)
+        throw std::invalid_argument(std::string(name) + ": must be in [1, " + std::to_string(max) +
+                                    "], got " + std::to_string(value));
+}
+
 }  // namespace moelab

@@ -1,7 +1,6 @@
 #include "moelab/deltanet.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -38,28 +37,17 @@ LinearWeight linear_weight(const Tensor& w) {
     return l;
 }
 
-std::uint64_t next_layer_id() {
-    static std::atomic<std::uint64_t> counter{1};
-    return counter.fetch_add(1, std::memory_order_relaxed);
-}
-
-void check_dim(const char* name, Index v, Index max) {
-    if (v < 1 || v > max)
-        throw std::invalid_argument(std::string(name) + ": must be in [1, " + std::to_string(max) +
-                                    "], got " + std::to_string(v));
-}
-
 }  // namespace
 
 // ---- spec ------------------------------------------------------------------------------------
 
 void DeltaNetSpec::validate() const {
-    check_dim("hidden_size", hidden_size, kMaxDimension);
-    check_dim("linear_num_key_heads", num_key_heads, kMaxDimension);
-    check_dim("linear_num_value_heads", num_value_heads, kMaxDimension);
-    check_dim("linear_key_head_dim", key_head_dim, kMaxDimension);
-    check_dim("linear_value_head_dim", value_head_dim, kMaxDimension);
-    check_dim("linear_conv_kernel_dim", conv_kernel, kMaxConvKernel);
+    require_dimension("hidden_size", hidden_size, kMaxDimension);
+    require_dimension("linear_num_key_heads", num_key_heads, kMaxDimension);
+    require_dimension("linear_num_value_heads", num_value_heads, kMaxDimension);
+    require_dimension("linear_key_head_dim", key_head_dim, kMaxDimension);
+    require_dimension("linear_value_head_dim", value_head_dim, kMaxDimension);
+    require_dimension("linear_conv_kernel_dim", conv_kernel, kMaxConvKernel);
     if (num_value_heads % num_key_heads != 0)
         throw std::invalid_argument("linear_num_value_heads: " + std::to_string(num_value_heads) +
                                     " is not a multiple of linear_num_key_heads=" +

@@ -24,6 +24,7 @@ constexpr const char* kRegionNames[] = {
     "router_logits", "select_experts", "aux_loss",        "z_loss",       "copy_expert_inputs",
     "experts_pack",  "experts_gate_up", "experts_down",   "combine",      "fill_uniform",
     "rms_norm",      "embedding",       "logit_softcap",
+    "attention_prepare", "attention_scores",
 };
 static_assert(sizeof(kRegionNames) / sizeof(kRegionNames[0]) == std::size_t(Region::Count),
               "a name for each region");

@@ -1,6 +1,7 @@
 #include "moelab/weights.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -134,6 +135,11 @@ void LayerWeights::init_random(std::uint64_t seed) {
 void LayerWeights::load_weights(const std::vector<WeightView>& views, bool strict) {
     std::unique_lock<std::shared_mutex> lock(mutex_);
     weights_.load(views, strict);
+}
+
+std::uint64_t next_layer_id() noexcept {
+    static std::atomic<std::uint64_t> counter{1};
+    return counter.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace moelab

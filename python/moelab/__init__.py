@@ -30,6 +30,7 @@ from .config import MoEConfig
 from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
 from .deltanet import DeltaNetState, GatedDeltaNet
+from .attention import Attention, AttentionSpec, KVCache
 from .model_config import AttentionConfig, ModelConfig
 from .hf_config import from_hf_config
 from . import families as _family_modules  # registers every family (moelab/families/*.py)
@@ -55,6 +56,9 @@ __all__ = [
     "GatedMLP",
     "GatedDeltaNet",
     "DeltaNetState",
+    "Attention",
+    "AttentionSpec",
+    "KVCache",
     "AttentionConfig",
     "ModelConfig",
     "from_hf_config",

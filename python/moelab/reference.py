@@ -54,6 +54,9 @@ __all__ = [
     "gated_deltanet",
     "rms_norm",
     "embedding",
+    "rope_parameters",
+    "apply_rope",
+    "attention",
 ]
 
 #: Added to the sum of the selected sigmoid scores before renormalising (as Hugging Face does).
@@ -659,3 +662,146 @@ def embedding(ids, table, scale: Optional[float] = None) -> np.ndarray:
     if np.asarray(table).dtype == np.uint16:
         return _round_bf16(rows * _round_bf16(scale))                # (T, H), bfloat16 values
     return _f64((rows * np.float32(scale)).astype(np.float32))       # (T, H), float32 values
+
+
+# ---------------------------------------------------------------------------------------------
+# RoPE and softmax attention (twins of moelab.Attention; the spec is a moelab.AttentionSpec)
+# ---------------------------------------------------------------------------------------------
+def rope_parameters(rope: Mapping, head_dim: int, max_position_embeddings: int = 0
+                    ) -> Tuple[np.ndarray, float]:
+    """(inv_freq (R/2,), attention_scaling) of HF's ROPE_INIT_FUNCTIONS for ``rope``
+    (``rope_type`` default / linear / llama3 / yarn and their keys), R = int(head_dim *
+    partial_rotary_factor)."""
+    kind = rope.get("rope_type", "default")
+    base = float(rope.get("rope_theta", 10000.0))
+    dim = int(head_dim * float(rope.get("partial_rotary_factor") or 1.0))
+    pos_freq = base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)  # (R/2,)
+    inv_freq = 1.0 / pos_freq                                          # (R/2,)
+    scaling = 1.0
+    factor = rope.get("factor")
+    if kind == "linear":
+        inv_freq = inv_freq / factor
+    elif kind == "llama3":
+        old = float(rope["original_max_position_embeddings"])
+        low, high = float(rope["low_freq_factor"]), float(rope["high_freq_factor"])
+        wavelen = 2 * math.pi / inv_freq                               # (R/2,)
+        smooth = (old / wavelen - low) / (high - low)                  # (R/2,)
+        scaled = np.where(wavelen > old / low, inv_freq / factor, inv_freq)
+        medium = (wavelen >= old / high) & (wavelen <= old / low)
+        inv_freq = np.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+    elif kind == "yarn":
+        old = float(rope["original_max_position_embeddings"])
+        if factor is None:
+            factor = max_position_embeddings / old
+
+        def mscale(s, m=1.0):
+            return 1.0 if s <= 1 else 0.1 * m * math.log(s) + 1.0
+
+        scaling = rope.get("attention_factor")
+        if scaling is None:
+            m, m_all = rope.get("mscale"), rope.get("mscale_all_dim")
+            scaling = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
+
+        def correction_dim(rotations):
+            return dim * math.log(old / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+        lo = correction_dim(rope.get("beta_fast") or 32)
+        hi = correction_dim(rope.get("beta_slow") or 1)
+        if rope.get("truncate", True):
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, dim - 1)
+        if lo == hi:
+            hi += 0.001
+        ramp = np.clip((np.arange(dim // 2) - lo) / (hi - lo), 0, 1)  # (R/2,)
+        extrapolation = 1 - ramp                                       # (R/2,)
+        inv_freq = inv_freq / factor * (1 - extrapolation) + inv_freq * extrapolation
+    elif kind != "default":
+        raise ValueError(f"rope_type {kind!r} has no twin")
+    return inv_freq, float(scaling)
+
+
+def apply_rope(x, positions, inv_freq, attention_scaling: float = 1.0,
+               interleaved: bool = False) -> np.ndarray:
+    """x (T, heads, d) rotated by the angles positions[t] * inv_freq (cos and sin times
+    attention_scaling) on its first R = 2 len(inv_freq) channels: pairs (i, i + R/2), or
+    (2i, 2i + 1) when ``interleaved``."""
+    x = _f64(x).copy()                                                 # (T, heads, d)
+    half = len(inv_freq)
+    angle = np.outer(_f64(positions), _f64(inv_freq))                  # (T, R/2)
+    c = (np.cos(angle) * attention_scaling)[:, None, :]                # (T, 1, R/2)
+    s = (np.sin(angle) * attention_scaling)[:, None, :]                # (T, 1, R/2)
+    a = np.arange(half) * 2 if interleaved else np.arange(half)        # (R/2,) first of a pair
+    b = a + 1 if interleaved else a + half                             # (R/2,) second
+    xa, xb = x[..., a].copy(), x[..., b].copy()                        # (T, heads, R/2)
+    x[..., a] = xa * c - xb * s
+    x[..., b] = xb * c + xa * s
+    return x
+
+
+def _rms(v, weight, unit_offset: bool, eps: float) -> np.ndarray:
+    """v / sqrt(mean(v^2) + eps) over the last axis, times w, (1 + w) or nothing."""
+    out = v / np.sqrt(np.mean(v * v, axis=-1, keepdims=True) + eps)
+    if weight is None:
+        return out
+    w = _f64(weight)
+    return out * (1.0 + w) if unit_offset else out * w
+
+
+def attention(x, weights: Mapping[str, np.ndarray], spec) -> np.ndarray:
+    """y (T, H) of one softmax-attention layer on the sequence x (T, H) at positions 0..T-1
+    (twin of ``moelab.Attention``; spec a ``moelab.AttentionSpec``). A plain T x T softmax."""
+    W = {name: _f64(w) for name, w in weights.items()}
+    x = _f64(x)                                                        # (T, H)
+    T = x.shape[0]
+    n_h, n_kv, d = spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim
+    r = n_h // n_kv
+    q = linear(x, W["q_proj.weight"], W.get("q_proj.bias"))           # (T, n_h d [* 2])
+    k = linear(x, W["k_proj.weight"], W.get("k_proj.bias"))           # (T, n_kv d)
+    v = linear(x, W["v_proj.weight"], W.get("v_proj.bias"))           # (T, n_kv d)
+    gate = None
+    if spec.output_gate:
+        qg = q.reshape(T, n_h, 2 * d)                                  # (T, n_h, 2d)
+        q, gate = qg[..., :d], qg[..., d:].reshape(T, n_h * d)         # (T, n_h, d), (T, n_h d)
+    q = q.reshape(T, n_h, d)                                           # (T, n_h, d)
+    k = k.reshape(T, n_kv, d)                                          # (T, n_kv, d)
+    v = v.reshape(T, n_kv, d)                                          # (T, n_kv, d)
+    eps, off = spec.rms_norm_eps, spec.norm_unit_offset
+    if spec.qk_norm == "head":
+        q = _rms(q, W["q_norm.weight"], off, eps)
+        k = _rms(k, W["k_norm.weight"], off, eps)
+    elif spec.qk_norm == "full":
+        q = _rms(q.reshape(T, -1), W["q_norm.weight"], off, eps).reshape(T, n_h, d)
+        k = _rms(k.reshape(T, -1), W["k_norm.weight"], off, eps).reshape(T, n_kv, d)
+    elif spec.qk_norm == "l2":
+        q, k = _rms(q, None, False, eps), _rms(k, None, False, eps)
+    positions = np.arange(T)                                           # (T,)
+    if spec.rope is not None:
+        inv_freq, scaling = rope_parameters(spec.rope, d, spec.max_position_embeddings)
+        q = apply_rope(q, positions, inv_freq, scaling, spec.rope_interleaved)
+        k = apply_rope(k, positions, inv_freq, scaling, spec.rope_interleaved)
+    if spec.temperature_tuning:
+        tune = np.log1p(np.floor((positions + 1.0) / spec.floor_scale)) * spec.attn_scale + 1.0
+        q = q * tune[:, None, None]                                    # (T, n_h, d)
+    qp, kp = positions[:, None], positions[None, :]                    # (T, 1), (1, T)
+    allowed = kp <= qp                                                 # (T, T) causal
+    if spec.mask == "sliding":
+        allowed &= (qp - kp) < spec.window
+    elif spec.mask == "chunked":
+        allowed &= (kp // spec.window) == (qp // spec.window)
+    scale = spec.logit_scale
+    o = np.zeros((T, n_h, d))                                          # (T, n_h, d)
+    for h in range(n_h):
+        s = (q[:, h] @ k[:, h // r].T) * scale                         # (T, T)
+        if spec.softcap:
+            s = spec.softcap * np.tanh(s / spec.softcap)
+        s = np.where(allowed, s, -np.inf)                              # (T, T)
+        if spec.sinks:
+            sink = np.full((T, 1), W["sinks"][h])                      # (T, 1)
+            p = softmax(np.concatenate([s, sink], axis=1))[:, :T]      # (T, T), sink dropped
+        else:
+            p = softmax(s)                                             # (T, T)
+        o[:, h] = p @ v[:, h // r]                                     # (T, d)
+    o = o.reshape(T, n_h * d)                                          # (T, n_h d)
+    if gate is not None:
+        o = o * sigmoid(gate)
+    return linear(o, W["o_proj.weight"], W.get("o_proj.bias"))         # (T, H)

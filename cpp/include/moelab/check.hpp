@@ -12,5 +12,7 @@ namespace moelab {
 void require_finite(const float* data, Index n, const char* what);
 // The same for bfloat16 bit patterns.
 void require_finite(const std::uint16_t* data, Index n, const char* what);
+// Throws std::invalid_argument naming `name` unless 1 <= value <= max.
+void require_dimension(const char* name, Index value, Index max);
 
 }  // namespace moelab

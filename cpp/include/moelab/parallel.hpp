@@ -50,6 +50,8 @@ enum class Region : int {
     RmsNorm,
     Embedding,
     LogitSoftcap,
+    AttentionPrepare,
+    AttentionScores,
     Count  // the number of regions
 };
 const char* region_name(Region r) noexcept;

@@ -39,6 +39,10 @@ struct WeightView {
 
 std::string shape_string(const std::vector<Index>& shape);
 
+// A number unique to each token-mixer layer object of this process: the owner its caches and
+// states carry, so that a layer refuses another layer's.
+std::uint64_t next_layer_id() noexcept;
+
 class WeightSet {
   public:
     // Adds a zero-filled tensor whose random init has bound 1/sqrt(fan_in); returns its index.

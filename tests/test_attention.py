@@ -1,0 +1,365 @@
+"""moelab.Attention on its own: the float64 twin, prefill vs cached decode, the KV cache's
+memory and ring buffer, determinism across thread counts, and bad input.
+
+The kinds cover every switch of the op; sequences are longer than the key block (64 tokens)
+and than the sliding window / chunk, so block boundaries, ring wrap-around and chunk edges are
+all crossed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import moelab
+from moelab import reference
+from tolerances import ATTENTION, BF16_STORAGE, assert_close
+
+H = 48
+BASE = dict(hidden_size=H, num_attention_heads=6, num_key_value_heads=2, head_dim=16,
+            max_position_embeddings=512)
+KINDS = {
+    "gqa-causal": dict(),
+    "mha-bias-head-norm": dict(num_key_value_heads=6, qkv_bias=True, o_bias=True,
+                               qk_norm="head"),
+    "mqa-full-norm": dict(num_key_value_heads=1, qk_norm="full"),
+    "sliding-sinks-yarn": dict(mask="sliding", window=11, sinks=True, qkv_bias=True,
+                               rope=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0,
+                                         original_max_position_embeddings=64, truncate=False)),
+    "chunked-l2-interleaved": dict(mask="chunked", window=13, qk_norm="l2", rope_interleaved=True,
+                                   rope=dict(rope_type="llama3", rope_theta=5e5, factor=8.0,
+                                             low_freq_factor=1.0, high_freq_factor=4.0,
+                                             original_max_position_embeddings=64)),
+    "nope-temperature": dict(rope=None, temperature_tuning=True, floor_scale=8.0, attn_scale=0.1),
+    "gated-partial-unit-norm": dict(output_gate=True, qk_norm="head", norm_unit_offset=True,
+                                    rope=dict(rope_type="default", rope_theta=1e7,
+                                              partial_rotary_factor=0.25)),
+    "softcap-scaling-linear": dict(softcap=3.0, scaling=0.5,
+                                   rope=dict(rope_type="linear", rope_theta=1e6, factor=4.0)),
+}
+
+
+def make_layer(kind: str, seed: int = 0) -> moelab.Attention:
+    spec = moelab.AttentionSpec(**{**BASE, **KINDS[kind]})
+    layer = moelab.Attention(spec, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    for name, w in layer.weights.items():  # norms and sinks away from their init values
+        if "norm" in name or name == "sinks":
+            w[:] = rng.uniform(0.5, 1.5, w.shape)
+    return layer
+
+
+def inputs(T: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((T, H)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_matches_reference(kind):
+    layer = make_layer(kind)
+    x = inputs(150)
+    assert_close(layer(x), reference.attention(x, layer.weights, layer.spec), ATTENTION, kind)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("pieces", [(150,), (1,) * 30, (37, 1, 1, 1, 80, 30), (70, 80)],
+                         ids=["prefill", "decode30", "mixed", "two-prefills"])
+def test_cached_pieces_equal_one_prefill(kind, pieces):
+    """Token t's output from one prefill equals that from earlier tokens in the cache."""
+    layer = make_layer(kind)
+    T = sum(pieces)
+    x = inputs(T)
+    y_full = layer(x)
+    cache = layer.new_cache()
+    out, t0 = [], 0
+    for n in pieces:
+        assert cache.length == t0
+        out.append(layer(x[t0:t0 + n], cache))
+        t0 += n
+    assert_close(np.concatenate(out), y_full, ATTENTION, f"{kind} {pieces}")
+
+
+def test_the_comparisons_can_fail():
+    """A different mask, window, sink or norm weight moves outputs far beyond ATTENTION."""
+    x = inputs(40)
+    layer = make_layer("sliding-sinks-yarn")
+    y = layer(x)
+    for change in (dict(window=12), dict(mask="causal", window=0), dict(sinks=False)):
+        other = moelab.Attention(layer.spec.replace(**change))
+        other.load_weights({k: v for k, v in layer.weights.items()
+                            if k in other.weights}, strict=True)
+        with pytest.raises(AssertionError):
+            assert_close(other(x), y, ATTENTION, str(change))
+
+
+@pytest.mark.parametrize("kind", ["gqa-causal", "sliding-sinks-yarn", "chunked-l2-interleaved"])
+def test_cache_memory_and_ring(kind):
+    layer = make_layer(kind)
+    spec = layer.spec
+    per_token = 2 * spec.num_key_value_heads * spec.head_dim * 4
+    cache = layer.new_cache()
+    assert cache.nbytes == 0 and cache.length == 0
+    x = inputs(100)
+    layer(x[:30], cache)
+    for t in range(30, 100):
+        layer(x[t:t + 1], cache)
+    held = 100 if spec.mask == "causal" else spec.window
+    assert cache.length == 100 and cache.tokens_held == held
+    assert cache.nbytes == held * per_token
+    assert cache.window == (None if spec.mask == "causal" else spec.window)
+    keys, values = cache.read()
+    assert keys.shape == values.shape == (held, spec.num_key_value_heads * spec.head_dim)
+    # the values held are v_proj of the last `held` tokens, oldest first
+    v_ref = reference.linear(x[100 - held:], layer.weights["v_proj.weight"],
+                             layer.weights.get("v_proj.bias"))
+    assert_close(values, v_ref, ATTENTION, "cached values")
+    cache.reset()
+    assert cache.length == 0 and cache.nbytes == 0
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_bitwise_equal_across_thread_counts(kind, restore_threads, every_region_parallel):
+    layer = make_layer(kind)
+    x = inputs(90)
+    results = []
+    for threads in (1, 2, 3):
+        moelab.set_num_threads(threads)
+        cache = layer.new_cache()
+        (y, loops) = every_region_parallel(lambda: (layer(x[:80], cache), layer(x[80:81], cache)))
+        if threads > 1:
+            assert {"attention_prepare", "attention_scores"} <= loops, loops
+        results.append(np.concatenate(y))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+def test_empty_input_and_repr():
+    layer = make_layer("gqa-causal")
+    cache = layer.new_cache()
+    assert layer(np.zeros((0, H)), cache).shape == (0, H)
+    assert cache.length == 0
+    assert "n_h=6" in repr(layer) and "n_kv=2" in repr(layer)
+    assert "length=0" in repr(cache)
+
+
+# ---- bad input: ValueError / TypeError naming the argument; the cache unchanged ----------------
+def _snapshot(cache):
+    k, v = cache.read()
+    return cache.length, k.copy(), v.copy()
+
+
+def _assert_unchanged(cache, snap):
+    length, k, v = snap
+    assert cache.length == length
+    k2, v2 = cache.read()
+    np.testing.assert_array_equal(k, k2)
+    np.testing.assert_array_equal(v, v2)
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (np.zeros((3, H + 1), np.float32), ValueError, r"x: expected \(T, H=48\)"),
+    (np.zeros(H, np.float32), ValueError, r"x: expected \(T, H=48\)"),
+    (np.full((2, H), np.nan, np.float32), ValueError, r"x"),
+    (np.full((2, H), np.inf, np.float32), ValueError, r"x"),
+    (np.array([["a"] * H]), TypeError, r"x"),
+], ids=["width", "1d", "nan", "inf", "strings"])
+def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
+    layer = make_layer("sliding-sinks-yarn")
+    cache = layer.new_cache()
+    layer(inputs(20), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(exc, match=match):
+        layer(bad, cache)
+    _assert_unchanged(cache, snap)
+
+
+def test_cache_of_another_layer_raises():
+    a, b = make_layer("gqa-causal"), make_layer("gqa-causal")
+    cache = a.new_cache()
+    a(inputs(5), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(ValueError, match="cache: belongs to another Attention layer"):
+        b(inputs(2), cache)
+    _assert_unchanged(cache, snap)
+    with pytest.raises(TypeError, match="cache"):
+        a(inputs(2), cache=object())
+
+
+def test_positions_past_the_maximum_raise():
+    layer = moelab.Attention(moelab.AttentionSpec(**{**BASE, "max_position_embeddings": 40}))
+    cache = layer.new_cache()
+    layer(inputs(39), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(ValueError, match="max_position_embeddings=40"):
+        layer(inputs(2), cache)
+    _assert_unchanged(cache, snap)
+    layer(inputs(1), cache)  # position 39 is the last one
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        layer(inputs(41))
+
+
+def test_overflow_raises_and_keeps_the_cache():
+    layer = make_layer("gqa-causal")
+    cache = layer.new_cache()
+    layer(inputs(4), cache)
+    snap = _snapshot(cache)
+    with pytest.raises(ValueError, match="not finite"):
+        layer(np.full((2, H), 3e38, np.float32), cache)
+    _assert_unchanged(cache, snap)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(num_key_value_heads=4), "num_attention_heads"),
+    (dict(mask="sliding", window=0), "window"),
+    (dict(qk_norm="rms"), "qk_norm"),
+    (dict(rope=dict(rope_type="dynamic")), "rope_type"),
+    (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
+    (dict(rope=dict(rope_type="default", partial_rotary_factor=0.01)), "partial_rotary_factor"),
+    (dict(softcap=-1.0), "attn_logit_softcapping"),
+    (dict(head_dim=0), "head_dim"),
+])
+def test_bad_spec_raises(change, match):
+    with pytest.raises(ValueError, match=match):
+        moelab.AttentionSpec(**{**BASE, **change})
+
+
+def test_bad_weights_raise_and_keep_the_layer():
+    layer = make_layer("mha-bias-head-norm")
+    before = {k: v.copy() for k, v in layer.weights.items()}
+    bad = dict(before)
+    bad["q_norm.weight"] = np.zeros(17, np.float32)
+    with pytest.raises(ValueError, match=r"q_norm.weight: expected \(16,\), got \(17,\)"):
+        layer.load_weights(bad)
+    bad = dict(before)
+    bad["o_proj.bias"] = np.full(H, np.nan, np.float32)
+    with pytest.raises(ValueError, match="o_proj.bias"):
+        layer.load_weights(bad)
+    with pytest.raises(ValueError, match="sinks"):
+        layer.load_weights({"sinks": np.zeros(6, np.float32)}, strict=False)
+    for k, v in layer.weights.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("kind", ["gqa-causal", "gated-partial-unit-norm"])
+def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
+    """bf16 projections are read in place: the same outputs as float32 on the rounded values,
+    and close to the float32 layer itself."""
+    layer = make_layer(kind)
+    layer16 = moelab.Attention(layer.spec, weights=layer.weights, weight_dtype="bfloat16")
+    assert layer16.weight_dtype == "bfloat16" and "bfloat16" in repr(layer16)
+    rounded = moelab.Attention(layer.spec, weights=layer16.weights)  # stored values, float32
+    x = inputs(70)
+    cache = layer16.new_cache()
+    y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
+    assert_close(y16, rounded(x), ATTENTION, f"{kind}: bf16 vs float32 on rounded weights")
+    assert_close(y16, layer(x), BF16_STORAGE, f"{kind}: bf16 vs float32")
+
+
+# ---- memory: the caches of a whole model hold what moelab.costs predicts ----------------------
+GQA_PRESETS = [name for name in moelab.list_presets()
+               if moelab.preset(name).attention.kind == "gqa"]
+
+
+@pytest.mark.parametrize("name", GQA_PRESETS)
+@pytest.mark.parametrize("context", [5, 40])
+def test_caches_hold_what_costs_predicts(name, context):
+    """Per family (sliding, chunked and linear-attention layers included): the KV caches of
+    every softmax-attention layer after `context` tokens hold costs' kv_cache_bytes at 4 bytes
+    per value, less the DeltaNet states (their own objects)."""
+    cfg = moelab.preset(name).scaled(hidden_size=32)
+    a = cfg.attention
+    # windows and chunks below the context, so that ring buffers are at their limit
+    cfg = cfg.replace(attention=a.replace(
+        sliding_window=None if a.sliding_window is None else 16,
+        attention_chunk_size=None if a.attention_chunk_size is None else 12))
+    total = 0
+    for i in range(cfg.num_hidden_layers):
+        if cfg.layer_type(i) == "linear_attention":
+            continue
+        layer = moelab.Attention(moelab.AttentionSpec.from_config(cfg, i), seed=i)
+        cache = layer.new_cache()
+        layer(np.random.default_rng(i).standard_normal((context, cfg.hidden_size)), cache)
+        total += cache.nbytes
+    c = moelab.costs(cfg, context=context, kv_dtype_bytes=4)
+    assert total == c.kv_cache_bytes - c.linear_state_bytes
+
+
+_PEAK_SCRIPT = r"""
+import sys, numpy as np, moelab
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+T = int(sys.argv[1])
+spec = moelab.AttentionSpec(hidden_size=16, num_attention_heads=1, num_key_value_heads=1,
+                            head_dim=16, max_position_embeddings=T + 1)
+layer = moelab.Attention(spec)
+x = np.random.default_rng(0).standard_normal((T, 16)).astype(np.float32)
+layer(x[:64])
+before = hwm()
+layer(x)
+print(hwm() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_prefill_never_holds_a_t_by_t_matrix():
+    """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
+    T x T float32 score matrix (144 MB): O(T d) buffers only (measured in a fresh process)."""
+    T = 6000
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(T)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    grown = int(out.stdout.strip().splitlines()[-1])
+    assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
+
+
+def test_python_threads_share_one_layer(restore_threads):
+    """Two Python threads run one layer at once (the GIL is released), each with its own cache:
+    each gets exactly what a serial run gives."""
+    import threading
+    layer = make_layer("sliding-sinks-yarn")
+    xs = [inputs(60, seed=s) for s in (1, 2)]
+
+    def run(x):
+        cache = layer.new_cache()
+        return np.concatenate([layer(x[:50], cache)] + [layer(x[t:t + 1], cache)
+                                                        for t in range(50, 60)])
+
+    expected = [run(x) for x in xs]
+    got = [None, None]
+
+    def worker(i):
+        for _ in range(5):
+            got[i] = run(xs[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
+
+
+def test_from_hf_reads_a_config_json_dict():
+    """A config.json in the 4.x style (rope_theta and rope_scaling at the top level): gpt-oss's
+    keys give an alternating sliding / full layer pair with sinks and YaRN."""
+    config = {"model_type": "gpt_oss", "hidden_size": 64, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
+              "attention_bias": True, "sliding_window": 8, "max_position_embeddings": 512,
+              "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 150000,
+              "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+                               "beta_slow": 1.0, "truncate": False,
+                               "original_max_position_embeddings": 64}}
+    s0 = moelab.AttentionSpec.from_hf(config, 0)
+    s1 = moelab.AttentionSpec.from_hf(config, 1)
+    assert (s0.mask, s0.window, s1.mask) == ("sliding", 8, "causal")
+    assert s0.sinks and s0.qkv_bias and s0.o_bias
+    assert s0.rope["rope_type"] == "yarn" and s0.rope["rope_theta"] == 150000
+    assert s0.rope_spec().attention_scaling() == pytest.approx(0.1 * np.log(32.0) + 1.0)
+    with pytest.raises(ValueError, match="layer_idx"):
+        moelab.AttentionSpec.from_hf(config, 2)
+    with pytest.raises(ValueError, match="MLA"):
+        moelab.AttentionSpec.from_hf({**config, "model_type": "deepseek_v3"}, 0)
