@@ -33,7 +33,7 @@ _MLA = dict(num_hidden_layers=1, q_lora_rank=24, kv_lora_rank=32, qk_nope_head_d
             qk_rope_head_dim=8, v_head_dim=12, n_routed_experts=4, num_experts_per_tok=2,
             moe_intermediate_size=16, n_group=1, topk_group=1, first_k_dense_replace=1,
             num_key_value_heads=4, head_dim=8)  # HF rotates head_dim = qk_rope_head_dim channels
-_YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, mscale=1.0, mscale_all_dim=1.0,
+_YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, mscale=1.0, mscale_all_dim=1.0,
              beta_fast=32.0, beta_slow=1.0, original_max_position_embeddings=64)
 CASES = {
     "q-lora": dict(),
