@@ -8,6 +8,10 @@ are crossed; head counts above the absorbed form's head block (8) cross that edg
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -282,3 +286,49 @@ def test_from_hf_reads_a_config_json_dict():
         moelab.MLASpec.from_hf(c, 61)
     with pytest.raises(ValueError, match="not MLA"):
         moelab.MLASpec.from_hf(dict(c, model_type="qwen3"), 0)
+
+
+def test_from_hf_reads_kimi_k2():
+    """Kimi K2's config.json (model_type kimi_k2, DeepSeek-V3's attention with 64 heads)."""
+    c = dict(model_type="kimi_k2", num_hidden_layers=61, hidden_size=7168,
+             num_attention_heads=64, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+             qk_rope_head_dim=64, v_head_dim=128, max_position_embeddings=131072,
+             rope_theta=50000.0, rope_scaling=dict(type="yarn", factor=32.0, beta_fast=1.0,
+                                                   beta_slow=1.0, mscale=1.0, mscale_all_dim=1.0,
+                                                   original_max_position_embeddings=4096))
+    spec = moelab.MLASpec.from_hf(c)
+    assert spec.num_attention_heads == 64 and spec.rope["rope_theta"] == 50000.0
+    m = 0.1 * np.log(32.0) + 1.0
+    assert spec.logit_scale == pytest.approx(192 ** -0.5 * m * m)
+    preset = moelab.preset("kimi-k2").attention
+    assert (spec.kv_lora_rank, spec.qk_rope_head_dim) == (preset.kv_lora_rank,
+                                                           preset.qk_rope_head_dim)
+
+
+_PEAK_SCRIPT = r"""
+import sys, numpy as np, moelab
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+T = int(sys.argv[1])
+spec = moelab.MLASpec(hidden_size=16, num_attention_heads=1, q_lora_rank=None, kv_lora_rank=16,
+                      qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8,
+                      max_position_embeddings=T + 1)
+layer = moelab.MultiHeadLatentAttention(spec)
+x = np.random.default_rng(0).standard_normal((T, 16)).astype(np.float32)
+layer(x[:64])
+before = hwm()
+layer(x)
+print(hwm() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_prefill_never_holds_a_t_by_t_matrix():
+    """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
+    T x T float32 score matrix (144 MB): O(T (r + d)) buffers only (in a fresh process)."""
+    T = 6000
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(T)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    grown = int(out.stdout.strip().splitlines()[-1])
+    assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
