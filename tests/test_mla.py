@@ -17,7 +17,7 @@ import pytest
 
 import moelab
 from moelab import reference
-from tolerances import ATTENTION, assert_close
+from tolerances import ATTENTION, BF16_STORAGE, assert_close
 
 H = 48
 BASE = dict(hidden_size=H, num_attention_heads=4, q_lora_rank=24, kv_lora_rank=32,
@@ -332,3 +332,21 @@ def test_prefill_never_holds_a_t_by_t_matrix():
                          text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     grown = int(out.stdout.strip().splitlines()[-1])
     assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("kind", ["q-lora", "q-proj-bias"])
+def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
+    """bf16 projections are read in place: the same outputs as float32 on the rounded values
+    (kv_b_proj stays float32), and close to the float32 layer itself."""
+    layer = make_layer(kind)
+    layer16 = moelab.MultiHeadLatentAttention(layer.spec, weights=layer.weights,
+                                              weight_dtype="bfloat16")
+    assert layer16.weight_dtype == "bfloat16" and "bfloat16" in repr(layer16)
+    assert not layer16.weights["kv_a_proj_with_mqa.weight"].flags.writeable
+    assert layer16.weights["kv_b_proj.weight"].flags.writeable  # float32, a view
+    rounded = moelab.MultiHeadLatentAttention(layer.spec, weights=layer16.weights)
+    x = inputs(70)
+    cache = layer16.new_cache()
+    y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
+    assert_close(y16, rounded(x), ATTENTION, f"{kind}: bf16 vs float32 on rounded weights")
+    assert_close(y16, layer(x), BF16_STORAGE, f"{kind}: bf16 vs float32")

@@ -75,9 +75,9 @@ void register_mla(py::module_& m) {
     py::class_<MultiHeadLatentAttention, std::shared_ptr<MultiHeadLatentAttention>> layer(
         m, "MultiHeadLatentAttention", "DeepSeek's multi-head latent attention.");
     def_weight_methods<MultiHeadLatentAttention>(layer)
-        .def(py::init([](const MlaSpec& spec) {
-                 return std::make_shared<MultiHeadLatentAttention>(spec);
-             }), py::arg("spec"))
+        .def(py::init([](const MlaSpec& spec, const std::string& dtype) {
+                 return std::make_shared<MultiHeadLatentAttention>(spec, parse_dtype(dtype));
+             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
         .def_property_readonly("spec", &MultiHeadLatentAttention::spec)
         .def_property_readonly("id", &MultiHeadLatentAttention::id)
         .def("new_cache", &MultiHeadLatentAttention::new_cache)
@@ -90,7 +90,8 @@ void register_mla(py::module_& m) {
              }, py::arg("x"), py::arg("cache") = nullptr, py::arg("form") = "auto",
              "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).")
         .def("__repr__", [](const MultiHeadLatentAttention& l) {
-            return "_core.MultiHeadLatentAttention(" + l.spec().describe() + ")";
+            return "_core.MultiHeadLatentAttention(" + l.spec().describe() + ", " +
+                   dtype_name(l.weight_dtype()) + ")";
         });
 }
 

@@ -150,25 +150,25 @@ void MlaCache::append(const float* rows, Index T) noexcept {
 
 // ---- layer -----------------------------------------------------------------------------------
 
-MultiHeadLatentAttention::MultiHeadLatentAttention(const MlaSpec& spec)
-    : spec_(spec), id_(next_layer_id()) {
+MultiHeadLatentAttention::MultiHeadLatentAttention(const MlaSpec& spec, DType weight_dtype)
+    : spec_(spec), dtype_(weight_dtype), id_(next_layer_id()) {
     spec_.validate();
     rope_ = make_rope(spec_.rope);
     const MlaSpec& s = spec_;
     const Index H = s.hidden_size, qr = s.q_lora_rank, r = s.kv_lora_rank;
     if (qr == 0) {
-        q_ = weights_.add("q_proj.weight", {s.q_dim(), H}, H);
+        q_ = weights_.add("q_proj.weight", {s.q_dim(), H}, H, weight_dtype);
     } else {
-        q_a_ = weights_.add("q_a_proj.weight", {qr, H}, H);
+        q_a_ = weights_.add("q_a_proj.weight", {qr, H}, H, weight_dtype);
         if (s.attention_bias) q_a_bias_ = weights_.add("q_a_proj.bias", {qr}, H);
         q_a_norm_ = weights_.add("q_a_layernorm.weight", {qr}, 1);
-        q_b_ = weights_.add("q_b_proj.weight", {s.q_dim(), qr}, qr);
+        q_b_ = weights_.add("q_b_proj.weight", {s.q_dim(), qr}, qr, weight_dtype);
     }
-    kv_a_ = weights_.add("kv_a_proj_with_mqa.weight", {s.latent_dim(), H}, H);
+    kv_a_ = weights_.add("kv_a_proj_with_mqa.weight", {s.latent_dim(), H}, H, weight_dtype);
     if (s.attention_bias) kv_a_bias_ = weights_.add("kv_a_proj_with_mqa.bias", {s.latent_dim()}, H);
     kv_a_norm_ = weights_.add("kv_a_layernorm.weight", {r}, 1);
     kv_b_ = weights_.add("kv_b_proj.weight", {s.kv_b_rows(), r}, r);
-    o_ = weights_.add("o_proj.weight", {H, s.o_dim()}, s.o_dim());
+    o_ = weights_.add("o_proj.weight", {H, s.o_dim()}, s.o_dim(), weight_dtype);
     if (s.attention_bias) o_bias_ = weights_.add("o_proj.bias", {H}, s.o_dim());
 }
 

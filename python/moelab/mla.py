@@ -35,13 +35,17 @@ MLA_FORMS = ("auto", "expanded", "absorbed")
 
 
 class MultiHeadLatentAttention(CoreWeights):
-    """One MLA layer (float32 weights).
+    """One MLA layer.
 
     Parameters
     ----------
     spec : MLASpec (``MLASpec.from_hf(config)`` for a deepseek_v3 / kimi_k2 model).
     weights : optional mapping of HF module names to arrays, loaded strictly (all of them).
     seed : deterministic random init otherwise: uniform in ±1/sqrt(fan_in), norm weights 1.
+    weight_dtype : "float32" or "bfloat16": storage of the projections run as dense matmuls
+        (q_proj or q_a_proj / q_b_proj, kv_a_proj_with_mqa, o_proj; read in place). kv_b_proj,
+        which the attention kernels read per head, biases and norms stay float32; every sum is
+        float32.
 
     Weights (HF names; n_h heads, d_qk = d_n + d_r, r = kv_lora_rank):
     ``q_proj.weight`` (n_h d_qk, H) when q_lora_rank is None, else ``q_a_proj.weight``
@@ -68,13 +72,14 @@ class MultiHeadLatentAttention(CoreWeights):
     """
 
     def __init__(self, spec: MLASpec, weights: Optional[Mapping[str, object]] = None,
-                 seed: int = 0):
+                 seed: int = 0, weight_dtype: str = "float32"):
         if not isinstance(spec, MLASpec):
             raise TypeError(f"spec must be a moelab.MLASpec, got {type(spec).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        self._check_weight_dtype(weight_dtype)
         self._spec = spec
-        self._attach(_core.MultiHeadLatentAttention(spec.to_core()), seed)
+        self._attach(_core.MultiHeadLatentAttention(spec.to_core(), weight_dtype), seed)
         if weights is not None:
             self.load_weights(weights)
 
@@ -110,4 +115,5 @@ class MultiHeadLatentAttention(CoreWeights):
         return (f"MultiHeadLatentAttention(H={s.hidden_size}, n_h={s.num_attention_heads}, "
                 f"q_lora_rank={s.q_lora_rank}, kv_lora_rank={s.kv_lora_rank}, "
                 f"d_nope={s.qk_nope_head_dim}, d_rope={s.qk_rope_head_dim}, "
-                f"d_v={s.v_head_dim}, params={self.num_params:,})")
+                f"d_v={s.v_head_dim}, params={self.num_params:,}"
+                f"{'' if self.weight_dtype == 'float32' else ', weight_dtype=' + repr(self.weight_dtype)})")

@@ -89,16 +89,19 @@ class MlaCache {
 
 class MultiHeadLatentAttention {
   public:
-    // Validates the spec and allocates zeroed float32 weights with HF names: q_proj.weight
+    // Validates the spec and allocates zeroed weights with HF names: q_proj.weight
     // (n_h d_qk, H), or q_a_proj.weight (q_lora_rank, H), q_a_layernorm.weight (q_lora_rank),
     // q_b_proj.weight (n_h d_qk, q_lora_rank); kv_a_proj_with_mqa.weight (r + d_r, H),
     // kv_a_layernorm.weight (r), kv_b_proj.weight (n_h (d_n + d_v), r), o_proj.weight
     // (H, n_h d_v); with attention_bias q_a_proj.bias, kv_a_proj_with_mqa.bias, o_proj.bias.
-    explicit MultiHeadLatentAttention(const MlaSpec& spec);
+    // With BF16 the projections run by linear() (q_proj or q_a_proj / q_b_proj,
+    // kv_a_proj_with_mqa, o_proj) are stored as bfloat16 and read in place; kv_b_proj (read by
+    // the attention kernels themselves), biases and norms stay float32.
+    explicit MultiHeadLatentAttention(const MlaSpec& spec, DType weight_dtype = DType::F32);
 
     const MlaSpec& spec() const { return spec_; }
     std::uint64_t id() const { return id_; }
-    DType weight_dtype() const { return DType::F32; }
+    DType weight_dtype() const { return dtype_; }
     const WeightSet& weights() const { return weights_; }
     WeightSet& weights() { return weights_; }
 
@@ -120,6 +123,7 @@ class MultiHeadLatentAttention {
 
   private:
     MlaSpec spec_;
+    DType dtype_;
     Rope rope_;
     std::uint64_t id_;
     WeightSet weights_;
