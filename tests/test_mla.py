@@ -269,40 +269,34 @@ def test_caches_hold_what_costs_predicts(name, context):
     assert cfg.num_hidden_layers * cache.nbytes == c.kv_cache_bytes
 
 
-def test_from_hf_reads_a_config_json_dict():
-    """A DeepSeek-V3 config.json (4.x style: rope_scaling with "type", rope_theta on top)."""
-    c = dict(model_type="deepseek_v3", num_hidden_layers=61, hidden_size=7168,
-             num_attention_heads=128, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
-             qk_rope_head_dim=64, v_head_dim=128, max_position_embeddings=163840,
-             rope_theta=10000, rope_scaling=dict(type="yarn", factor=40, beta_fast=32,
-                                                 beta_slow=1, mscale=1.0, mscale_all_dim=1.0,
-                                                 original_max_position_embeddings=4096))
-    spec = moelab.MLASpec.from_hf(c, 60)
-    assert spec.rope["rope_type"] == "yarn" and spec.rope["rope_theta"] == 10000
+def _config_json(model_type, n_h, max_positions, theta, factor, beta_fast):
+    """A 4.x-style config.json: rope_scaling with "type", rope_theta on top."""
+    return dict(model_type=model_type, num_hidden_layers=61, hidden_size=7168,
+                num_attention_heads=n_h, q_lora_rank=1536, kv_lora_rank=512,
+                qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+                max_position_embeddings=max_positions, rope_theta=theta,
+                rope_scaling=dict(type="yarn", factor=factor, beta_fast=beta_fast, beta_slow=1,
+                                  mscale=1.0, mscale_all_dim=1.0,
+                                  original_max_position_embeddings=4096))
+
+
+@pytest.mark.parametrize("preset,config", [
+    ("deepseek-v3", _config_json("deepseek_v3", 128, 163840, 10000.0, 40.0, 32)),
+    ("kimi-k2", _config_json("kimi_k2", 64, 131072, 50000.0, 32.0, 1)),
+], ids=["deepseek-v3", "kimi-k2"])
+def test_from_hf_reads_a_config_json_dict(preset, config):
+    spec = moelab.MLASpec.from_hf(config, 60)
+    assert spec.num_attention_heads == config["num_attention_heads"]
+    assert spec.rope["rope_type"] == "yarn" and spec.rope["rope_theta"] == config["rope_theta"]
     assert spec.rope_interleave and spec.latent_dim == 576
-    m = 0.1 * np.log(40) + 1.0
+    m = 0.1 * np.log(config["rope_scaling"]["factor"]) + 1.0
     assert spec.logit_scale == pytest.approx(192 ** -0.5 * m * m)
+    a = moelab.preset(preset).attention
+    assert (spec.kv_lora_rank, spec.qk_rope_head_dim) == (a.kv_lora_rank, a.qk_rope_head_dim)
     with pytest.raises(ValueError, match="layer_idx"):
-        moelab.MLASpec.from_hf(c, 61)
+        moelab.MLASpec.from_hf(config, 61)
     with pytest.raises(ValueError, match="not MLA"):
-        moelab.MLASpec.from_hf(dict(c, model_type="qwen3"), 0)
-
-
-def test_from_hf_reads_kimi_k2():
-    """Kimi K2's config.json (model_type kimi_k2, DeepSeek-V3's attention with 64 heads)."""
-    c = dict(model_type="kimi_k2", num_hidden_layers=61, hidden_size=7168,
-             num_attention_heads=64, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
-             qk_rope_head_dim=64, v_head_dim=128, max_position_embeddings=131072,
-             rope_theta=50000.0, rope_scaling=dict(type="yarn", factor=32.0, beta_fast=1.0,
-                                                   beta_slow=1.0, mscale=1.0, mscale_all_dim=1.0,
-                                                   original_max_position_embeddings=4096))
-    spec = moelab.MLASpec.from_hf(c)
-    assert spec.num_attention_heads == 64 and spec.rope["rope_theta"] == 50000.0
-    m = 0.1 * np.log(32.0) + 1.0
-    assert spec.logit_scale == pytest.approx(192 ** -0.5 * m * m)
-    preset = moelab.preset("kimi-k2").attention
-    assert (spec.kv_lora_rank, spec.qk_rope_head_dim) == (preset.kv_lora_rank,
-                                                           preset.qk_rope_head_dim)
+        moelab.MLASpec.from_hf(dict(config, model_type="qwen3"), 0)
 
 
 _PEAK_SCRIPT = r"""

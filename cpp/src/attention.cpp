@@ -311,14 +311,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                 for (Index c = 0; c < d; ++c) a[c] *= rescale;
             }
             // acc (r, d) += p (r, n) . values (n, d)
-            for (Index i = 0; i < n; ++i) {
-                const float* val = vals + i * kvd;
-                for (Index j = 0; j < r; ++j) {
-                    const float w = scores[j * kKeyBlock + i];
-                    float* a = acc + j * d;
-                    for (Index c = 0; c < d; ++c) a[c] += w * val[c];
-                }
-            }
+            accumulate_weighted_rows(scores, kKeyBlock, r, vals, kvd, n, d, acc, d);
             j0 += n;
         }
         for (Index j = 0; j < r; ++j) {

@@ -347,14 +347,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
                     for (Index c = 0; c < r; ++c) a[c] *= f;
                 }
                 // acc (g, r) += p (g, n) . c (n, r)
-                for (Index i = 0; i < n; ++i) {
-                    const float* c_i = keys + i * ld;
-                    for (Index j = 0; j < g; ++j) {
-                        const float w = scores[j * kKeyBlock + i];
-                        float* a = acc + j * r;
-                        for (Index c = 0; c < r; ++c) a[c] += w * c_i[c];
-                    }
-                }
+                accumulate_weighted_rows(scores, kKeyBlock, g, keys, ld, n, r, acc, r);
                 j0 += n;
             }
             // o_h = W_UV,h (acc_h / l_h)
@@ -421,14 +414,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
                     for (Index c = 0; c < dv; ++c) a[c] *= f;
                 }
                 // acc (nq, d_v) += p (nq, n) . v (n, d_v)
-                for (Index i = 0; i < n; ++i) {
-                    const float* v = kv + i * wkv + dn;
-                    for (Index q = 0; q < nq; ++q) {
-                        const float w = scores[q * kKeyBlock + i];
-                        float* a = acc + q * dv;
-                        for (Index c = 0; c < dv; ++c) a[c] += w * v[c];
-                    }
-                }
+                accumulate_weighted_rows(scores, kKeyBlock, nq, kv + dn, wkv, n, dv, acc, dv);
                 j0 += n;
             }
             for (Index q = 0; q < nq; ++q) {
