@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
     moelab::bindings::register_testing(m);
     moelab::bindings::register_decoder_ops(m);
     moelab::bindings::register_attention(m);
+    moelab::bindings::register_mla(m);
 }

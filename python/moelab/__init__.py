@@ -31,6 +31,7 @@ from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
 from .deltanet import DeltaNetState, GatedDeltaNet
 from .attention import Attention, AttentionSpec, KVCache
+from .mla import MLACache, MLASpec, MultiHeadLatentAttention
 from .model_config import AttentionConfig, ModelConfig
 from .hf_config import from_hf_config
 from . import families as _family_modules  # registers every family (moelab/families/*.py)
@@ -59,6 +60,9 @@ __all__ = [
     "Attention",
     "AttentionSpec",
     "KVCache",
+    "MultiHeadLatentAttention",
+    "MLASpec",
+    "MLACache",
     "AttentionConfig",
     "ModelConfig",
     "from_hf_config",
