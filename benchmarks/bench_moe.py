@@ -54,7 +54,7 @@ import _machine  # noqa: E402
 import _roofline as rl  # noqa: E402
 
 # -- the benchmarked layers -------------------------------------------------------------------
-# Dimensions from /work/shared/ARCHITECTURES.md §3.1 (released configs); DeepSeek-V3 keeps 32 of
+# Dimensions from the released configs (moelab.preset); DeepSeek-V3 keeps 32 of
 # its 256 experts (one layer would be 45 GB in fp32) with n_group 8 / topk_group 4 as released.
 MODELS: Dict[str, dict] = {
     "qwen3-30b-a3b": dict(family="qwen3_moe", config=dict(

@@ -52,3 +52,28 @@ def every_region_parallel():
     _core._set_min_parallel_work(0.0)
     yield run
     _core._set_min_parallel_work(threshold)
+
+
+@pytest.fixture
+def set_threads(restore_threads):
+    """``set_threads(n)``: ``moelab.set_num_threads(n)`` for tests that choose thread counts above
+    the machine's cores on purpose (oversubscription must not change a bit). The RuntimeWarning
+    that gives is expected, and required exactly when n exceeds the available cores; the count
+    is restored after the test."""
+    import operator
+    import warnings
+
+    import moelab
+    from moelab.threads import available_cores
+
+    def set_(n):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            moelab.set_num_threads(n)
+        messages = [str(w.message) for w in caught]
+        expected = 1 if operator.index(n) > available_cores() else 0
+        assert len(caught) == expected and all(
+            issubclass(w.category, RuntimeWarning) and "more threads than" in str(w.message)
+            for w in caught), messages
+
+    return set_

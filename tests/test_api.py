@@ -23,7 +23,7 @@ def test_all_names_exist():
         assert hasattr(moelab, name), name
     for name in ("MoEConfig", "MoELayer", "RoutingStats", "GatedMLP", "ops", "reference",
                  "build_info", "set_num_threads", "get_num_threads", "__version__"):
-        assert name in moelab.__all__, name  # the contract of DESIGN.md §2
+        assert name in moelab.__all__, name  # the public API the README and docs promise
 
 
 def test_version():
@@ -79,6 +79,12 @@ def test_core_classes_have_reprs():
                                            max_position_embeddings=64)
     attention = moelab._core.Attention(attn_spec)
     objects += [rope, attn_spec, attention, attention.new_cache()]
+    mla_spec = moelab._core.MlaSpec(hidden_size=24, num_attention_heads=2, q_lora_rank=0,
+                                    kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8,
+                                    v_head_dim=8, rope=moelab._core.RopeSpec(head_dim=8),
+                                    max_position_embeddings=64)
+    mla = moelab._core.MultiHeadLatentAttention(mla_spec)
+    objects += [mla_spec, mla, mla.new_cache()]  # the cache's row_dim: 16 + 8
     classes = {name for name in _public(dir(moelab._core))
                if isinstance(getattr(moelab._core, name), type)}
     assert classes == {type(o).__name__ for o in objects}  # a new class needs a case here

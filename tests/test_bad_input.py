@@ -6,6 +6,7 @@ MoEConfig's own rules are in test_config.py.
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -63,6 +64,21 @@ def test_layer_seed_must_be_int(seed):
 def test_layer_seed_must_be_non_negative():
     with pytest.raises((TypeError, ValueError), match="seed"):
         moelab.MoELayer(moelab.MoEConfig(H, E, K, I), seed=-1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda seed: moelab.MoELayer(moelab.MoEConfig(H, E, K, I), seed=seed),
+    lambda seed: moelab.GatedMLP(H, I, seed=seed),
+    lambda seed: moelab.build(moelab.preset("mixtral-8x7b").scaled(), seed=seed),
+], ids=["MoELayer", "GatedMLP", "build"])
+def test_seeds_are_unsigned_64_bit(make):
+    """A seed beyond 64 bits is a ValueError naming seed and its range (once a raw pybind11
+    TypeError from the core's init); the whole range and NumPy unsigned seeds work."""
+    for seed in (2**64, 10**30, -1):
+        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got "):
+            make(seed)
+    make(2**64 - 1)
+    make(np.uint64(2**64 - 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +210,11 @@ def test_load_weights_bad_types(layer, weights, exc):
 # thread count
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n,exc", [(0, ValueError), (-1, ValueError), ("2", TypeError),
-                                   (2.0, TypeError), (True, TypeError), (None, TypeError)],
-                         ids=["0", "-1", "str", "float", "bool", "None"])
+                                   (2.0, TypeError), (True, TypeError), (None, TypeError),
+                                   (np.bool_(True), TypeError), (np.float64(2.0), TypeError),
+                                   (np.int64(0), ValueError), (-(2**70), ValueError)],
+                         ids=["0", "-1", "str", "float", "bool", "None", "np.bool_", "np.float64",
+                              "np.int64-0", "-2**70"])
 def test_set_num_threads_rejects(n, exc, restore_threads):
     before = moelab.get_num_threads()
     with pytest.raises(exc, match=r"\bn\b"):
@@ -347,3 +366,118 @@ def test_designed_tokens_reject_bad_arguments(rng):
     for sets in (np.array([[0, 8]]), np.array([[1, 1]]), np.array([0, 1]), np.array([[0.0, 1.0]])):
         with pytest.raises(ValueError, match="sets"):
             design(W, sets, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# moelab.hf loaders: the source itself is checked first
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("load", [moelab.hf.load_moe_layer, moelab.hf.load_moe_weights],
+                         ids=["load_moe_layer", "load_moe_weights"])
+def test_loader_names_a_source_path_that_does_not_exist(load, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "no" / "such" / "folder"
+    for source in (missing, str(missing), "no/such/folder"):
+        with pytest.raises(ValueError, match=rf"^source: '{re.escape(str(source))}' does not "
+                                             r"exist \(no such file or folder\)$"):
+            load(source, 1)
+
+
+@pytest.mark.parametrize("hub_id", ["Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3",
+                                    "openai/gpt-oss-20b"])
+def test_loader_says_hub_ids_are_not_downloaded(hub_id, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # so that no such folder exists here
+    name = hub_id.split("/")[1]
+    with pytest.raises(ValueError) as info:
+        moelab.hf.load_moe_layer(hub_id, 1)
+    message = str(info.value)
+    assert message.startswith(f"source: {hub_id!r} is not a local folder"), message
+    assert "does not download from the Hugging Face Hub" in message
+    assert f"hf download {hub_id} --local-dir {name}" in message and f"{name!r}" in message
+    with pytest.raises(ValueError, match=f"config: {hub_id!r} is not a local folder"):
+        moelab.from_hf_config(hub_id)
+
+
+@pytest.mark.parametrize("source", [["model.safetensors"], ("a", "b"), 42, None, b"folder"],
+                         ids=["list", "tuple", "int", "None", "bytes"])
+def test_loader_names_the_accepted_source_types(source):
+    with pytest.raises(TypeError, match=r"^source must be a state dict \(a mapping of tensor "
+                                        r"names .*\) or a checkpoint folder or \.safetensors "
+                                        rf"file \(a str or os\.PathLike\), got "
+                                        rf"{type(source).__name__}$"):
+        moelab.hf.load_moe_layer(source, 1)
+
+
+def test_loader_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\0" * 8)
+    with pytest.raises(ValueError, match="neither a checkpoint folder nor a .safetensors file"):
+        moelab.hf.load_moe_layer(tmp_path / "pytorch_model.bin", 1)
+
+
+# --------------------------------------------------------------------------------------------
+# smaller gaps (issue 19.5): each error says what is wrong, where
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [1e300, -1e39, np.finfo(np.float64).max], ids=str)
+def test_float64_beyond_float32_is_reported_as_an_overflow(layer, value):
+    """Once reported as "NaN or Inf" (the cast made it inf)."""
+    x = np.zeros((3, H))
+    x[1, 2] = value
+    with pytest.raises(ValueError, match=rf"^x: overflows float32 \(first at flat index "
+                                         rf"{H + 2}: .*float32 holds magnitudes up to 3.403e\+38\)"):
+        layer(x)
+    with pytest.raises(ValueError, match="experts.down_proj: overflows float32"):
+        layer.load_weights({"experts.down_proj": np.full((E, H, I), value)}, strict=False)
+    with pytest.raises(ValueError, match="x: overflows float32"):
+        moelab.GatedMLP(H, I)(x)
+
+
+def test_float64_inf_and_nan_are_still_reported_as_such(layer):
+    for bad in (np.inf, np.nan):
+        with pytest.raises(ValueError, match="x: contains NaN or Inf"):
+            layer(np.full((2, H), bad))
+
+
+@pytest.mark.parametrize("name, value, kind", [
+    ("router.weight", np.nan, "NaN"), ("router.weight", np.inf, "Inf"),
+    ("router.bias", np.nan, "NaN")])
+def test_nan_router_weights_written_through_a_view_are_named(full_layer, name, value, kind):
+    """Once reported as "router logits overflow float32" (as if x were too large)."""
+    view = full_layer.weights[name]
+    view.reshape(-1)[3] = value
+    with pytest.raises(ValueError, match=rf"^{re.escape(name)}: contains NaN or Inf \(first at "
+                                         rf"flat index 3: {kind}\)$"):
+        full_layer(np.ones((2, H), np.float32))
+
+
+@pytest.mark.parametrize("max_bytes, exc", [(-1, ValueError), (0, ValueError),
+                                            (float("nan"), ValueError), ("4GB", TypeError),
+                                            (None, TypeError)],
+                         ids=["-1", "0", "nan", "str", "None"])
+def test_build_checks_max_bytes(max_bytes, exc):
+    """Once "limit max_bytes=-0.0 GiB"."""
+    cfg = moelab.preset("mixtral-8x7b").scaled()
+    with pytest.raises(exc, match="max_bytes must be"):
+        moelab.build(cfg, max_bytes=max_bytes)
+    assert moelab.build(cfg, max_bytes=1e12).config == cfg
+
+
+def test_an_unknown_isa_variable_warns_naming_the_accepted_values():
+    """MOELAB_ISA=bogus was ignored silently."""
+    import subprocess
+    import sys
+
+    code = "import moelab; print(moelab.build_info()['isa'])"
+    env = {**os.environ, "MOELAB_ISA": "bogus"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert ("RuntimeWarning: MOELAB_ISA is ignored: isa must be one of ('portable', 'avx2', "
+            "'avx512'), got 'bogus'; the kernels use " + run.stdout.strip()) in run.stderr
+    env["MOELAB_ISA"] = "portable"
+    run = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "portable", run.stderr
+
+
+def test_compare_refuses_a_model_listed_twice():
+    with pytest.raises(ValueError, match="'mixtral-8x7b' is listed twice"):
+        moelab.compare(["mixtral-8x7b", "mixtral-8x7b"])

@@ -66,6 +66,32 @@ def test_numpy_fields_are_held_as_python_numbers_so_counts_never_wrap():
     assert cfg.num_params == 8 * (3 * 200 * 250) + 8 * 200  # not wrapped in uint8
 
 
+@pytest.mark.parametrize("np_type", ["uint8", "int8", "int16", "uint32", "int64"])
+def test_numpy_integer_fields_become_python_ints(np_type):
+    """A NumPy integer field is kept as a Python int: the sizes computed from it neither wrap
+    (uint8 4 * 3 * 16 ...) nor overflow (NumPy scalars raise OverflowError on some mixes)."""
+    import numpy as np
+    t = getattr(np, np_type)
+    cfg = make(hidden_size=t(16), num_experts=t(8), num_experts_per_tok=t(2),
+               moe_intermediate_size=t(8), n_shared_experts=t(1), shared_intermediate_size=t(24))
+    for name in INT_FIELDS + ["shared_intermediate_size"]:
+        assert type(getattr(cfg, name)) is int, name
+    assert cfg.num_params == make(n_shared_experts=1, shared_intermediate_size=24).num_params
+    assert type(cfg.num_params) is int
+
+
+@pytest.mark.parametrize("field, fields", [
+    ("hidden_size", dict(hidden_size=(1 << 24) + 1)),
+    ("num_experts", dict(num_experts=2**40)),
+    ("n_shared_experts", dict(n_shared_experts=2**32, shared_intermediate_size=8)),
+    ("shared expert width", dict(n_shared_experts=(1 << 21), moe_intermediate_size=16)),
+], ids=["hidden_size", "num_experts", "n_shared_experts", "shared-width"])
+def test_every_dimension_is_bounded_as_the_core_bounds_it(field, fields):
+    """The config refuses what the core would refuse (and what it could not even convert)."""
+    with pytest.raises(ValueError, match=f"{field}.* must be <= 2\\^24 = 16777216"):
+        make(**fields)
+
+
 # --------------------------------------------------------------------------------------------
 # values and impossible combinations
 # --------------------------------------------------------------------------------------------
@@ -112,6 +138,12 @@ VALUE_ERRORS = {
     "capacity-inf": (dict(capacity_factor=math.inf), "capacity_factor"),
     "absurd-size": (dict(hidden_size=1 << 20, num_experts=1 << 10, moe_intermediate_size=1 << 20),
                     "parameters"),
+    # applied in float32, where these would be inf
+    "rsf-beyond-float32": (dict(routed_scaling_factor=1e300),
+                           r"routed_scaling_factor must be <= 3.4028234663852886e\+38 \(the "
+                           r"float32 maximum\), got 1e\+300"),
+    "softcap-beyond-float32": (dict(router_logit_softcap=1e300),
+                               r"router_logit_softcap must be <= 3.4028234663852886e\+38"),
 }
 
 

@@ -65,6 +65,8 @@ def test_none_and_zero_keep_moe_config_meanings():
     assert spec.shared_width == 2 * BASE["moe_intermediate_size"]
     assert _core.MoESpec(**BASE, n_shared_experts=2, shared_intermediate_size=5).shared_width == 5
     assert _core.MoESpec(**BASE, capacity_factor=1.5).capacity(10) == 4  # ceil(10 * 2 / 8 * 1.5)
+    # never more than the T * k pairs, so that a huge factor stays an integer
+    assert _core.MoESpec(**BASE, capacity_factor=1e300).capacity(10) == 20
 
 
 def moe_configs() -> dict:

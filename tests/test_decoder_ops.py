@@ -119,7 +119,7 @@ def test_lm_head_is_linear_at_a_real_vocabulary(rng):
 
 
 # ------------------------------------------------------------------------------- threads
-def test_ops_bitwise_equal_across_thread_counts(restore_threads, every_region_parallel, rng):
+def test_ops_bitwise_equal_across_thread_counts(set_threads, every_region_parallel, rng):
     x = rng.standard_normal((37, 96)).astype(np.float32)
     w = bf16_bits(rng.standard_normal(96).astype(np.float32))
     table = rng.standard_normal((500, 96)).astype(np.float32)
@@ -127,7 +127,7 @@ def test_ops_bitwise_equal_across_thread_counts(restore_threads, every_region_pa
     logits = rng.standard_normal((37, 500)).astype(np.float32) * 50
     results = {}
     for n in THREAD_COUNTS:
-        moelab.set_num_threads(n)
+        set_threads(n)
         a, loops_a = every_region_parallel(moelab.ops.rms_norm, x, w, 1e-6, 1.0)
         b, loops_b = every_region_parallel(moelab.ops.embedding, ids, table, 9.8)
         c, loops_c = every_region_parallel(moelab.ops.logit_softcap, logits, 30.0)
@@ -142,8 +142,8 @@ def test_ops_bitwise_equal_across_thread_counts(restore_threads, every_region_pa
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="the heap probe is linked on Linux builds only")
-def test_ops_allocate_nothing_inside_the_core(restore_threads, every_region_parallel, rng):
-    moelab.set_num_threads(2)
+def test_ops_allocate_nothing_inside_the_core(set_threads, every_region_parallel, rng):
+    set_threads(2)
     x = rng.standard_normal((40, 64)).astype(np.float32)
     w = rng.standard_normal(64).astype(np.float32)
     table = bf16_bits(rng.standard_normal((100, 64)).astype(np.float32))

@@ -235,7 +235,7 @@ def test_weights_are_views():
 # --------------------------------------------------------------------------------------------
 # determinism and threads
 # --------------------------------------------------------------------------------------------
-def test_bitwise_equal_for_any_thread_count(restore_threads):
+def test_bitwise_equal_for_any_thread_count(set_threads):
     """Shapes above the parallel threshold (2^20 operations) in the projections and the heads:
     T = 300 spans two blocks; then one decode step and a short prefill."""
     cfg = config(H=128, n_k=2, n_v=4, d_k=32, d_v=32)
@@ -243,7 +243,7 @@ def test_bitwise_equal_for_any_thread_count(restore_threads):
     x = [inputs(n, 128, 50 + n) for n in (300, 1, 20)]
     results = []
     for threads in (1, 2, 3):
-        moelab.set_num_threads(threads)
+        set_threads(threads)
         state = layer.new_state()
         ys = [layer(xi, state) for xi in x]
         results.append((ys, state.recurrent_state(), state.conv_state()))
@@ -371,7 +371,7 @@ def test_bad_construction():
         GatedDeltaNet(cfg.replace(hidden_act="gelu"), 0)
     with pytest.raises(ValueError, match="weight_dtype"):
         GatedDeltaNet(cfg, 0, weight_dtype="float16")
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\)"):
         GatedDeltaNet(cfg, 0, seed=-1)
     with pytest.raises(ValueError, match="rms_norm_eps"):
         GatedDeltaNet(cfg.replace(rms_norm_eps=0.0), 0)

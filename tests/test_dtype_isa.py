@@ -118,14 +118,14 @@ def test_bfloat16_is_close_to_float32(rng):
 
 @pytest.mark.parametrize("path", ISAS)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_thread_count_never_changes_a_bit(isa, restore_threads, every_region_parallel, path,
+def test_thread_count_never_changes_a_bit(isa, set_threads, every_region_parallel, path,
                                           dtype, rng):
     isa(path)
     layer = moelab.MoELayer(CONFIGS["sigmoid-grouped"], seed=2, weight_dtype=dtype)
     x = rng.standard_normal((200, 64)).astype(np.float32)
     outs = []
     for n in (1, 2, 3):
-        moelab.set_num_threads(n)
+        set_threads(n)
         y, loops = every_region_parallel(layer, x)
         outs.append(y)
         if n > 1:  # the experts' loops ran on several threads (every loop, below 2^20 work)
@@ -135,7 +135,7 @@ def test_thread_count_never_changes_a_bit(isa, restore_threads, every_region_par
 
 
 @pytest.mark.parametrize("path", ISAS)
-def test_thread_count_never_changes_a_bit_when_every_region_runs_parallel(isa, restore_threads,
+def test_thread_count_never_changes_a_bit_when_every_region_runs_parallel(isa, set_threads,
                                                                            path, rng):
     """Small work runs serially (moelab's threads_for threshold, left as it is here): this size
     is large enough that every parallel region of the forward (router logits, selection,
@@ -149,7 +149,7 @@ def test_thread_count_never_changes_a_bit_when_every_region_runs_parallel(isa, r
     x = rng.standard_normal((2048, 128)).astype(np.float32)
     results = []
     for n in (1, 2, 4):
-        moelab.set_num_threads(n)
+        set_threads(n)
         before = _core._parallel_regions()
         results.append(layer(x, return_stats=True))
         after = _core._parallel_regions()

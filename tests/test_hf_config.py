@@ -195,10 +195,48 @@ def test_defaults_fill_missing_keys():
     ({"model_type": "gemma3", "text_config": [1, 2]}, "text_config must be a mapping"),
     (dict(_DBRX, ffn_config=3), "ffn_config must be a mapping"),
     (dict(_DBRX, ffn_config={"ffn_act_fn": {"name": "tanh"}}), "ffn_act_fn name"),
+    # values a parser divides by, loops over or converts are checked first
+    ({"model_type": "llama", "num_attention_heads": 0},
+     "llama config: num_attention_heads must be an integer >= 1, got 0"),
+    (dict(_DBRX, n_heads=0), "dbrx config: n_heads must be an integer >= 1, got 0"),
+    ({"model_type": "gemma3_text", "sliding_window_pattern": 0}, "sliding_window_pattern must be"),
+    ({"model_type": "llama4_text", "no_rope_layer_interval": 0}, "no_rope_layer_interval must be"),
+    ({"model_type": "smollm3", "no_rope_layer_interval": 0}, "no_rope_layer_interval must be"),
+    (dict(_QWEN3_NEXT, full_attention_interval=0), "full_attention_interval must be"),
+    ({"model_type": "smollm3", "no_rope_layers": [1, 0]}, "has 2 entries, expected num_hidden_"),
+    (dict(_KIMI, routed_scaling_factor="2.827"),
+     "kimi_k2 config: routed_scaling_factor must be a number, got '2.827'"),
+    (dict(_DSV2_LITE, routed_scaling_factor=10**400), "routed_scaling_factor=1000.* is beyond"),
+    (dict(_GPT_OSS_20B, swiglu_limit="7"), "swiglu_limit must be a number"),
+    ({"model_type": "glm4_moe", "partial_rotary_factor": "half"},
+     "partial_rotary_factor must be a number"),
+    (dict(_DBRX, ffn_config={"ffn_act_fn": 4}), "ffn_config.ffn_act_fn must be a mapping"),
 ])
 def test_bad_configs_raise_value_error_naming_the_key(d, match):
     with pytest.raises(ValueError, match=match):
         moelab.from_hf_config(d)
+
+
+@pytest.mark.parametrize("d", [
+    {"model_type": "llama", "num_hidden_layers": 10**11},
+    {"model_type": "qwen3", "num_hidden_layers": 10**11, "use_sliding_window": True},
+    {"model_type": "dbrx", "n_layers": 2**62},
+    {"model_type": "gemma3", "text_config": {"num_hidden_layers": 10**9}},
+], ids=["llama", "qwen3-sliding", "dbrx", "gemma3-text_config"])
+def test_an_absurd_layer_count_is_refused_before_any_per_layer_list(d):
+    """Once a hang (the per-layer lists were built before any size check): now refused at once."""
+    key = "n_layers" if "n_layers" in d else "num_hidden_layers"
+    with pytest.raises(ValueError, match=rf"{key} must be an integer in \[1, "
+                                         rf"{moelab.model_config.MAX_LAYERS}\]"):
+        moelab.from_hf_config(d)
+
+
+def test_model_config_bounds_the_layer_count():
+    cfg = moelab.from_hf_config({"model_type": "llama"})
+    limit = moelab.model_config.MAX_LAYERS
+    assert cfg.replace(num_hidden_layers=limit).num_hidden_layers == limit
+    with pytest.raises(ValueError, match=f"num_hidden_layers must be <= {limit}"):
+        cfg.replace(num_hidden_layers=limit + 1)
 
 
 def test_bad_inputs(tmp_path):
@@ -233,7 +271,7 @@ def _hf_param_count(hf, d):
 
 
 # grok: not in transformers. dbrx: transformers 5.23 cannot build DbrxForCausalLM at all
-# ("'DbrxAttentionConfig' object has no attribute 'rope_theta'"), see ARCHITECTURES.md §2.10;
+# ("'DbrxAttentionConfig' object has no attribute 'rope_theta'");
 # its count is checked against the published 132B instead.
 @pytest.mark.reference
 @pytest.mark.parametrize("model_type", sorted(

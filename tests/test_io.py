@@ -162,8 +162,11 @@ def test_config_json_reader(tmp_path):
     for config in (d, tmp_path, str(tmp_path / "config.json"), HasToDict()):
         got = config_dict(config)
         assert got == d and got is not d
-    with pytest.raises(ValueError, match="no config file at .* \\(no such file\\)"):
+    with pytest.raises(ValueError, match=r"config: '.*missing.json' does not exist \(no such "):
         read_config_json(tmp_path / "missing.json")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no config file at .* \\(no such file\\)"):
+        read_config_json(tmp_path / "empty")  # a folder without config.json
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
         read_config_json(tmp_path / "bad.json")

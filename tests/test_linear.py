@@ -62,7 +62,7 @@ def test_bfloat16_weights_are_the_rounded_float32_ones(rng):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
-def test_linear_bitwise_equal_across_thread_counts(isa, restore_threads, every_region_parallel,
+def test_linear_bitwise_equal_across_thread_counts(isa, set_threads, every_region_parallel,
                                                    path, dtype, rng):
     isa(path)
     w, b = make_weights(rng, 200, 77, dtype, bias=True)
@@ -70,7 +70,7 @@ def test_linear_bitwise_equal_across_thread_counts(isa, restore_threads, every_r
         x = rng.standard_normal((T, 77)).astype(np.float32)
         results = []
         for n in (1, 2, 3):
-            moelab.set_num_threads(n)
+            set_threads(n)
             y, loops = every_region_parallel(moelab.ops.linear, x, w, b)
             results.append(y)
             if n > 1:
@@ -80,11 +80,11 @@ def test_linear_bitwise_equal_across_thread_counts(isa, restore_threads, every_r
 
 
 @pytest.mark.parametrize("path", ISAS)
-def test_the_variant_for_parallel_regions_gives_the_same_bits(isa, restore_threads,
+def test_the_variant_for_parallel_regions_gives_the_same_bits(isa, set_threads,
                                                               every_region_parallel, path, rng):
     """linear_here (the calling thread alone, no parallel region) runs the same tasks."""
     isa(path)
-    moelab.set_num_threads(2)
+    set_threads(2)
     for dtype in ("float32", "bfloat16"):
         w, b = make_weights(rng, 50, 77, dtype, bias=True)
         for T in ROWS:

@@ -194,7 +194,7 @@ def test_build_errors():
     cfg = moelab.preset("mixtral-8x7b").scaled()
     with pytest.raises(TypeError, match="cfg must be a moelab.ModelConfig"):
         moelab.build("mixtral-8x7b")
-    with pytest.raises(TypeError, match="seed must be a non-negative int"):
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\)"):
         moelab.build(cfg, seed=-1)
     with pytest.raises(TypeError, match="seed"):
         moelab.build(cfg, seed=1.5)

@@ -1,4 +1,4 @@
-"""No per-call allocation (DESIGN.md §4): once a forward of T or more tokens has run on a
+"""No per-call allocation: once a forward of T or more tokens has run on a
 thread, a forward of up to T tokens on that thread allocates nothing on the heap.
 
 The core keeps its scratch in a workspace per calling thread that a planning step sizes before
@@ -80,13 +80,13 @@ def test_the_probe_is_linked_and_sees_a_workspace_grow():
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_forward_allocates_nothing_once_sized(isa, restore_threads, every_region_parallel, name,
+def test_forward_allocates_nothing_once_sized(isa, set_threads, every_region_parallel, name,
                                               path, dtype, threads, rng):
     """Every loop on `threads` threads (OpenMP workers allocate nothing either), new inputs at
     every call (the routing, hence the experts' row counts and tasks, change), with and
     without statistics."""
     isa(path)
-    moelab.set_num_threads(threads)
+    set_threads(threads)
     cfg = CONFIGS[name]
     layer = moelab.MoELayer(cfg, seed=1, weight_dtype=dtype)
     layer(rng.standard_normal((T_MAX, cfg.hidden_size)).astype(np.float32), return_stats=True)
@@ -98,10 +98,10 @@ def test_forward_allocates_nothing_once_sized(isa, restore_threads, every_region
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
-def test_gated_mlp_allocates_nothing_once_sized(isa, restore_threads, every_region_parallel,
+def test_gated_mlp_allocates_nothing_once_sized(isa, set_threads, every_region_parallel,
                                                 path, dtype, rng):
     isa(path)
-    moelab.set_num_threads(2)
+    set_threads(2)
     mlp = moelab.GatedMLP(48, 72, activation="gelu", seed=2, weight_dtype=dtype)
     mlp(rng.standard_normal((T_MAX, 48)).astype(np.float32))
     for T in T_AFTER:
@@ -111,10 +111,10 @@ def test_gated_mlp_allocates_nothing_once_sized(isa, restore_threads, every_regi
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
-def test_linear_allocates_nothing_once_sized(isa, restore_threads, every_region_parallel, path,
+def test_linear_allocates_nothing_once_sized(isa, set_threads, every_region_parallel, path,
                                              dtype, rng):
     isa(path)
-    moelab.set_num_threads(2)
+    set_threads(2)
     w = rng.standard_normal((200, 77)).astype(np.float32)  # (N, K)
     if dtype == "bfloat16":
         w = (w.view(np.uint32) >> 16).astype(np.uint16)  # bfloat16 bits (truncated)
@@ -125,10 +125,10 @@ def test_linear_allocates_nothing_once_sized(isa, restore_threads, every_region_
         assert allocations(lambda: moelab.ops.linear(x, w, b)) == 0, f"T={T}"
 
 
-def test_single_ops_allocate_nothing_inside_the_core(restore_threads, every_region_parallel,
+def test_single_ops_allocate_nothing_inside_the_core(set_threads, every_region_parallel,
                                                      rng):
     """route and activation size their scratch before the kernel call."""
-    moelab.set_num_threads(2)
+    set_threads(2)
     cfg = CONFIGS["sigmoid-groups-capacity"]
     logits = rng.standard_normal((60, cfg.num_experts)).astype(np.float32)
     gate, up = rng.standard_normal((2, 60, 24)).astype(np.float32)
@@ -148,11 +148,11 @@ def deltanet_layer(dtype: str) -> moelab.GatedDeltaNet:
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("path", ISAS)
 def test_gated_deltanet_prefill_and_decode_allocate_nothing_once_sized(
-        isa, restore_threads, every_region_parallel, path, dtype, rng):
+        isa, set_threads, every_region_parallel, path, dtype, rng):
     """Prefill (several token blocks at T_MAX, the chunked delta rule), then decode steps (the
     recurrent step) and shorter prefills, continuing one state and without one."""
     isa(path)
-    moelab.set_num_threads(2)
+    set_threads(2)
     layer = deltanet_layer(dtype)
     H = layer.config.hidden_size
     state = layer.new_state()

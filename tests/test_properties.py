@@ -1,4 +1,4 @@
-"""Hypothesis properties of routing and of the layer (DESIGN.md §5).
+"""Hypothesis properties of routing and of the layer (docs/semantics.md).
 
 * ids are unique per token, in [0, E), listed by weight descending (ties: lower id);
 * renormalised weights sum to routed_scaling_factor ("topk_softmax": to 1);

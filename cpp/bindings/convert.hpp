@@ -26,6 +26,7 @@ void register_deltanet(py::module_& m);
 void register_testing(py::module_& m);
 void register_decoder_ops(py::module_& m);
 void register_attention(py::module_& m);
+void register_mla(py::module_& m);
 
 // Runs f() with the GIL released and the core's heap allocations counted (heap_probe.hpp): how
 // the bindings call every kernel, after all conversions.

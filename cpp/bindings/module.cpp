@@ -1,4 +1,4 @@
-// moelab._core: the compiled core. One register_* function per area (STYLE.md).
+// moelab._core: the compiled core. One register_* function per area (register_*.cpp).
 #include "convert.hpp"
 
 #ifndef MOELAB_VERSION
@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
     moelab::bindings::register_testing(m);
     moelab::bindings::register_decoder_ops(m);
     moelab::bindings::register_attention(m);
+    moelab::bindings::register_mla(m);
 }

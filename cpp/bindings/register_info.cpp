@@ -1,5 +1,7 @@
 // Build information and the thread count.
 #include <Eigen/Core>
+#include <cstdlib>
+#include <stdexcept>
 
 #include "convert.hpp"
 #include "moelab/gemm.hpp"
@@ -7,7 +9,28 @@
 
 namespace moelab::bindings {
 
+namespace {
+
+// MOELAB_ISA with a name the core does not know is ignored (the best ISA runs): a
+// RuntimeWarning says so, with the accepted names (moelab/__init__.py calls this once).
+void warn_on_unknown_isa_variable() {
+    const char* env = std::getenv("MOELAB_ISA");
+    if (!env || !*env) return;
+    try {
+        parse_isa(env);
+    } catch (const std::invalid_argument& e) {
+        const std::string message = std::string("MOELAB_ISA is ignored: ") + e.what() +
+                                    "; the kernels use " + to_string(active_isa());
+        if (PyErr_WarnEx(PyExc_RuntimeWarning, message.c_str(), 2) != 0)
+            throw py::error_already_set();  // warnings turned into errors
+    }
+}
+
+}  // namespace
+
 void register_info(py::module_& m) {
+    m.def("_warn_on_unknown_isa_variable", &warn_on_unknown_isa_variable,
+          "A RuntimeWarning when MOELAB_ISA names no instruction set the core knows.");
     m.def("build_info", [] {
         py::dict d;
         d["openmp"] = has_openmp();

@@ -60,7 +60,8 @@ void register_spec(py::module_& m) {
         .def_property_readonly("num_params", &MoESpec::num_params,
                                "The layer's parameters: every weight but the correction bias.")
         .def("weight_shapes", &weight_shapes,
-             "[(name, shape)] of the layer's weights, in canonical order (DESIGN.md §2).")
+             "[(name, shape)] of the layer's weights, in canonical order (docs/semantics.md, "
+             "\"Weights\").")
         .def("capacity", &MoESpec::capacity, py::arg("num_tokens"),
              "Pairs each expert keeps for T tokens; -1 when dropless.")
         .def("__repr__", [](const MoESpec& s) { return "MoESpec(" + s.describe() + ")"; });

@@ -9,6 +9,7 @@
 #include "moelab/check.hpp"
 #include "moelab/gemm.hpp"
 #include "moelab/linear.hpp"
+#include "moelab/online_softmax.hpp"
 #include "moelab/parallel.hpp"
 #include "moelab/spec.hpp"
 #include "moelab/workspace.hpp"
@@ -304,34 +305,13 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
             // scores (r, n) = q_g (r, d) . keys (n, d)^T
             gemm_nt(qg, d, keys, kvd, scores, kKeyBlock, r, n, d);
             for (Index j = 0; j < r; ++j) {
-                float* sj = scores + j * kKeyBlock;
-                float mx = m[j];
-                for (Index i = 0; i < n; ++i) {
-                    float sc = sj[i] * scale;
-                    if (cap > 0.0f) sc = cap * std::tanh(sc / cap);
-                    sj[i] = sc;
-                    mx = std::max(mx, sc);
-                }
-                const float rescale = m[j] == -std::numeric_limits<float>::infinity()
-                                          ? 0.0f : std::exp(m[j] - mx);
-                l[j] *= double(rescale);
+                const float rescale =
+                    online_softmax_block(scores + j * kKeyBlock, n, scale, cap, m[j], l[j]);
                 float* a = acc + j * d;
                 for (Index c = 0; c < d; ++c) a[c] *= rescale;
-                for (Index i = 0; i < n; ++i) {
-                    sj[i] = std::exp(sj[i] - mx);
-                    l[j] += double(sj[i]);
-                }
-                m[j] = mx;
             }
             // acc (r, d) += p (r, n) . values (n, d)
-            for (Index i = 0; i < n; ++i) {
-                const float* val = vals + i * kvd;
-                for (Index j = 0; j < r; ++j) {
-                    const float w = scores[j * kKeyBlock + i];
-                    float* a = acc + j * d;
-                    for (Index c = 0; c < d; ++c) a[c] += w * val[c];
-                }
-            }
+            accumulate_weighted_rows(scores, kKeyBlock, r, vals, kvd, n, d, acc, d);
             j0 += n;
         }
         for (Index j = 0; j < r; ++j) {

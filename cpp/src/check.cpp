@@ -10,14 +10,16 @@ namespace moelab {
 
 namespace {
 
-[[noreturn]] void not_finite(const char* what, Index i) {
+// The message says which of the two the first bad value is.
+[[noreturn]] void not_finite(const char* what, Index i, bool is_nan) {
     throw std::invalid_argument(std::string(what) + ": contains NaN or Inf (first at flat index " +
-                                std::to_string(i) + ")");
+                                std::to_string(i) + (is_nan ? ": NaN)" : ": Inf)"));
 }
 
 // NaN and Inf have all exponent bits set: 8 in float32 and in bfloat16 (its upper half).
-constexpr std::uint32_t kF32Exponent = 0x7f800000u;
-constexpr std::uint16_t kBf16Exponent = 0x7f80;
+// With them all set, a non-zero mantissa is a NaN, a zero one an Inf.
+constexpr std::uint32_t kF32Exponent = 0x7f800000u, kF32Mantissa = 0x007fffffu;
+constexpr std::uint16_t kBf16Exponent = 0x7f80, kBf16Mantissa = 0x007f;
 
 // Values checked per block: the scan of a block has no branch (so that it vectorises and a
 // whole weight matrix, an LM head of 10^8 values, is checked at memory speed); a block with a
@@ -33,7 +35,7 @@ inline Bits bits_at(const T* data, Index i) noexcept {
     return u;
 }
 
-template <class Bits, Bits kExponent, class T>
+template <class Bits, Bits kExponent, Bits kMantissa, class T>
 void require_finite_bits(const T* data, Index n, const char* what) {
     for (Index b0 = 0; b0 < n; b0 += kCheckBlock) {
         const Index end = std::min(n, b0 + kCheckBlock);
@@ -42,18 +44,19 @@ void require_finite_bits(const T* data, Index n, const char* what) {
             bad |= unsigned((bits_at<Bits>(data, i) & kExponent) == kExponent);
         if (bad)
             for (Index i = b0; i < end; ++i)
-                if ((bits_at<Bits>(data, i) & kExponent) == kExponent) not_finite(what, i);
+                if ((bits_at<Bits>(data, i) & kExponent) == kExponent)
+                    not_finite(what, i, (bits_at<Bits>(data, i) & kMantissa) != 0);
     }
 }
 
 }  // namespace
 
 void require_finite(const float* data, Index n, const char* what) {
-    require_finite_bits<std::uint32_t, kF32Exponent>(data, n, what);
+    require_finite_bits<std::uint32_t, kF32Exponent, kF32Mantissa>(data, n, what);
 }
 
 void require_finite(const std::uint16_t* data, Index n, const char* what) {
-    require_finite_bits<std::uint16_t, kBf16Exponent>(data, n, what);
+    require_finite_bits<std::uint16_t, kBf16Exponent, kBf16Mantissa>(data, n, what);
 }
 
 void require_dimension(const char* name, Index value, Index max) {

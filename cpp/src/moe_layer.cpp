@@ -1,4 +1,4 @@
-// MoELayer::forward as a sequence of named steps (DESIGN.md §4): size the workspace, route,
+// MoELayer::forward as a sequence of named steps: size the workspace, route,
 // sort the pairs by expert, run the experts, combine, report.
 #include "moelab/moe_layer.hpp"
 
@@ -83,15 +83,22 @@ void reserve_workspace(const MoESpec& s, const LayerTensors& w, Index T, int thr
     ws.experts.reserve(stacks, max_rows, S ? 2 : 1);
 }
 
+// A non-finite router logit of token t from a finite x: a NaN or Inf in the router's weights
+// (which can be written through the weight views), named; else a float32 overflow.
+[[noreturn]] void bad_logit(const MoESpec& s, const LayerTensors& w, Index t) {
+    require_finite(w.router_weight, s.num_experts * s.hidden_size, "router.weight");
+    if (w.router_bias) require_finite(w.router_bias, s.num_experts, "router.bias");
+    throw std::invalid_argument("x: router logits overflow float32 at token " + std::to_string(t) +
+                                " (inputs or weights too large)");
+}
+
 // Step 1: router logits (T, E), checked finite, then each token's experts and weights (T, k).
 void route_tokens(const MoESpec& s, const LayerTensors& w, const float* x, Index T, int threads,
                   Workspace& ws) {
     const Index E = s.num_experts;
     router_logits(x, T, w.router_weight, w.router_bias, s, ws.logits.data(), threads);
     for (Index i = 0; i < T * E; ++i)
-        if (!std::isfinite(ws.logits[std::size_t(i)]))
-            throw std::invalid_argument("x: router logits overflow float32 at token " +
-                                        std::to_string(i / E) + " (inputs or weights too large)");
+        if (!std::isfinite(ws.logits[std::size_t(i)])) bad_logit(s, w, i / E);
     select_experts(ws.logits.data(), T, w.correction_bias, s, ws.ids.data(), ws.weights.data(),
                    threads, ws.router);
 }

@@ -1,6 +1,7 @@
 #include "moelab/spec.hpp"
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -9,6 +10,9 @@
 namespace moelab {
 
 namespace {
+
+// The router's scale and soft-cap are applied in float32: a larger value would become inf.
+constexpr double kFloat32Max = double(std::numeric_limits<float>::max());
 
 constexpr Named<Scoring> kScorings[] = {
     {Scoring::Softmax, "softmax"},
@@ -105,6 +109,8 @@ void MoESpec::validate() const {
     const double rsf = routed_scaling_factor;
     require(std::isfinite(rsf) && rsf > 0,
             "routed_scaling_factor must be finite and > 0, got " + python_repr(rsf));
+    require(rsf <= kFloat32Max, "routed_scaling_factor must be <= " + python_repr(kFloat32Max) +
+                                    " (the float32 maximum), got " + python_repr(rsf));
     require(scoring == Scoring::Softmax || scoring == Scoring::Sigmoid || rsf == 1.0,
             "routed_scaling_factor=" + python_repr(rsf) +
                 " applies to the 'softmax' and 'sigmoid' routers only, not " +
@@ -134,6 +140,10 @@ void MoESpec::validate() const {
         require(std::isfinite(*router_logit_softcap) && *router_logit_softcap > 0,
                 "router_logit_softcap must be None or finite and > 0, got " +
                     python_repr(*router_logit_softcap));
+    if (router_logit_softcap)
+        require(*router_logit_softcap <= kFloat32Max,
+                "router_logit_softcap must be <= " + python_repr(kFloat32Max) +
+                    " (the float32 maximum), got " + python_repr(*router_logit_softcap));
     require(n_shared_experts >= 0,
             "n_shared_experts must be >= 0, got " + str(n_shared_experts));
     if (n_shared_experts == 0) {
@@ -167,10 +177,12 @@ void MoESpec::validate() const {
 
 Index MoESpec::capacity(Index num_tokens) const {
     if (!capacity_factor) return -1;
-    // Same expression and evaluation order as the Python reference: ceil(T * k / E * cf).
-    const double c = std::ceil(double(num_tokens * num_experts_per_tok) / double(num_experts) *
-                               *capacity_factor);
-    return Index(c);
+    // Same expression and evaluation order as the Python reference: ceil(T * k / E * cf);
+    // never above the T * k pairs there are (no expert can keep more), so that a huge factor
+    // stays an Index.
+    const double pairs = double(num_tokens * num_experts_per_tok);
+    const double c = std::ceil(pairs / double(num_experts) * *capacity_factor);
+    return c < pairs ? Index(c) : num_tokens * num_experts_per_tok;
 }
 
 std::string MoESpec::describe() const {

@@ -23,12 +23,15 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "package from its source folder with `pip install .` (needs a C++17 compiler); for "
         f"development `pip install -e .`. Original error: {exc}") from exc
 
+_core._warn_on_unknown_isa_variable()  # MOELAB_ISA=<unknown> is ignored: say so
+
 from . import ops, reference
 from .config import MoEConfig
 from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
 from .deltanet import DeltaNetState, GatedDeltaNet
 from .attention import Attention, AttentionSpec, KVCache
+from .mla import MLACache, MLASpec, MultiHeadLatentAttention
 from .model_config import AttentionConfig, ModelConfig
 from .hf_config import from_hf_config
 from . import families as _family_modules  # registers every family (moelab/families/*.py)
@@ -40,6 +43,7 @@ from . import hf
 from . import designed_tokens
 from . import plot  # matplotlib is imported only when a helper is called
 from .tokenizer import Tokenizer
+from .threads import get_num_threads, set_num_threads
 from .decoder import DecoderCache, DecoderModel
 
 __version__: str = _core.__version__
@@ -57,6 +61,9 @@ __all__ = [
     "Attention",
     "AttentionSpec",
     "KVCache",
+    "MultiHeadLatentAttention",
+    "MLASpec",
+    "MLACache",
     "AttentionConfig",
     "ModelConfig",
     "from_hf_config",
@@ -90,16 +97,3 @@ def build_info() -> dict:
     """
     return dict(_core.build_info())
 
-
-def set_num_threads(n: int) -> None:
-    """Threads used by every moelab kernel from now on (all Python threads); n >= 1."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _core.set_num_threads(n)
-
-
-def get_num_threads() -> int:
-    """Threads used by moelab kernels."""
-    return int(_core.get_num_threads())

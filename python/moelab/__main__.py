@@ -168,9 +168,10 @@ def _cmd_run(args, parser) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        moelab.set_num_threads(args.threads)
+        try:
+            moelab.set_num_threads(args.threads)  # capped at 4 x the cores, warns above them
+        except ValueError as exc:
+            parser.error(f"--threads: {exc}")
     kw = {"hidden_size": args.hidden}
     for name in ("num_layers", "num_experts", "num_experts_per_tok"):
         v = getattr(args, name)
@@ -247,7 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--top-k", dest="num_experts_per_tok", type=int, default=None,
                    help="experts per token of the toy")
     r.add_argument("--repeats", type=int, default=3, help="timed forwards (default 3)")
-    r.add_argument("--threads", type=int, default=None, help="moelab threads")
+    r.add_argument("--threads", type=int, default=None,
+                   help="moelab threads (capped at 4 x the available cores; warns above them)")
     r.add_argument("--seed", type=int, default=0, help="weights and input seed (default 0)")
     r.add_argument("--no-progress", action="store_true",
                    help="no progress bar over the layers (it is shown only on a terminal, "

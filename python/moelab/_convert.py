@@ -27,7 +27,8 @@ def as_float32_array(value, name: str) -> np.ndarray:
     """``value`` as a float32 C-contiguous ndarray, converted once (no copy if it already is).
 
     Raises ``TypeError`` naming ``name`` when the data is not real numbers (strings, objects,
-    booleans, complex). NaN, Inf and shapes are checked by the C++ core.
+    booleans, complex), ``ValueError`` when a finite value is too large for float32 (float64
+    input beyond +-3.4e38). NaN, Inf and shapes are checked by the C++ core.
     """
     if is_torch_tensor(value):
         value = torch_to_numpy(value)
@@ -37,7 +38,17 @@ def as_float32_array(value, name: str) -> np.ndarray:
         raise TypeError(f"{name}: cannot be read as an array of numbers ({exc})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float32, order="C")  # keeps a 0-d shape, no copy if already right
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4:  # every value fits float32's range
+        return np.asarray(arr, dtype=np.float32, order="C")  # keeps a 0-d shape; no copy if right
+    with np.errstate(over="ignore"):
+        out = np.asarray(arr, dtype=np.float32, order="C")
+    overflow = np.isinf(out) & np.isfinite(arr)
+    if overflow.any():
+        i = int(np.flatnonzero(overflow)[0])
+        raise ValueError(f"{name}: overflows float32 (first at flat index {i}: "
+                         f"{arr.reshape(-1)[i]!r}; float32 holds magnitudes up to "
+                         f"{float(np.finfo(np.float32).max):.4g})")
+    return out
 
 
 def as_float32_weights(weights) -> dict:

@@ -56,6 +56,11 @@ class MoEConfig:
     capacity_factor : ``None`` is dropless; otherwise each expert keeps at most
         ``C = ceil(T * k / E * capacity_factor)`` (token, slot) pairs, in token order.
 
+    Integer fields take Python or NumPy integers (not bools) and keep them as Python ints. The
+    core's bounds apply: H, E, I, the shared width and ``n_shared_experts`` at most 2^24, the
+    layer at most 2^36 parameters; ``routed_scaling_factor`` and ``router_logit_softcap`` at
+    most the float32 maximum (they are applied in float32).
+
     Raises
     ------
     TypeError : a field of the wrong type.

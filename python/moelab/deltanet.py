@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import _core
+from ._checks import checked_seed
 from ._convert import as_float32_array
 from ._core_weights import CoreWeights
 from .model_config import ModelConfig
@@ -88,8 +89,8 @@ class GatedDeltaNet(CoreWeights):
         ``hidden_size``, ``attention.linear_*`` dims and ``rms_norm_eps`` shape the layer, and
         ``hidden_act`` (the conv's activation, as in HF) must be ``"silu"``.
     layer_idx : int, the decoder layer.
-    seed : deterministic init: uniform in ±1/sqrt(fan_in) (projections, conv, ``dt_bias``,
-        ``A_log``), ``norm.weight`` = 1.
+    seed : int in [0, 2**64), deterministic init: uniform in ±1/sqrt(fan_in) (projections,
+        conv, ``dt_bias``, ``A_log``), ``norm.weight`` = 1.
     weight_dtype : "float32" or "bfloat16": storage of the three projection matrices (read in
         place by the kernels; the conv, ``dt_bias``, ``A_log`` and ``norm.weight`` stay float32,
         every sum is float32).
@@ -127,8 +128,7 @@ class GatedDeltaNet(CoreWeights):
         if config.hidden_act != "silu":
             raise ValueError(f"config.hidden_act: the Gated DeltaNet's conv activation is "
                              f"hidden_act; only 'silu' is implemented, got {config.hidden_act!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        seed = checked_seed(seed)
         self._check_weight_dtype(weight_dtype)
         a = config.attention
         spec = _core.DeltaNetSpec(

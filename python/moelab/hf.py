@@ -56,7 +56,8 @@ from . import registry
 from ._checks import is_int
 from .config import MoEConfig
 from .hf_config import from_hf_config
-from .io import FLOAT_DTYPES, StateDict, config_dict, open_checkpoint, read_config_json
+from .io import (FLOAT_DTYPES, StateDict, checkpoint_path, config_dict, open_checkpoint,
+                 read_config_json)
 from .layer import MoELayer
 from .model import PROGRESS_DELAY_S
 from .registry import CheckpointNames, ExpertLayout, MoEBlockNames
@@ -98,10 +99,13 @@ def load_moe_layer(source, layer_idx: int, config=None, progress: Optional[bool]
 
     Raises
     ------
-    TypeError : a bad argument type, or a tensor of a dtype that cannot be read (float8,
-        MXFP4 blocks, integers), naming the tensor.
+    TypeError : a bad argument type (source neither a mapping nor a str / os.PathLike, ...), or
+        a tensor of a dtype that cannot be read (float8, MXFP4 blocks, integers), naming the
+        tensor.
     IndexError : layer_idx outside [0, num_hidden_layers).
-    ValueError : a model type whose layers moelab does not load (``LOADABLE_MODEL_TYPES``); a
+    ValueError : a source path that does not exist (one shaped like a Hub id,
+        ``"Qwen/Qwen3-30B-A3B"``, is not downloaded: the message gives the folder form); a
+        model type whose layers moelab does not load (``LOADABLE_MODEL_TYPES``); a
         dense layer (naming it); a missing tensor, an unexpected tensor in the layer's MoE
         block, a wrong shape, NaN or Inf, a broken file; each naming the tensor or file.
     """
@@ -119,6 +123,7 @@ def load_moe_weights(source, layer_idx: int, config=None, progress: Optional[boo
     ``weights`` maps the canonical names of ``cfg.weight_shapes()`` to C-contiguous float32
     arrays of those shapes, ready for ``MoELayer(cfg).load_weights(weights)``.
     """
+    source = _checked_source(source)  # what is wrong with the source itself is said first
     hf_config = _resolve_config(source, config)
     cfg, names = _moe_config(hf_config, layer_idx)
     with _open_source(source) as tensors:
@@ -166,14 +171,22 @@ def _moe_config(hf_config: dict, layer_idx) -> Tuple[MoEConfig, CheckpointNames]
     return model.moe, fam.checkpoint
 
 
-def _open_source(source):
-    """A state dict or a safetensors checkpoint, as a tensor source (``moelab.io``)."""
+def _checked_source(source):
+    """``source`` when it is a mapping, else its checkpoint folder or file as a Path: a path
+    must exist (one shaped like a hub id is not downloaded: the message gives the folder form)
+    and be a folder or a ``.safetensors`` file; anything else is a TypeError."""
     if isinstance(source, Mapping):
-        return StateDict(source)
+        return source
     if isinstance(source, (str, os.PathLike)):
-        return open_checkpoint(source)
-    raise TypeError("source must be a state dict (mapping of name -> array/tensor) or a path to "
-                    f"a checkpoint folder or .safetensors file, got {type(source).__name__}")
+        return checkpoint_path(source, "source")
+    raise TypeError("source must be a state dict (a mapping of tensor names to NumPy arrays or "
+                    "torch tensors) or a checkpoint folder or .safetensors file (a str or "
+                    f"os.PathLike), got {type(source).__name__}")
+
+
+def _open_source(source):
+    """A checked source (:func:`_checked_source`) as a tensor source (``moelab.io``)."""
+    return StateDict(source) if isinstance(source, Mapping) else open_checkpoint(source)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from . import registry
+from ._checks import is_int, is_real
 from .io.config_json import config_dict
 from .config import MoEConfig
-from .model_config import AttentionConfig, ModelConfig
+from .model_config import MAX_LAYERS, AttentionConfig, ModelConfig
 
 __all__ = ["from_hf_config", "SUPPORTED_MODEL_TYPES", "Keys", "decoder", "activation", "heads",
            "gqa_attention", "attention_bias", "mla_attention", "softmax_experts", "all_sliding", "ACTIVATIONS_BY_HF_NAME", "NUM_EXPERTS_ALIASES",
@@ -95,6 +96,26 @@ class Keys:
         names = " or ".join(repr(k) for k in (key,) + alternatives)
         raise ValueError(f"{self.model_type} config: missing required key {names}")
 
+    def count(self, key: str, default: Any = _REQUIRED, maximum: Optional[int] = None) -> int:
+        """A key whose value must be an integer >= 1 (and <= ``maximum``): a head count, an
+        interval, a layer count. Checked here, before a parser divides by it or loops over it;
+        ValueError naming the key otherwise."""
+        v = self(key, default)
+        if not is_int(v) or v < 1 or (maximum is not None and v > maximum):
+            bound = ">= 1" if maximum is None else f"in [1, {maximum}]"
+            raise ValueError(f"{self.model_type} config: {key} must be an integer {bound}, "
+                             f"got {v!r}")
+        return int(v)
+
+    def num_layers(self, key: str = "num_hidden_layers") -> int:
+        """The decoder's layer count, at most ``model_config.MAX_LAYERS`` (a parser builds
+        per-layer lists from it)."""
+        return self.count(key, maximum=MAX_LAYERS)
+
+    def real(self, key: str, default: Any = _REQUIRED) -> float:
+        """A key whose value must be a real number, as a float (ValueError naming the key)."""
+        return _as_float(self(key, default), f"{self.model_type} config: {key}")
+
     def sub(self, key: str, defaults: Mapping[str, Any]) -> "Keys":
         """The reader of a nested config dict (``None`` or absent: empty) with its own defaults."""
         v = self(key)
@@ -112,7 +133,19 @@ class Keys:
             rp = self.d.get(nested)
             if v is None and isinstance(rp, Mapping):
                 v = rp.get("partial_rotary_factor")
-        return default if v is None else float(v)
+        return default if v is None else _as_float(v, f"{self.model_type} config: "
+                                                      "partial_rotary_factor")
+
+
+def _as_float(v: Any, what: str) -> float:
+    """A JSON number as a float: ValueError (starting with ``what``) for anything else or a
+    number beyond the float range."""
+    if not is_real(v):
+        raise ValueError(f"{what} must be a number, got {v!r}")
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{what}={v} is beyond the float range") from None
 
 
 def decoder(k: Keys, hidden_size: int, **fields) -> ModelConfig:
@@ -120,7 +153,7 @@ def decoder(k: Keys, hidden_size: int, **fields) -> ModelConfig:
     the same way are read here unless given: ``vocab_size`` and ``num_hidden_layers``
     (required), ``tie_word_embeddings`` and ``rms_norm_eps``."""
     readers = dict(vocab_size=lambda: k.need("vocab_size"),
-                   num_hidden_layers=lambda: k.need("num_hidden_layers"),
+                   num_hidden_layers=k.num_layers,
                    tie_word_embeddings=lambda: bool(k("tie_word_embeddings")),
                    rms_norm_eps=lambda: k("rms_norm_eps"))
     for key, read in readers.items():
@@ -141,7 +174,7 @@ def activation(k: Keys, key: str = "hidden_act") -> str:
 def heads(k: Keys, head_dim_key: Optional[str] = "head_dim") -> Tuple[int, int, int, int]:
     """(H, n_h, n_kv, d): kv heads default to the heads, head_dim to H // n_h (as HF)."""
     H = k.need("hidden_size")
-    n_h = k.need("num_attention_heads")
+    n_h = k.count("num_attention_heads")  # HF divides by it
     n_kv = k("num_key_value_heads", None)
     n_kv = n_h if n_kv is None else n_kv
     d = k(head_dim_key, None) if head_dim_key else None

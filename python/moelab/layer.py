@@ -8,7 +8,7 @@ from typing import Tuple, Union
 import numpy as np
 
 from . import _core
-from ._checks import is_int
+from ._checks import checked_seed
 from ._convert import as_float32_array
 from ._core_weights import CoreWeights
 from .config import MoEConfig
@@ -68,7 +68,7 @@ class MoELayer(CoreWeights):
     Parameters
     ----------
     config : MoEConfig
-    seed : int, the seed of the deterministic random initialisation (uniform in
+    seed : int in [0, 2**64), the seed of the deterministic random initialisation (uniform in
         ±1/sqrt(fan_in), as ``torch.nn.Linear``); the same seed gives the same weights on any
         machine and thread count.
     weight_dtype : "float32" (default) or "bfloat16". With bfloat16 the routed and shared expert
@@ -86,7 +86,9 @@ class MoELayer(CoreWeights):
 
     Raises
     ------
-    TypeError : x is not a numeric array (strings, objects, complex).
+    TypeError : config is not a MoEConfig, seed is not an int; x is not a numeric array
+        (strings, objects, complex).
+    ValueError : seed outside [0, 2**64), an unknown weight_dtype.
     ValueError : x has the wrong number of dimensions or the wrong H, or holds NaN or Inf.
 
     The layer is safe to share between Python threads: the GIL is released while the C++ core
@@ -96,8 +98,7 @@ class MoELayer(CoreWeights):
     def __init__(self, config: MoEConfig, seed: int = 0, weight_dtype: str = "float32"):
         if not isinstance(config, MoEConfig):
             raise TypeError(f"config must be a moelab.MoEConfig, got {type(config).__name__}")
-        if not is_int(seed) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        seed = checked_seed(seed)
         self._check_weight_dtype(weight_dtype)
         self._config = config
         self._attach(_core.MoELayer(core_spec(config), weight_dtype), seed)

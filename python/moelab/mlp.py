@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core, params
-from ._checks import is_int
+from ._checks import checked_seed, is_int
 from ._convert import as_float32_array
 from ._core_weights import CoreWeights
 from .config import ACTIVATIONS
@@ -25,7 +25,7 @@ class GatedMLP(CoreWeights):
     ----------
     hidden_size : H.  intermediate_size : I.
     activation : "silu" | "gelu" | "gelu_tanh" | "relu" | "swiglu_oai".
-    seed : deterministic uniform init in ±1/sqrt(fan_in).
+    seed : int in [0, 2**64): deterministic uniform init in ±1/sqrt(fan_in).
     weight_dtype : "float32" or "bfloat16" (storage of both matrices; math in float32).
 
     Weights: ``gate_up_proj (2I, H)`` (gate rows first), ``down_proj (H, I)``.
@@ -35,12 +35,10 @@ class GatedMLP(CoreWeights):
 
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str = "silu",
                  seed: int = 0, weight_dtype: str = "float32"):
-        for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size),
-                        ("seed", seed)):
+        for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size)):
             if not is_int(v):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        seed = checked_seed(seed)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self._check_weight_dtype(weight_dtype)

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import params
-from ._checks import is_int
+from ._checks import SEED_LIMIT, checked_seed, is_int, is_real
 from ._convert import as_float32_array
 from .layer import MoELayer, RoutingStats
 from .mlp import GatedMLP
@@ -238,32 +238,38 @@ def _allocated_params(cfg: ModelConfig) -> int:
 def build(cfg: ModelConfig, seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES) -> MoEModel:
     """A runnable ``MoEModel`` for ``cfg`` (usually ``preset(name).scaled()``).
 
-    seed : int >= 0; the same seed gives the same weights (layer i's FFN is seeded from
-        ``seed`` and ``i``). max_bytes : refuse a model whose float32 FFN weights exceed this
-        (default 4 GiB) - a full-size preset needs hundreds of GB; scale it first.
+    seed : int in [0, 2**64); the same seed gives the same weights (layer i's FFN is seeded
+        from ``seed`` and ``i``). max_bytes : a number > 0; refuse a model whose float32 FFN
+        weights exceed this many bytes (default 4 GiB) - a full-size preset needs hundreds of
+        GB; scale it first.
 
-    Raises TypeError (not a ModelConfig, bad seed) or ValueError (too large).
+    Raises TypeError (not a ModelConfig, a seed that is not an int, max_bytes not a number) or
+    ValueError (a seed out of range, max_bytes <= 0, too large).
     """
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"cfg must be a moelab.ModelConfig, got {type(cfg).__name__}")
-    if not is_int(seed) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+    seed = checked_seed(seed)
+    if not is_real(max_bytes):
+        raise TypeError(f"max_bytes must be a number, got {type(max_bytes).__name__} "
+                        f"{max_bytes!r}")
+    if not max_bytes > 0:
+        raise ValueError(f"max_bytes must be > 0, got {max_bytes!r}")
     need = 4 * _allocated_params(cfg)
     if need > max_bytes:
         raise ValueError(
-            f"build({cfg.display_name!r}): its FFN weights need {need / 2**30:,.1f} GiB in float32 "
-            f"(limit max_bytes={max_bytes / 2**30:,.1f} GiB); build a toy with cfg.scaled() or "
-            "raise max_bytes")
+            f"build({cfg.display_name!r}): its FFN weights need {need / 2**30:,.2f} GiB in "
+            f"float32 ({need:,} bytes), above the limit max_bytes={max_bytes:,}; build a toy "
+            "with cfg.scaled() or raise max_bytes")
     blocks = []
-    base = int(seed) * 1_000_003
+    base = seed * 1_000_003
     for i, kind in enumerate(cfg.ffn_kinds):
         moe = mlp = None
         if kind == "moe":
-            moe = MoELayer(cfg.moe, seed=base + 2 * i)
+            moe = MoELayer(cfg.moe, seed=(base + 2 * i) % SEED_LIMIT)
         if kind == "dense" or cfg.residual_moe:
             mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, activation=cfg.hidden_act,
-                           seed=base + 2 * i + 1)
+                           seed=(base + 2 * i + 1) % SEED_LIMIT)
         blocks.append(DecoderBlock(i, kind, cfg.hidden_size, cfg.norm_placement,
                                    cfg.rms_norm_eps, moe=moe, mlp=mlp,
                                    residual_moe=cfg.residual_moe and kind == "moe"))
-    return MoEModel(cfg, blocks, int(seed))
+    return MoEModel(cfg, blocks, seed)

@@ -37,7 +37,7 @@ from ._checks import is_int, is_real
 from .config import ACTIVATIONS, MoEConfig
 
 __all__ = ["AttentionConfig", "ModelConfig", "LAYER_TYPES", "ATTENTION_KINDS", "QK_NORMS",
-           "NORM_PLACEMENTS", "NORMS_PER_LAYER", "ROUTER_VARIANTS"]
+           "NORM_PLACEMENTS", "NORMS_PER_LAYER", "ROUTER_VARIANTS", "MAX_LAYERS"]
 
 #: Token-mixer kinds of a decoder layer (HF ``layer_types`` names).
 LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "linear_attention")
@@ -61,6 +61,10 @@ ROUTER_VARIANTS = (None, "sparsemixer", "group_limited_greedy", "pnorm")
 
 # build() and analysis never need more; a config above this is a typo, not a model.
 _MAX_TOTAL_PARAMS = 1 << 44  # ~17.6 T parameters
+#: The most decoder layers a config may have. Released decoders have at most a few hundred;
+#: per-layer structure (FFN kinds, layer types) is built and analysed layer by layer in Python,
+#: so an absurd count is refused before anything loops over it.
+MAX_LAYERS = 4096
 
 
 def _as_tuple(owner: object, name: str, kind=int) -> None:
@@ -219,7 +223,8 @@ class ModelConfig:
     ---------------------
     model_type : the HF ``model_type`` this config came from or corresponds to (``"deepseek_v3"``,
         ``"qwen3_moe"``, ``"llama4_text"``, ``"grok"``...).
-    vocab_size, hidden_size, num_hidden_layers : V, H, L (L excludes MTP layers).
+    vocab_size, hidden_size, num_hidden_layers : V, H, L (L excludes MTP layers;
+        1 <= L <= ``MAX_LAYERS``).
     attention : AttentionConfig.
     intermediate_size : width of the dense gated MLP (dense layers and Grok-2's residual MLP);
         0 when the model has none.
@@ -310,6 +315,8 @@ class ModelConfig:
         for f, v in (("vocab_size", V), ("hidden_size", H), ("num_hidden_layers", L)):
             if v < 1:
                 raise ValueError(f"{n}.{f} must be >= 1, got {v}")
+        if L > MAX_LAYERS:
+            raise ValueError(f"{n}.num_hidden_layers must be <= {MAX_LAYERS}, got {L}")
         if self.intermediate_size < 0:
             raise ValueError(f"{n}.intermediate_size must be >= 0, got {self.intermediate_size}")
         if self.first_k_dense_replace < 0 or self.num_nextn_predict_layers < 0:

@@ -805,3 +805,45 @@ def attention(x, weights: Mapping[str, np.ndarray], spec) -> np.ndarray:
     if gate is not None:
         o = o * sigmoid(gate)
     return linear(o, W["o_proj.weight"], W.get("o_proj.bias"))         # (T, H)
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-head latent attention (twin of moelab.MultiHeadLatentAttention; spec a moelab.MLASpec)
+# ---------------------------------------------------------------------------------------------
+def mla(x, weights: Mapping[str, np.ndarray], spec) -> np.ndarray:
+    """y (T, H) of one MLA layer on the sequence x (T, H) at positions 0..T-1, in the plain
+    expanded form of transformers' DeepseekV3Attention: per-head keys and values rebuilt from
+    the latent, a T x T causal softmax."""
+    W = {name: _f64(w) for name, w in weights.items()}
+    x = _f64(x)                                                        # (T, H)
+    T = x.shape[0]
+    n_h, r = spec.num_attention_heads, spec.kv_lora_rank
+    d_n, d_r, d_v = spec.qk_nope_head_dim, spec.qk_rope_head_dim, spec.v_head_dim
+    eps = spec.rms_norm_eps
+    if spec.q_lora_rank is None:
+        q = linear(x, W["q_proj.weight"])                              # (T, n_h d_qk)
+    else:
+        q_a = linear(x, W["q_a_proj.weight"], W.get("q_a_proj.bias"))  # (T, q_lora_rank)
+        q = linear(_rms(q_a, W["q_a_layernorm.weight"], False, eps), W["q_b_proj.weight"])
+    q = q.reshape(T, n_h, d_n + d_r)                                   # (T, n_h, d_qk)
+    kv_a = linear(x, W["kv_a_proj_with_mqa.weight"], W.get("kv_a_proj_with_mqa.bias"))
+    c = _rms(kv_a[:, :r], W["kv_a_layernorm.weight"], False, eps)      # (T, r)
+    q_n, q_r = q[..., :d_n], q[..., d_n:]                              # (T, n_h, d_n), (.., d_r)
+    k_r = kv_a[:, None, r:]                                            # (T, 1, d_r)
+    if spec.rope_interleave:  # pairs (2i, 2i+1) laid out as (i, i + d_r/2), as HF does
+        order = np.concatenate([np.arange(0, d_r, 2), np.arange(1, d_r, 2)])
+        q_r, k_r = q_r[..., order], k_r[..., order]
+    positions = np.arange(T)                                           # (T,)
+    inv_freq, rope_scale = rope_parameters(spec.rope, d_r, spec.max_position_embeddings)
+    q_r = apply_rope(q_r, positions, inv_freq, rope_scale)             # (T, n_h, d_r)
+    k_r = apply_rope(k_r, positions, inv_freq, rope_scale)             # (T, 1, d_r)
+    kv = linear(c, W["kv_b_proj.weight"]).reshape(T, n_h, d_n + d_v)   # (T, n_h, d_n + d_v)
+    k_n, v = kv[..., :d_n], kv[..., d_n:]                              # (T, n_h, d_n), (.., d_v)
+    allowed = positions[None, :] <= positions[:, None]                 # (T, T) causal
+    scale = spec.logit_scale
+    o = np.zeros((T, n_h, d_v))                                        # (T, n_h, d_v)
+    for h in range(n_h):
+        s = (q_n[:, h] @ k_n[:, h].T + q_r[:, h] @ k_r[:, 0].T) * scale  # (T, T)
+        p = softmax(np.where(allowed, s, -np.inf))                     # (T, T)
+        o[:, h] = p @ v[:, h]                                          # (T, d_v)
+    return linear(o.reshape(T, n_h * d_v), W["o_proj.weight"], W.get("o_proj.bias"))  # (T, H)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import warnings
+from typing import Tuple
 
 import numpy as np
 
@@ -38,10 +39,7 @@ WORDS = ("softmax", "sigmoid", "topk_softmax", "llama4", "silu", "gelu", "gelu_t
 #: a layer larger than this is not built in a fuzz iteration (the config is still checked)
 MAX_BUILT_PARAMS = 50_000
 
-KNOWN_DEFECTS = (
-    KnownDefect("seed-beyond-uint64", "issue 19.5", "MoELayer(cfg, seed)",
-                r"raw pybind11 TypeError \(an argument was not validated\): init_random"),
-)
+KNOWN_DEFECTS: Tuple[KnownDefect, ...] = ()
 
 
 def _value(r: ByteReader, depth: int = 0):

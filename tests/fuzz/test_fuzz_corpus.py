@@ -44,17 +44,15 @@ def test_corpus_replays_without_findings(target):
     assert not findings, "\n".join(findings)
 
 
-def _known():
-    return [pytest.param(t, d, id=f"{t}-{d.id}") for t in TARGETS for d in _harness(t).KNOWN_DEFECTS]
-
-
-@pytest.mark.parametrize("target, defect", _known())
-def test_known_defect_still_reproduces(target, defect):
-    data = (HERE / "reproducers" / target / defect.id).read_bytes()
-    shown = _harness(target).run_one(data)
-    assert shown == defect.id, (
-        f"{defect.id} ({defect.issue}) no longer shows: if it is fixed, take it off "
-        f"fuzz_{target}.KNOWN_DEFECTS and move its reproducer into corpus/{target}/")
+@pytest.mark.parametrize("target", TARGETS)
+def test_known_defects_still_reproduce(target):
+    """Each listed defect's reproducer still shows it (none listed: nothing to show)."""
+    for defect in _harness(target).KNOWN_DEFECTS:
+        data = (HERE / "reproducers" / target / defect.id).read_bytes()
+        shown = _harness(target).run_one(data)
+        assert shown == defect.id, (
+            f"{defect.id} ({defect.issue}) no longer shows: if it is fixed, take it off "
+            f"fuzz_{target}.KNOWN_DEFECTS and move its reproducer into corpus/{target}/")
 
 
 def test_every_reproducer_is_listed():

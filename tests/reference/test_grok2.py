@@ -1,4 +1,4 @@
-"""Grok-2's FFN vs a float64 NumPy reference written from ARCHITECTURES.md §2.9.
+"""Grok-2's FFN vs a float64 NumPy reference written from the description of its code.
 
 Grok-2 is not in transformers, so its reference is the description of the sglang / Grok-1
 code: router in fp32, logits soft-capped ``30 * tanh(l / 30)``, softmax over all experts, top-2,
@@ -58,7 +58,7 @@ def _grok_block(rng):
     """moelab's Grok-2 block 0 (toy dims) with Grok-named random weights loaded into it."""
     full = moelab.preset("grok-2")
     m = full.moe
-    # the preset is the architecture of §2.9
+    # the preset is the architecture described above
     assert (m.scoring, m.norm_topk_prob, m.router_logit_softcap, m.num_experts_per_tok,
             m.activation, m.n_shared_experts) == ("softmax", False, SOFTCAP, 2, "gelu_tanh", 0)
     assert full.residual_moe and full.hidden_act == "gelu_tanh"

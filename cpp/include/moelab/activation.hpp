@@ -1,4 +1,4 @@
-// Gated activations h = act(gate) * up, elementwise (DESIGN.md §3).
+// Gated activations h = act(gate) * up, elementwise (docs/semantics.md, "Experts").
 #pragma once
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// Routers: logits, expert selection and weights for the four scorings of DESIGN.md §3.
+// Routers: logits, expert selection and weights for the four scorings of docs/semantics.md.
 #pragma once
 
 #include <cstdint>

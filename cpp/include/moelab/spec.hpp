@@ -10,7 +10,7 @@
 
 namespace moelab {
 
-// Router kinds (DESIGN.md §3).
+// Router kinds (docs/semantics.md, "Routers").
 enum class Scoring { Softmax, Sigmoid, TopkSoftmax, Llama4 };
 // Gated expert activations act(gate) * up; SwigluOai is gpt-oss's clamped SwiGLU.
 enum class Activation { Silu, Gelu, GeluTanh, Relu, SwigluOai };
@@ -27,7 +27,7 @@ std::vector<std::string> activation_names();  // in the order of the enum
 constexpr Index kMaxDimension = Index(1) << 24;          // 16M: beyond any model's H, E or I
 constexpr Index kMaxLayerParams = Index(1) << 36;        // 2^36 float32 = 256 GiB
 
-// The canonical tensors of a MoE layer (DESIGN.md §2), in canonical order.
+// The canonical tensors of a MoE layer (docs/semantics.md, "Weights"), in canonical order.
 enum class LayerTensor {
     RouterWeight,
     RouterBias,

@@ -1,4 +1,5 @@
-// RoutingStatsOut: where a forward pass writes what its router did (DESIGN.md §2).
+// RoutingStatsOut: where a forward pass writes what its router did (docs/semantics.md,
+// "Statistics").
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,7 @@ struct RoutingStatsOut {
     double aux_loss = 0.0;
     double z_loss = 0.0;
     std::int64_t dropped = 0;
-    // Wall-clock seconds of the phases of this forward (DESIGN.md §4), in order.
+    // Wall-clock seconds of the phases of this forward (moe_layer.cpp's steps), in order.
     double seconds_route = 0.0;     // logits, selection
     double seconds_dispatch = 0.0;  // counting sort, gather
     double seconds_pack = 0.0;      // token panels (AVX-512 path)

@@ -33,7 +33,7 @@ def qwen3_layers(k: Keys) -> Tuple[int, int, AttentionConfig, Optional[List[str]
     """(H, L, attention, layer_types) of Qwen3 and Qwen3-MoE: q/k/v/o biases from
     ``attention_bias``, per-head QK-norm, the Qwen sliding-window rule."""
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     window, lt = sliding_layer_types(k, L, "qwen3")
     att = gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k), qk_norm="head",
                         sliding_window=window)

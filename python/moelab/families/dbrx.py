@@ -8,6 +8,8 @@ weights are divided by their p-norm: p = 1 is moelab's renormalisation; any othe
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from ..config import MoEConfig
 from ..hf_config import ACTIVATIONS_BY_HF_NAME, Keys, decoder
 from ..model_config import AttentionConfig, ModelConfig
@@ -24,8 +26,11 @@ FFN_DEFAULTS = dict(ffn_act_fn=None, ffn_hidden_size=3584, moe_num_experts=4, mo
 
 def parse(k: Keys) -> ModelConfig:
     a, f = k.sub("attn_config", ATTN_DEFAULTS), k.sub("ffn_config", FFN_DEFAULTS)
-    H, n_h = k("d_model"), k("n_heads")
+    H, n_h = k("d_model"), k.count("n_heads")  # H // n_h below
     act_fn = f("ffn_act_fn") or {"name": "silu"}
+    if not isinstance(act_fn, Mapping):
+        raise ValueError(f"dbrx config: ffn_config.ffn_act_fn must be a mapping (e.g. "
+                         f"{{'name': 'silu'}}), got {act_fn!r}")
     name = act_fn.get("name", "silu")
     if name not in ACTIVATIONS_BY_HF_NAME:
         raise ValueError(f"dbrx config: ffn_config.ffn_act_fn name {name!r} is not supported")
@@ -34,7 +39,7 @@ def parse(k: Keys) -> ModelConfig:
                     num_experts_per_tok=f("moe_top_k"),
                     moe_intermediate_size=f("ffn_hidden_size"), scoring="softmax",
                     norm_topk_prob=p is not None, activation=ACTIVATIONS_BY_HF_NAME[name])
-    return decoder(k, H, num_hidden_layers=k("n_layers"),
+    return decoder(k, H, num_hidden_layers=k.num_layers("n_layers"),
         attention=AttentionConfig(num_attention_heads=n_h, num_key_value_heads=a("kv_n_heads"),
                                   head_dim=H // n_h),
         intermediate_size=0, moe=moe, router_variant=None if p in (None, 1, 1.0) else "pnorm",

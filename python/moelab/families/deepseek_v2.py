@@ -42,7 +42,7 @@ def parse(k: Keys) -> ModelConfig:
                     num_experts_per_tok=k.need("num_experts_per_tok"),
                     moe_intermediate_size=k.need("moe_intermediate_size"), scoring="softmax",
                     norm_topk_prob=False,
-                    routed_scaling_factor=float(k("routed_scaling_factor")),
+                    routed_scaling_factor=k.real("routed_scaling_factor"),
                     activation=activation(k), n_shared_experts=k("n_shared_experts") or 0)
     return decoder(k, H,
         attention=mla_attention(k, n_h, n_kv),

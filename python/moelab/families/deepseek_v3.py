@@ -45,7 +45,7 @@ def sigmoid_router_moe(k: Keys, H: int) -> MoEConfig:
                      num_experts_per_tok=k.need("num_experts_per_tok"),
                      moe_intermediate_size=k.need("moe_intermediate_size"), scoring="sigmoid",
                      norm_topk_prob=bool(k("norm_topk_prob")),
-                     routed_scaling_factor=float(k.need("routed_scaling_factor")),
+                     routed_scaling_factor=k.real("routed_scaling_factor"),
                      n_group=k("n_group") or 1, topk_group=k("topk_group") or 1,
                      correction_bias=True, activation=activation(k),
                      n_shared_experts=k.need("n_shared_experts"))

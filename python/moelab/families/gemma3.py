@@ -32,10 +32,10 @@ WRAPPER_DEFAULTS = dict(tie_word_embeddings=True)
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     lt = k("layer_types")
     if lt is None:  # HF: the BC key sliding_window_pattern (default 6): every 6th layer global
-        pattern = k("sliding_window_pattern", 6)
+        pattern = k.count("sliding_window_pattern", 6)
         lt = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(L)]
     return decoder(k, H, num_hidden_layers=L,
         attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, **attention_bias(k),

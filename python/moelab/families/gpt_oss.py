@@ -32,9 +32,9 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     for key, fixed in (("swiglu_alpha", 1.702), ("swiglu_limit", 7.0)):
-        if float(k(key)) != fixed:
+        if k.real(key) != fixed:
             raise ValueError(f"gpt_oss config: {key}={k(key)!r} is not supported (moelab's "
                              f"swiglu_oai uses {fixed})")
     lt = k("layer_types")

@@ -35,10 +35,10 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     nr = k("no_rope_layers")
     if not nr:  # HF: `no_rope_layers if no_rope_layers else default`
-        interval = k("no_rope_layer_interval")
+        interval = k.count("no_rope_layer_interval")
         nr = [int((i + 1) % interval != 0) for i in range(L)]
     lt = k("layer_types")
     if lt is None:

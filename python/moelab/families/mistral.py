@@ -35,7 +35,7 @@ WRAPPER_DEFAULTS = dict(tie_word_embeddings=True)
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     window = k("sliding_window")
     return decoder(k, H, num_hidden_layers=L,
         attention=gqa_attention(k, n_h=n_h, n_kv=n_kv, d=d, sliding_window=window),

@@ -23,7 +23,7 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     window = k("sliding_window")
     # sparsemixer: the same two experts as a softmax top-2 (by logit), different weights
     moe = softmax_experts(k, H, "num_local_experts", norm_topk_prob=False)

@@ -18,7 +18,7 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     window, lt = sliding_layer_types(k, L, "qwen2")
     return decoder(k, H, num_hidden_layers=L,
         # Qwen2Attention: q/k/v always with bias, o_proj without

@@ -36,7 +36,7 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     window, lt = sliding_layer_types(k, L, "qwen2_moe")
     moe = routed_layer(k, H, gated_shared_expert=True) if k("num_experts") > 0 else None
     return decoder(k, H, num_hidden_layers=L,

@@ -35,10 +35,10 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     lt = k("layer_types")
     if lt is None:
-        interval = k("full_attention_interval", 4)
+        interval = k.count("full_attention_interval", 4)
         lt = ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(L)]
     b = k("attention_bias")
     att = AttentionConfig(

@@ -25,16 +25,17 @@ HF_DEFAULTS = dict(
 
 def parse(k: Keys) -> ModelConfig:
     H, n_h, n_kv, d = heads(k, head_dim_key=None)
-    L = k("num_hidden_layers")
+    L = k.num_layers()
     nr = k("no_rope_layers")
     if nr is None:
-        interval = k("no_rope_layer_interval")
+        interval = k.count("no_rope_layer_interval")
         nr = [int((i + 1) % interval != 0) for i in range(L)]
     window = k("sliding_window")
     lt = k("layer_types")
     if lt is None:
         use = k("use_sliding_window") and window is not None
-        lt = ["sliding_attention" if use and not nr[i] else "full_attention" for i in range(L)]
+        # one entry per no_rope_layers entry (ModelConfig checks there are L of them)
+        lt = ["sliding_attention" if use and not r else "full_attention" for r in nr]
     if "sliding_attention" not in lt:
         window = None
     return decoder(k, H, num_hidden_layers=L,

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from .config_json import config_dict, read_config_json
 from .safetensors import (FLOAT_DTYPES, VIEW_DTYPES, Checkpoint, SafetensorsFile,
-                          bf16_to_float32, open_checkpoint)
+                          bf16_to_float32, checkpoint_path, open_checkpoint)
 from .source import TensorInfo, TensorSource
 from .state_dict import StateDict
 
-__all__ = ["open_checkpoint", "Checkpoint", "SafetensorsFile", "TensorSource", "TensorInfo",
+__all__ = ["open_checkpoint", "checkpoint_path", "Checkpoint", "SafetensorsFile", "TensorSource", "TensorInfo",
            "StateDict", "read_config_json", "config_dict", "bf16_to_float32", "FLOAT_DTYPES",
            "VIEW_DTYPES"]

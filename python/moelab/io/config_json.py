@@ -7,16 +7,19 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
+from .local_path import existing_path
+
 __all__ = ["read_config_json", "config_dict"]
 
 
 def read_config_json(path) -> Dict[str, Any]:
     """The JSON object of a ``config.json``, given its path or its folder's.
 
-    Raises ValueError naming the file: no such file, not readable, not valid JSON, or JSON that
-    is not an object.
+    Raises ValueError naming the file: no such file (a path shaped like a Hub id is not
+    downloaded: the message says so), not readable, not valid JSON, or JSON that is not an
+    object.
     """
-    path = Path(path)
+    path = existing_path(path, "config")
     if path.is_dir():
         path = path / "config.json"
     if not path.is_file():

@@ -36,10 +36,12 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .local_path import existing_path
 from .source import TensorInfo, TensorSource
 
 __all__ = ["ITEMSIZE", "VIEW_DTYPES", "FLOAT_DTYPES", "MAX_HEADER_BYTES",
-           "SafetensorsFile", "Checkpoint", "open_checkpoint", "bf16_to_float32"]
+           "SafetensorsFile", "Checkpoint", "checkpoint_path", "open_checkpoint",
+           "bf16_to_float32"]
 
 #: Bytes per element of every safetensors dtype.
 ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2,
@@ -308,15 +310,23 @@ def _read_index(index: Path) -> Dict[str, str]:
                          f"'weight_map'): {exc!r}") from None
 
 
+def checkpoint_path(path, what: str = "path") -> Path:
+    """``path`` as a Path when it is an existing folder or ``.safetensors`` file (what
+    :func:`open_checkpoint` opens). Raises TypeError (not a str or path) or ValueError starting
+    with ``what``: it does not exist (a path shaped like a Hub id: hub ids are not downloaded),
+    or it is another kind of file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a str or a path, got {type(path).__name__}")
+    path = existing_path(path, what)
+    if path.is_dir() or (path.is_file() and path.suffix == ".safetensors"):
+        return path
+    raise ValueError(f"{what}: {path} is neither a checkpoint folder nor a .safetensors file")
+
+
 def open_checkpoint(path) -> Checkpoint:
     """A :class:`Checkpoint` of a folder or of one ``.safetensors`` file.
 
-    Raises TypeError (not a str or path) or ValueError (neither a folder nor a ``.safetensors``
-    file, or any error of :class:`Checkpoint`).
+    Raises TypeError or ValueError as :func:`checkpoint_path`, or any error of
+    :class:`Checkpoint`.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir() or (path.is_file() and path.suffix == ".safetensors"):
-        return Checkpoint(path)
-    raise ValueError(f"{path} is neither a checkpoint folder nor a .safetensors file")
+    return Checkpoint(checkpoint_path(path))

@@ -1,0 +1,98 @@
+// MlaSpec, MlaCache and MultiHeadLatentAttention: converted, validated, then run with the GIL
+// released. (RopeSpec is register_attention's.)
+#include <memory>
+
+#include "convert.hpp"
+#include "moelab/mla.hpp"
+
+namespace moelab::bindings {
+
+namespace {
+
+constexpr Named<MlaForm> kForms[] = {
+    {MlaForm::Auto, "auto"}, {MlaForm::Expanded, "expanded"}, {MlaForm::Absorbed, "absorbed"}};
+
+MlaSpec make_spec(Index hidden_size, Index num_attention_heads, Index q_lora_rank,
+                  Index kv_lora_rank, Index qk_nope_head_dim, Index qk_rope_head_dim,
+                  Index v_head_dim, bool attention_bias, float rms_norm_eps,
+                  const RopeSpec& rope, bool rope_interleave, float scaling,
+                  Index max_position_embeddings) {
+    MlaSpec s;
+    s.hidden_size = hidden_size;
+    s.num_heads = num_attention_heads;
+    s.q_lora_rank = q_lora_rank;
+    s.kv_lora_rank = kv_lora_rank;
+    s.qk_nope_head_dim = qk_nope_head_dim;
+    s.qk_rope_head_dim = qk_rope_head_dim;
+    s.v_head_dim = v_head_dim;
+    s.attention_bias = attention_bias;
+    s.norm_eps = rms_norm_eps;
+    s.rope = rope;
+    s.rope_interleave = rope_interleave;
+    s.scaling = scaling;
+    s.max_positions = max_position_embeddings;
+    s.validate();
+    return s;
+}
+
+}  // namespace
+
+void register_mla(py::module_& m) {
+    py::class_<MlaSpec>(m, "MlaSpec", "One multi-head latent attention layer (validated).")
+        .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
+             py::arg("num_attention_heads"), py::arg("q_lora_rank"), py::arg("kv_lora_rank"),
+             py::arg("qk_nope_head_dim"), py::arg("qk_rope_head_dim"), py::arg("v_head_dim"),
+             py::arg("attention_bias") = false, py::arg("rms_norm_eps") = 1e-6f, py::arg("rope"),
+             py::arg("rope_interleave") = true, py::arg("scaling") = 0.0f,
+             py::arg("max_position_embeddings"))
+        .def_readonly("hidden_size", &MlaSpec::hidden_size)
+        .def_readonly("kv_lora_rank", &MlaSpec::kv_lora_rank)
+        .def_readonly("qk_rope_head_dim", &MlaSpec::qk_rope_head_dim)
+        .def_property_readonly("logit_scale", &MlaSpec::logit_scale)
+        .def("__repr__", [](const MlaSpec& s) { return "MlaSpec(" + s.describe() + ")"; });
+
+    py::class_<MlaCache, std::shared_ptr<MlaCache>>(m, "MlaCache",
+                                                    "One sequence's latent rows of one MLA layer.")
+        .def_property_readonly("length", &MlaCache::length)
+        .def_property_readonly("nbytes", &MlaCache::nbytes)
+        .def_property_readonly("row_dim", &MlaCache::row_dim)
+        .def_property_readonly("owner", &MlaCache::owner)
+        .def("read", [](const MlaCache& c) {
+                 py::array_t<float> rows({c.length(), c.row_dim()});
+                 float* p = rows.mutable_data();
+                 {
+                     py::gil_scoped_release release;
+                     c.read(p);
+                 }
+                 return rows;
+             }, "A copy of the rows [c | k_r], (length, kv_lora_rank + qk_rope_head_dim).")
+        .def("reset", &MlaCache::reset, py::call_guard<py::gil_scoped_release>())
+        .def("__repr__", [](const MlaCache& c) {
+            return "_core.MlaCache(row_dim=" + std::to_string(c.row_dim()) + ", length=" +
+                   std::to_string(c.length()) + ", nbytes=" + std::to_string(c.nbytes()) + ")";
+        });
+
+    py::class_<MultiHeadLatentAttention, std::shared_ptr<MultiHeadLatentAttention>> layer(
+        m, "MultiHeadLatentAttention", "DeepSeek's multi-head latent attention.");
+    def_weight_methods<MultiHeadLatentAttention>(layer)
+        .def(py::init([](const MlaSpec& spec, const std::string& dtype) {
+                 return std::make_shared<MultiHeadLatentAttention>(spec, parse_dtype(dtype));
+             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
+        .def_property_readonly("spec", &MultiHeadLatentAttention::spec)
+        .def_property_readonly("id", &MultiHeadLatentAttention::id)
+        .def("new_cache", &MultiHeadLatentAttention::new_cache)
+        .def("forward", [](const MultiHeadLatentAttention& l, const py::handle& x,
+                           std::shared_ptr<MlaCache> cache, const std::string& form) {
+                 const MlaForm f = parse_name(kForms, form, "form");
+                 return forward_rows(x, l.spec().hidden_size, [&](const float* xp, Index T, float* y) {
+                     l.forward(xp, T, y, cache.get(), f);
+                 });
+             }, py::arg("x"), py::arg("cache") = nullptr, py::arg("form") = "auto",
+             "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).")
+        .def("__repr__", [](const MultiHeadLatentAttention& l) {
+            return "_core.MultiHeadLatentAttention(" + l.spec().describe() + ", " +
+                   dtype_name(l.weight_dtype()) + ")";
+        });
+}
+
+}  // namespace moelab::bindings

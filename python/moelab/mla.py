@@ -1,0 +1,119 @@
+"""MultiHeadLatentAttention: DeepSeek-V3 / Kimi K2 multi-head latent attention in the C++ core,
+with its compressed cache.
+
+The layer follows transformers 5.x's ``DeepseekV3Attention`` as described by an ``MLASpec``;
+``moelab.reference.mla`` is its float64 twin. The cache (``MLACache``) holds per token only the
+normalised latent and the roped shared key: kv_lora_rank + qk_rope_head_dim floats.
+
+Two exact rewritings of the same attention run it:
+
+* ``"expanded"`` (prefill): per block of 64 keys, each head's k_nope and v are rebuilt from the
+  latent once for a tile of 32 queries, scored with an online softmax (never a T x T matrix);
+* ``"absorbed"`` (decode): kv_b_proj's key half is folded into the query (q_c = W_UK^T q_nope,
+  scored against the latent) and its value half applied after the weighted sum of latents, so a
+  step reads each cached row once per block of 8 heads and rebuilds no per-head K/V.
+
+``form="auto"`` takes the absorbed form for calls of at most 4 tokens, else the expanded one.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+
+from . import _core
+from ._convert import as_float32_array
+from ._core_weights import CoreWeights
+from .mla_cache import MLACache
+from .mla_spec import MLASpec
+
+__all__ = ["MultiHeadLatentAttention", "MLASpec", "MLACache", "MLA_FORMS"]
+
+#: How a forward rewrites the attention: by token count, or forced.
+MLA_FORMS = ("auto", "expanded", "absorbed")
+
+
+class MultiHeadLatentAttention(CoreWeights):
+    """One MLA layer.
+
+    Parameters
+    ----------
+    spec : MLASpec (``MLASpec.from_hf(config)`` for a deepseek_v3 / kimi_k2 model).
+    weights : optional mapping of HF module names to arrays, loaded strictly (all of them).
+    seed : deterministic random init otherwise: uniform in ±1/sqrt(fan_in), norm weights 1.
+    weight_dtype : "float32" or "bfloat16": storage of the projections run as dense matmuls
+        (q_proj or q_a_proj / q_b_proj, kv_a_proj_with_mqa, o_proj; read in place). kv_b_proj,
+        which the attention kernels read per head, biases and norms stay float32; every sum is
+        float32.
+
+    Weights (HF names; n_h heads, d_qk = d_n + d_r, r = kv_lora_rank):
+    ``q_proj.weight`` (n_h d_qk, H) when q_lora_rank is None, else ``q_a_proj.weight``
+    (q_lora_rank, H), ``q_a_layernorm.weight`` (q_lora_rank,), ``q_b_proj.weight``
+    (n_h d_qk, q_lora_rank); ``kv_a_proj_with_mqa.weight`` (r + d_r, H),
+    ``kv_a_layernorm.weight`` (r,), ``kv_b_proj.weight`` (n_h (d_n + d_v), r),
+    ``o_proj.weight`` (H, n_h d_v); with attention_bias ``q_a_proj.bias``,
+    ``kv_a_proj_with_mqa.bias``, ``o_proj.bias``.
+
+    ``layer(x, cache=None, form="auto")`` takes x : (T, H) float array-like and returns
+    y : (T, H) float32; with a cache the tokens are at positions ``cache.length ..`` and their
+    latent rows are appended to it.
+
+    Raises
+    ------
+    TypeError : spec not an MLASpec, x not numeric, cache not an MLACache.
+    ValueError : x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
+        reaching ``max_position_embeddings``, an unknown form, a result that overflows float32
+        (the cache is then unchanged); bad weight names, shapes or values (the layer is then
+        unchanged).
+
+    Thread-safe (the GIL is released in the core); results are bitwise the same for any
+    thread count.
+    """
+
+    def __init__(self, spec: MLASpec, weights: Optional[Mapping[str, object]] = None,
+                 seed: int = 0, weight_dtype: str = "float32"):
+        if not isinstance(spec, MLASpec):
+            raise TypeError(f"spec must be a moelab.MLASpec, got {type(spec).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        self._check_weight_dtype(weight_dtype)
+        self._spec = spec
+        self._attach(_core.MultiHeadLatentAttention(spec.to_core(), weight_dtype), seed)
+        if weights is not None:
+            self.load_weights(weights)
+
+    @property
+    def spec(self) -> MLASpec:
+        return self._spec
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(w.size for w in self.weights.values()))
+
+    def new_cache(self) -> MLACache:
+        """An empty latent cache for one sequence through this layer."""
+        return MLACache(self._core.new_cache())
+
+    def __call__(self, x, cache: Optional[MLACache] = None, form: str = "auto") -> np.ndarray:
+        return self.forward(x, cache, form)
+
+    def forward(self, x, cache: Optional[MLACache] = None, form: str = "auto") -> np.ndarray:
+        """y (T, H) float32 for x (T, H), continuing ``cache`` when given (T = 0 allowed)."""
+        if cache is not None and not isinstance(cache, MLACache):
+            raise TypeError(f"cache: expected a moelab.MLACache or None, got {type(cache).__name__}")
+        if form not in MLA_FORMS:
+            raise ValueError(f"form must be one of {MLA_FORMS}, got {form!r}")
+        x = as_float32_array(x, "x")
+        H = self._spec.hidden_size
+        if x.ndim != 2 or x.shape[1] != H:
+            raise ValueError(f"x: expected (T, H={H}), got {x.shape}")
+        return self._core.forward(x, None if cache is None else cache._core, form)
+
+    def __repr__(self) -> str:
+        s = self._spec
+        return (f"MultiHeadLatentAttention(H={s.hidden_size}, n_h={s.num_attention_heads}, "
+                f"q_lora_rank={s.q_lora_rank}, kv_lora_rank={s.kv_lora_rank}, "
+                f"d_nope={s.qk_nope_head_dim}, d_rope={s.qk_rope_head_dim}, "
+                f"d_v={s.v_head_dim}, params={self.num_params:,}"
+                f"{'' if self.weight_dtype == 'float32' else ', weight_dtype=' + repr(self.weight_dtype)})")

@@ -1,0 +1,346 @@
+"""moelab.MultiHeadLatentAttention on its own: the float64 twin, the absorbed and expanded forms,
+prefill vs cached decode, the latent cache's memory (and moelab.costs), determinism across
+thread counts, and bad input.
+
+Sequences are longer than the key block (64) and the query tile (32), so block and tile edges
+are crossed; head counts above the absorbed form's head block (8) cross that edge too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import moelab
+from moelab import reference
+from tolerances import ATTENTION, BF16_STORAGE, assert_close
+
+H = 48
+BASE = dict(hidden_size=H, num_attention_heads=4, q_lora_rank=24, kv_lora_rank=32,
+            qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12, max_position_embeddings=512)
+YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, mscale=1.0, mscale_all_dim=1.0,
+            beta_fast=32.0, beta_slow=1.0, original_max_position_embeddings=64)
+KINDS = {
+    "q-lora": dict(),
+    "q-proj-bias": dict(q_lora_rank=None, attention_bias=True),
+    "yarn-10-heads": dict(num_attention_heads=10, rope=YARN),
+    "halves": dict(rope_interleave=False, rope=dict(rope_type="default", rope_theta=1e4)),
+}
+
+
+def make_layer(kind: str, seed: int = 0) -> moelab.MultiHeadLatentAttention:
+    layer = moelab.MultiHeadLatentAttention(moelab.MLASpec(**{**BASE, **KINDS[kind]}), seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    for name, w in layer.weights.items():  # norms away from their init value
+        if "norm" in name:
+            w[:] = rng.uniform(0.5, 1.5, w.shape)
+    return layer
+
+
+def inputs(T: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((T, H)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("form", ["expanded", "absorbed"])
+def test_matches_reference(kind, form):
+    layer = make_layer(kind)
+    x = inputs(100)
+    assert_close(layer(x, form=form), reference.mla(x, layer.weights, layer.spec), ATTENTION,
+                 f"{kind} {form}")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_absorbed_decode_equals_expanded(kind):
+    """Decoding through the cache in the absorbed form (no per-head K/V) gives the expanded
+    form's outputs, token by token."""
+    layer = make_layer(kind)
+    x = inputs(80)
+    out = {}
+    for form in ("expanded", "absorbed"):
+        cache = layer.new_cache()
+        y = [layer(x[:70], cache, form="expanded")]
+        y += [layer(x[t:t + 1], cache, form=form) for t in range(70, 80)]
+        out[form] = np.concatenate(y)
+    assert_close(out["absorbed"], out["expanded"], ATTENTION, kind)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("pieces", [(1,) * 20, (37, 1, 1, 1, 50, 30), (70, 50)],
+                         ids=["decode20", "mixed", "two-prefills"])
+def test_cached_pieces_equal_one_prefill(kind, pieces):
+    """Token t's output from one prefill equals that from earlier tokens in the cache."""
+    layer = make_layer(kind)
+    T = sum(pieces)
+    x = inputs(T)
+    y_full = layer(x)
+    cache = layer.new_cache()
+    out, t0 = [], 0
+    for n in pieces:
+        assert cache.length == t0
+        out.append(layer(x[t0:t0 + n], cache))
+        t0 += n
+    assert_close(np.concatenate(out), y_full, ATTENTION, f"{kind} {pieces}")
+
+
+def test_the_comparisons_can_fail():
+    """Another scale, rope layout or q path moves outputs far beyond ATTENTION."""
+    layer = make_layer("yarn-10-heads")
+    x = inputs(40)
+    y = layer(x)
+    for change in (dict(scaling=0.2), dict(rope_interleave=False), dict(rope=dict(YARN, factor=4.0))):
+        other = moelab.MultiHeadLatentAttention(layer.spec.replace(**change), weights=layer.weights)
+        for form in ("expanded", "absorbed"):
+            with pytest.raises(AssertionError):
+                assert_close(other(x, form=form), y, ATTENTION, str(change))
+
+
+def test_yarn_mscale_is_on_the_softmax_scale():
+    spec = moelab.MLASpec(**{**BASE, "rope": YARN})
+    m = 0.1 * np.log(40.0) + 1.0
+    assert spec.logit_scale == pytest.approx(24 ** -0.5 * m * m)
+    assert spec.to_core().logit_scale == pytest.approx(spec.logit_scale, rel=1e-7)
+    plain = spec.replace(rope=dict(rope_type="default"))
+    assert plain.logit_scale == pytest.approx(24 ** -0.5)
+
+
+def test_cache_holds_the_latent_only():
+    layer = make_layer("q-lora")
+    cache = layer.new_cache()
+    assert cache.nbytes == 0 and cache.length == 0
+    x = inputs(50)
+    layer(x[:30], cache)
+    for t in range(30, 50):
+        layer(x[t:t + 1], cache)
+    assert cache.length == cache.tokens_held == 50
+    assert cache.nbytes == 50 * (32 + 8) * 4
+    rows = cache.read()
+    assert rows.shape == (50, 40)
+    # the rows are kv_a_layernorm(c) and the roped k_r of each token
+    W = layer.weights
+    kv_a = reference.linear(x, W["kv_a_proj_with_mqa.weight"])
+    assert_close(rows[:, :32], reference.rms_norm(kv_a[:, :32], W["kv_a_layernorm.weight"], 1e-6),
+                 ATTENTION, "latent")
+    cache.reset()
+    assert cache.length == 0 and cache.nbytes == 0
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_bitwise_equal_across_thread_counts(kind, restore_threads, every_region_parallel):
+    layer = make_layer(kind)
+    x = inputs(90)
+    results = []
+    for threads in (1, 2, 3):
+        moelab.set_num_threads(threads)
+        cache = layer.new_cache()
+        (y, loops) = every_region_parallel(lambda: (layer(x[:80], cache), layer(x[80:81], cache)))
+        if threads > 1:
+            assert {"attention_prepare", "attention_scores"} <= loops, loops
+        results.append(np.concatenate(y))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+def test_empty_input_and_repr():
+    layer = make_layer("q-lora")
+    cache = layer.new_cache()
+    assert layer(np.zeros((0, H), np.float32), cache).shape == (0, H)
+    assert cache.length == 0
+    assert "kv_lora_rank=32" in repr(layer) and "length=0" in repr(cache)
+
+
+# ---- bad input: ValueError / TypeError naming the argument; the cache unchanged ----------------
+def _filled_cache(layer, T=20):
+    cache = layer.new_cache()
+    layer(inputs(T), cache)
+    return cache, cache.read().copy()
+
+
+def _assert_unchanged(cache, rows):
+    assert cache.length == rows.shape[0]
+    np.testing.assert_array_equal(cache.read(), rows)
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (np.zeros((3, H + 1), np.float32), ValueError, r"x: expected \(T, H=48\)"),
+    (np.zeros(H, np.float32), ValueError, r"x: expected \(T, H=48\)"),
+    (np.full((2, H), np.nan, np.float32), ValueError, r"x"),
+    (np.full((1, H), np.inf, np.float32), ValueError, r"x"),
+    (np.array([["a"] * H]), TypeError, r"x"),
+    (np.full((2, H), 3e38, np.float32), ValueError, r"not finite"),
+], ids=["width", "1d", "nan", "inf", "strings", "overflow"])
+def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
+    layer = make_layer("yarn-10-heads")
+    cache, rows = _filled_cache(layer)
+    with pytest.raises(exc, match=match):
+        layer(bad, cache)
+    _assert_unchanged(cache, rows)
+
+
+def test_cache_of_another_layer_and_bad_arguments_raise():
+    a, b = make_layer("q-lora"), make_layer("q-lora")
+    cache, rows = _filled_cache(a, 5)
+    with pytest.raises(ValueError, match="cache: belongs to another MLA layer"):
+        b(inputs(2), cache)
+    _assert_unchanged(cache, rows)
+    with pytest.raises(TypeError, match="cache"):
+        a(inputs(2), cache=object())
+    with pytest.raises(TypeError, match="cache"):
+        a(inputs(2), cache=moelab.Attention(moelab.AttentionSpec(
+            hidden_size=H, num_attention_heads=2, num_key_value_heads=2, head_dim=8,
+            max_position_embeddings=8)).new_cache())
+    with pytest.raises(ValueError, match="form"):
+        a(inputs(2), cache, form="fast")
+    _assert_unchanged(cache, rows)
+
+
+def test_positions_past_the_maximum_raise():
+    layer = moelab.MultiHeadLatentAttention(moelab.MLASpec(**{**BASE, "max_position_embeddings": 40}))
+    cache = layer.new_cache()
+    layer(inputs(39), cache)
+    rows = cache.read().copy()
+    with pytest.raises(ValueError, match="max_position_embeddings=40"):
+        layer(inputs(2), cache)
+    _assert_unchanged(cache, rows)
+    layer(inputs(1), cache)  # position 39 is the last one
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        layer(inputs(41))
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(qk_rope_head_dim=7), "qk_rope_head_dim"),
+    (dict(kv_lora_rank=0), "kv_lora_rank"),
+    (dict(q_lora_rank=0), "q_lora_rank"),
+    (dict(rope=dict(rope_type="dynamic")), "rope_type"),
+    (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
+    (dict(v_head_dim=-1), "v_head_dim"),
+])
+def test_bad_spec_raises(change, match):
+    with pytest.raises(ValueError, match=match):
+        moelab.MLASpec(**{**BASE, **change})
+
+
+def test_bad_weights_raise_and_keep_the_layer():
+    layer = make_layer("q-lora")
+    before = {k: v.copy() for k, v in layer.weights.items()}
+    bad = dict(before)
+    bad["kv_b_proj.weight"] = np.zeros((4 * 28, 33), np.float32)
+    with pytest.raises(ValueError, match=r"kv_b_proj.weight: expected \(112, 32\), got \(112, 33\)"):
+        layer.load_weights(bad)
+    bad = dict(before)
+    bad["kv_a_layernorm.weight"] = np.full(32, np.nan, np.float32)
+    with pytest.raises(ValueError, match="kv_a_layernorm.weight"):
+        layer.load_weights(bad)
+    with pytest.raises(ValueError, match="q_proj.weight"):
+        layer.load_weights({"q_proj.weight": np.zeros((96, H), np.float32)}, strict=False)
+    for k, v in layer.weights.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+# ---- memory: the latent caches of a whole model hold what moelab.costs predicts ---------------
+MLA_PRESETS = [name for name in moelab.list_presets()
+               if moelab.preset(name).attention.kind == "mla"]
+
+
+def test_the_mla_presets_are_covered():
+    assert {"deepseek-v3", "kimi-k2"} <= set(MLA_PRESETS)
+
+
+@pytest.mark.parametrize("name", MLA_PRESETS)
+@pytest.mark.parametrize("context", [5, 40])
+def test_caches_hold_what_costs_predicts(name, context):
+    """One layer of the preset's true latent widths (kv_lora_rank, qk_rope_head_dim), narrowed
+    elsewhere to stay small, times the layer count: costs' kv_cache_bytes at 4 bytes a value."""
+    cfg = moelab.preset(name)
+    spec = moelab.MLASpec.from_config(cfg).replace(
+        hidden_size=32, num_attention_heads=2, q_lora_rank=16, qk_nope_head_dim=8, v_head_dim=8)
+    assert (spec.kv_lora_rank, spec.qk_rope_head_dim) == (cfg.attention.kv_lora_rank,
+                                                           cfg.attention.qk_rope_head_dim)
+    layer = moelab.MultiHeadLatentAttention(spec)
+    cache = layer.new_cache()
+    layer(np.random.default_rng(0).standard_normal((context, 32)), cache)
+    assert cache.nbytes == context * spec.latent_dim * 4
+    assert all(cfg.layer_type(i) == "full_attention" for i in range(cfg.num_hidden_layers))
+    c = moelab.costs(cfg, context=context, kv_dtype_bytes=4)
+    assert cfg.num_hidden_layers * cache.nbytes == c.kv_cache_bytes
+
+
+def _config_json(model_type, n_h, max_positions, theta, factor, beta_fast):
+    """A 4.x-style config.json: rope_scaling with "type", rope_theta on top."""
+    return dict(model_type=model_type, num_hidden_layers=61, hidden_size=7168,
+                num_attention_heads=n_h, q_lora_rank=1536, kv_lora_rank=512,
+                qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+                max_position_embeddings=max_positions, rope_theta=theta,
+                rope_scaling=dict(type="yarn", factor=factor, beta_fast=beta_fast, beta_slow=1,
+                                  mscale=1.0, mscale_all_dim=1.0,
+                                  original_max_position_embeddings=4096))
+
+
+@pytest.mark.parametrize("preset,config", [
+    ("deepseek-v3", _config_json("deepseek_v3", 128, 163840, 10000.0, 40.0, 32)),
+    ("kimi-k2", _config_json("kimi_k2", 64, 131072, 50000.0, 32.0, 1)),
+], ids=["deepseek-v3", "kimi-k2"])
+def test_from_hf_reads_a_config_json_dict(preset, config):
+    spec = moelab.MLASpec.from_hf(config, 60)
+    assert spec.num_attention_heads == config["num_attention_heads"]
+    assert spec.rope["rope_type"] == "yarn" and spec.rope["rope_theta"] == config["rope_theta"]
+    assert spec.rope_interleave and spec.latent_dim == 576
+    m = 0.1 * np.log(config["rope_scaling"]["factor"]) + 1.0
+    assert spec.logit_scale == pytest.approx(192 ** -0.5 * m * m)
+    a = moelab.preset(preset).attention
+    assert (spec.kv_lora_rank, spec.qk_rope_head_dim) == (a.kv_lora_rank, a.qk_rope_head_dim)
+    with pytest.raises(ValueError, match="layer_idx"):
+        moelab.MLASpec.from_hf(config, 61)
+    with pytest.raises(ValueError, match="not MLA"):
+        moelab.MLASpec.from_hf(dict(config, model_type="qwen3"), 0)
+
+
+_PEAK_SCRIPT = r"""
+import sys, numpy as np, moelab
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+T = int(sys.argv[1])
+spec = moelab.MLASpec(hidden_size=16, num_attention_heads=1, q_lora_rank=None, kv_lora_rank=16,
+                      qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8,
+                      max_position_embeddings=T + 1)
+layer = moelab.MultiHeadLatentAttention(spec)
+x = np.random.default_rng(0).standard_normal((T, 16)).astype(np.float32)
+layer(x[:64])
+before = hwm()
+layer(x)
+print(hwm() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_prefill_never_holds_a_t_by_t_matrix():
+    """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
+    T x T float32 score matrix (144 MB): O(T (r + d)) buffers only (in a fresh process)."""
+    T = 6000
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(T)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    grown = int(out.stdout.strip().splitlines()[-1])
+    assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("kind", ["q-lora", "q-proj-bias"])
+def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
+    """bf16 projections are read in place: the same outputs as float32 on the rounded values
+    (kv_b_proj stays float32), and close to the float32 layer itself."""
+    layer = make_layer(kind)
+    layer16 = moelab.MultiHeadLatentAttention(layer.spec, weights=layer.weights,
+                                              weight_dtype="bfloat16")
+    assert layer16.weight_dtype == "bfloat16" and "bfloat16" in repr(layer16)
+    assert not layer16.weights["kv_a_proj_with_mqa.weight"].flags.writeable
+    assert layer16.weights["kv_b_proj.weight"].flags.writeable  # float32, a view
+    rounded = moelab.MultiHeadLatentAttention(layer.spec, weights=layer16.weights)
+    x = inputs(70)
+    cache = layer16.new_cache()
+    y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
+    assert_close(y16, rounded(x), ATTENTION, f"{kind}: bf16 vs float32 on rounded weights")
+    assert_close(y16, layer(x), BF16_STORAGE, f"{kind}: bf16 vs float32")
