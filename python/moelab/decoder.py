@@ -31,6 +31,7 @@ from .attention import Attention
 from .io import bf16_to_float32
 from .deltanet import GatedDeltaNet
 from .layer import MoELayer
+from .mla import MultiHeadLatentAttention
 from .mlp import GatedMLP
 from .model_config import ModelConfig
 
@@ -41,7 +42,7 @@ NORM_SLOTS = {"pre": ("mixer_in", "ffn_in"),
               "sandwich": ("mixer_in", "mixer_out", "ffn_in", "ffn_out"),
               "post": ("mixer_out", "ffn_out")}
 
-Mixer = Union[Attention, GatedDeltaNet]
+Mixer = Union[Attention, MultiHeadLatentAttention, GatedDeltaNet]
 FFN = Union[MoELayer, GatedMLP]
 
 
@@ -49,7 +50,8 @@ FFN = Union[MoELayer, GatedMLP]
 class DecoderLayer:
     """One decoder layer: its token mixer, its FFN and its norms.
 
-    mixer : Attention (softmax attention) or GatedDeltaNet (linear attention).
+    mixer : Attention (softmax attention), MultiHeadLatentAttention (MLA) or GatedDeltaNet
+        (linear attention).
     ffn : MoELayer or GatedMLP.
     norms : slot name (``NORM_SLOTS[placement]``) -> (H,) weight, float32 or uint16 (bfloat16
         bits, read in place).
@@ -62,7 +64,7 @@ class DecoderLayer:
 
 class DecoderCache:
     """One sequence's state through a DecoderModel: one cache per layer (a ``KVCache`` for an
-    attention layer, a ``DeltaNetState`` for a DeltaNet layer).
+    attention layer, an ``MLACache`` for an MLA layer, a ``DeltaNetState`` for a DeltaNet layer).
 
     length : tokens seen; the next token is at this position.
     nbytes : bytes held by all layers' caches.
@@ -109,7 +111,7 @@ class DecoderModel:
     final_softcap : None, or c of the final ``c * tanh(logits / c)``.
     source : what the weights are read from (kept open while the model lives), or None.
 
-    ``max_positions`` is the attention layers' ``max_position_embeddings`` (None without any).
+    ``max_positions`` is the (MLA) attention layers' ``max_position_embeddings`` (None without any).
     The LM head matrix is checked once here (shape, finite); each call then runs the core GEMM
     directly.
     """
@@ -146,14 +148,14 @@ class DecoderModel:
         self.final_softcap = final_softcap
         self._source = source
         limits = [l.mixer.spec.max_position_embeddings for l in self.layers
-                  if isinstance(l.mixer, Attention)]
+                  if not isinstance(l.mixer, GatedDeltaNet)]
         self.max_positions = min(limits) if limits else None
 
     # -- the forward ----------------------------------------------------------------------
     def new_cache(self) -> DecoderCache:
         """An empty state for one sequence."""
-        return DecoderCache([layer.mixer.new_cache() if isinstance(layer.mixer, Attention)
-                             else layer.mixer.new_state() for layer in self.layers], self)
+        return DecoderCache([layer.mixer.new_state() if isinstance(layer.mixer, GatedDeltaNet)
+                             else layer.mixer.new_cache() for layer in self.layers], self)
 
     def __call__(self, ids, cache: Optional[DecoderCache] = None,
                  routing: Optional[dict] = None) -> np.ndarray:

@@ -11,7 +11,8 @@ lies is said by the family's :class:`moelab.registry.DecoderNames`
 
 =====================  =========================================================================
 embedding              ``embed_tokens.weight`` (V, H)
-attention              ``layers.{i}.self_attn.`` + the names of :class:`moelab.Attention`;
+attention              ``layers.{i}.self_attn.`` + the names of :class:`moelab.Attention` (of
+                       :class:`moelab.MultiHeadLatentAttention` for MLA);
                        ``layers.{i}.linear_attn.`` + those of :class:`moelab.GatedDeltaNet`
 dense FFN              ``layers.{i}.<block>.gate_proj/up_proj/down_proj.weight``, ``<block>`` the
                        family's FFN block (``mlp``; ``feed_forward`` for Llama 4)
@@ -52,6 +53,8 @@ from .decoder import NORM_SLOTS, DecoderLayer, DecoderModel, all_finite
 from .hf_config import from_hf_config
 from .io import open_checkpoint, read_config_json
 from .layer import MoELayer
+from .mla import MultiHeadLatentAttention
+from .mla_spec import MLASpec
 from .mlp import GatedMLP
 from .model_config import ModelConfig
 
@@ -59,7 +62,8 @@ __all__ = ["load_model", "DECODER_MODEL_TYPES"]
 
 #: Model types whose whole decoder matches transformers (tests/reference/test_hf_decoder.py).
 DECODER_MODEL_TYPES = ("qwen3_moe", "qwen3", "mixtral", "mistral", "olmo2", "glm4_moe",
-                       "gpt_oss", "smollm3", "gemma3_text", "llama4_text", "qwen3_next")
+                       "gpt_oss", "smollm3", "gemma3_text", "llama4_text", "qwen3_next",
+                       "deepseek_v3")
 
 #: Families that scale the embedding by sqrt(H).
 SCALED_EMBEDDING = ("gemma3_text", "gemma3")
@@ -196,11 +200,15 @@ class _Builder:
         return DecoderLayer(self.mixer(i, base), self.ffn(i, base), norms)
 
     def mixer(self, i: int, base: str):
-        """Softmax attention (``self_attn.``) or a Gated DeltaNet (``linear_attn.``)."""
+        """Softmax attention or MLA (``self_attn.``), or a Gated DeltaNet (``linear_attn.``)."""
         if self.cfg.layer_type(i) == "linear_attention":
             base += self.names.linear_attention + "."
             layer = GatedDeltaNet(self.cfg, i, weight_dtype=self.weight_dtype(
                 base + "in_proj_qkvz.weight"))
+        elif self.cfg.attention.kind == "mla":
+            base += self.names.attention + "."
+            layer = MultiHeadLatentAttention(MLASpec.from_hf(self.text, i), weight_dtype=(
+                self.weight_dtype(base + "kv_a_proj_with_mqa.weight")))
         else:
             base += self.names.attention + "."
             spec = AttentionSpec.from_hf(self.text, i)

@@ -4,7 +4,8 @@
 
 Each tiny model has the layout features of its family: dense-first or interleaved MoE layers, a
 shared expert, sliding and full (or chunked, NoPE) layers, tied or untied heads, Gemma 3's
-sandwich norms, scaled embedding and final soft-cap, Qwen3-Next's DeltaNet layers.
+sandwich norms, scaled embedding and final soft-cap, Qwen3-Next's DeltaNet layers,
+DeepSeek-V3's MLA and group-limited sigmoid router.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ FAMILIES = {
                        shared_expert_intermediate_size=16, linear_num_key_heads=2,
                        linear_num_value_heads=4, linear_key_head_dim=8,
                        linear_value_head_dim=8, mlp_only_layers=[0]),
+    "deepseek_v3": dict(num_hidden_layers=3, first_k_dense_replace=1, n_routed_experts=4,
+                        num_experts_per_tok=2, moe_intermediate_size=16, n_shared_experts=1,
+                        n_group=2, topk_group=1, q_lora_rank=24, kv_lora_rank=32,
+                        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12,
+                        num_key_value_heads=4, head_dim=8),
 }
 
 
