@@ -130,12 +130,12 @@ def test_cache_holds_the_latent_only():
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_bitwise_equal_across_thread_counts(kind, restore_threads, every_region_parallel):
+def test_bitwise_equal_across_thread_counts(kind, set_threads, every_region_parallel):
     layer = make_layer(kind)
     x = inputs(90)
     results = []
     for threads in (1, 2, 3):
-        moelab.set_num_threads(threads)
+        set_threads(threads)
         cache = layer.new_cache()
         (y, loops) = every_region_parallel(lambda: (layer(x[:80], cache), layer(x[80:81], cache)))
         if threads > 1:
