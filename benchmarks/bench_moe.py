@@ -49,7 +49,6 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import moelab.designed_tokens as _inputs  # noqa: E402
 import _machine  # noqa: E402
 import _roofline as rl  # noqa: E402
 
@@ -146,10 +145,14 @@ def summarize(times: List[float]) -> Dict[str, float]:
 
 
 def designed_batches(cfg, layer, T: int, min_batches: int, rng: np.random.Generator):
-    """(batches, designed sets, mode) of ``designed_tokens.make_batches`` for this layer's router."""
+    """(batches, designed sets, mode) of ``designed_tokens.make_batches`` for this layer's router.
+
+    Imported here, not at the top: moelab must be imported only after ``snapshot_moelab``."""
+    from moelab import designed_tokens
+
     w = layer.weights
-    return _inputs.make_batches(cfg, w["router.weight"], T, min_batches, rng,
-                                router_bias=w.get("router.bias"))
+    return designed_tokens.make_batches(cfg, w["router.weight"], T, min_batches, rng,
+                                        router_bias=w.get("router.bias"))
 
 
 def supports_bf16() -> bool:

@@ -7,6 +7,7 @@ No timing is asserted anywhere: times are only produced, never compared.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -243,3 +244,13 @@ def test_designed_tokens_have_exactly_the_designed_logits_and_need_e_le_h(rng):
                                                   _inputs.CHOSEN_LOGIT], atol=1e-4)
     with pytest.raises(ValueError, match="E <= H"):
         _inputs.design_tokens(W.T, np.array([[0, 1]]), rng)
+
+
+def test_bench_moe_imports_moelab_only_after_its_snapshot():
+    """bench_moe's default run imports moelab from a private copy (snapshot_moelab), which
+    refuses to run once moelab is imported: the module itself must not import it."""
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import bench_moe; "
+            "print('moelab' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
