@@ -8,8 +8,6 @@ are crossed; head counts above the absorbed form's head block (8) cross that edg
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +15,8 @@ import pytest
 
 import moelab
 from moelab import reference
+from layer_checks import (assert_bitwise_equal_across_thread_counts, assert_unchanged,
+                          bad_x_cases, prefill_peak_growth, snapshot)
 from tolerances import ATTENTION, BF16_STORAGE, assert_close
 
 H = 48
@@ -131,18 +131,8 @@ def test_cache_holds_the_latent_only():
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_bitwise_equal_across_thread_counts(kind, set_threads, every_region_parallel):
-    layer = make_layer(kind)
-    x = inputs(90)
-    results = []
-    for threads in (1, 2, 3):
-        set_threads(threads)
-        cache = layer.new_cache()
-        (y, loops) = every_region_parallel(lambda: (layer(x[:80], cache), layer(x[80:81], cache)))
-        if threads > 1:
-            assert {"attention_prepare", "attention_scores"} <= loops, loops
-        results.append(np.concatenate(y))
-    for other in results[1:]:
-        np.testing.assert_array_equal(results[0], other)
+    assert_bitwise_equal_across_thread_counts(make_layer(kind), inputs(90), set_threads,
+                                              every_region_parallel)
 
 
 def test_empty_input_and_repr():
@@ -157,28 +147,16 @@ def test_empty_input_and_repr():
 def _filled_cache(layer, T=20):
     cache = layer.new_cache()
     layer(inputs(T), cache)
-    return cache, cache.read().copy()
+    return cache, snapshot(cache)
 
 
-def _assert_unchanged(cache, rows):
-    assert cache.length == rows.shape[0]
-    np.testing.assert_array_equal(cache.read(), rows)
-
-
-@pytest.mark.parametrize("bad,exc,match", [
-    (np.zeros((3, H + 1), np.float32), ValueError, r"x: expected \(T, H=48\)"),
-    (np.zeros(H, np.float32), ValueError, r"x: expected \(T, H=48\)"),
-    (np.full((2, H), np.nan, np.float32), ValueError, r"x"),
-    (np.full((1, H), np.inf, np.float32), ValueError, r"x"),
-    (np.array([["a"] * H]), TypeError, r"x"),
-    (np.full((2, H), 3e38, np.float32), ValueError, r"not finite"),
-], ids=["width", "1d", "nan", "inf", "strings", "overflow"])
+@pytest.mark.parametrize("bad,exc,match", bad_x_cases(H)[0], ids=bad_x_cases(H)[1])
 def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
     layer = make_layer("yarn-10-heads")
     cache, rows = _filled_cache(layer)
     with pytest.raises(exc, match=match):
         layer(bad, cache)
-    _assert_unchanged(cache, rows)
+    assert_unchanged(cache, rows)
 
 
 def test_cache_of_another_layer_and_bad_arguments_raise():
@@ -186,7 +164,7 @@ def test_cache_of_another_layer_and_bad_arguments_raise():
     cache, rows = _filled_cache(a, 5)
     with pytest.raises(ValueError, match="cache: belongs to another MLA layer"):
         b(inputs(2), cache)
-    _assert_unchanged(cache, rows)
+    assert_unchanged(cache, rows)
     with pytest.raises(TypeError, match="cache"):
         a(inputs(2), cache=object())
     with pytest.raises(TypeError, match="cache"):
@@ -195,17 +173,17 @@ def test_cache_of_another_layer_and_bad_arguments_raise():
             max_position_embeddings=8)).new_cache())
     with pytest.raises(ValueError, match="form"):
         a(inputs(2), cache, form="fast")
-    _assert_unchanged(cache, rows)
+    assert_unchanged(cache, rows)
 
 
 def test_positions_past_the_maximum_raise():
     layer = moelab.MultiHeadLatentAttention(moelab.MLASpec(**{**BASE, "max_position_embeddings": 40}))
     cache = layer.new_cache()
     layer(inputs(39), cache)
-    rows = cache.read().copy()
+    rows = snapshot(cache)
     with pytest.raises(ValueError, match="max_position_embeddings=40"):
         layer(inputs(2), cache)
-    _assert_unchanged(cache, rows)
+    assert_unchanged(cache, rows)
     layer(inputs(1), cache)  # position 39 is the last one
     with pytest.raises(ValueError, match="max_position_embeddings"):
         layer(inputs(41))
@@ -322,9 +300,7 @@ def test_prefill_never_holds_a_t_by_t_matrix():
     """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
     T x T float32 score matrix (144 MB): O(T (r + d)) buffers only (in a fresh process)."""
     T = 6000
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(T)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    grown = int(out.stdout.strip().splitlines()[-1])
+    grown = prefill_peak_growth(_PEAK_SCRIPT, T)
     assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
 
 
