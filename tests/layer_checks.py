@@ -1,6 +1,7 @@
-"""Checks that the softmax-attention and MLA layer tests share: bitwise determinism across
-thread counts, a cache left unchanged by a forward that raises, the bad x every token mixer
-rejects, and the peak memory of a long prefill."""
+"""Checks that the softmax-attention and MLA layer tests share: cached pieces against one
+prefill, bitwise determinism across thread counts, a cache left unchanged by a forward that
+raises (bad x, another layer's cache, positions past the maximum), and the peak memory of a long
+prefill."""
 
 from __future__ import annotations
 
@@ -9,6 +10,21 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+from tolerances import ATTENTION, BF16_STORAGE, assert_close
+
+
+def assert_cached_pieces_equal_one_prefill(layer, x, pieces, what):
+    """x (sum(pieces), H) run in pieces through one cache gives one prefill's outputs."""
+    y_full = layer(x)
+    cache = layer.new_cache()
+    out, t0 = [], 0
+    for n in pieces:
+        assert cache.length == t0
+        out.append(layer(x[t0:t0 + n], cache))
+        t0 += n
+    assert_close(np.concatenate(out), y_full, ATTENTION, what)
 
 
 def assert_bitwise_equal_across_thread_counts(layer, x, set_threads, every_region_parallel):
@@ -40,6 +56,51 @@ def assert_unchanged(cache, snap):
     assert len(now) == len(arrays)
     for a, b in zip(arrays, now):
         np.testing.assert_array_equal(a, b)
+
+
+def filled_cache(layer, x):
+    """A cache of ``layer`` after x, and its snapshot."""
+    cache = layer.new_cache()
+    layer(x, cache)
+    return cache, snapshot(cache)
+
+
+def assert_cache_of_another_layer_raises(a, b, x, kind):
+    """b refuses a's cache (ValueError naming the layer ``kind``), and a refuses a non-cache
+    (TypeError); the cache is unchanged. Returns the cache and its snapshot."""
+    cache, snap = filled_cache(a, x[:5])
+    with pytest.raises(ValueError, match=f"cache: belongs to another {kind} layer"):
+        b(x[5:7], cache)
+    assert_unchanged(cache, snap)
+    with pytest.raises(TypeError, match="cache"):
+        a(x[5:7], cache=object())
+    return cache, snap
+
+
+def assert_positions_past_the_maximum_raise(layer, x):
+    """For a layer of max_position_embeddings=40 and x (41, H): tokens past position 39
+    raise, in a cache (left unchanged) and without one."""
+    cache, snap = filled_cache(layer, x[:39])
+    with pytest.raises(ValueError, match="max_position_embeddings=40"):
+        layer(x[:2], cache)
+    assert_unchanged(cache, snap)
+    layer(x[:1], cache)  # position 39 is the last one
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        layer(x)
+
+
+def assert_bf16_storage_is_the_float32_layer_on_rounded_weights(layer_type, layer, x, what):
+    """A bfloat16 copy of ``layer`` (prefill of x[:60], then the rest through its cache) gives
+    the float32 layer's outputs on its rounded weights, and stays close to ``layer`` itself.
+    Returns the bfloat16 layer."""
+    layer16 = layer_type(layer.spec, weights=layer.weights, weight_dtype="bfloat16")
+    assert layer16.weight_dtype == "bfloat16" and "bfloat16" in repr(layer16)
+    rounded = layer_type(layer.spec, weights=layer16.weights)  # stored values, float32
+    cache = layer16.new_cache()
+    y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
+    assert_close(y16, rounded(x), ATTENTION, f"{what}: bf16 vs float32 on rounded weights")
+    assert_close(y16, layer(x), BF16_STORAGE, f"{what}: bf16 vs float32")
+    return layer16
 
 
 def bad_x_cases(H):

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import moelab
 from require_reference import require_torch_and_transformers

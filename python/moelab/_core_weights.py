@@ -26,11 +26,21 @@ class CoreWeights:
         if weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
 
-    @staticmethod
-    def _check_seed(seed) -> None:
-        """TypeError unless ``seed`` is a non-negative int (bools excluded)."""
+    def _init_from_spec(self, spec, spec_type: type, core_type, seed, weight_dtype: str,
+                        weights) -> None:
+        """Check the arguments of a layer made from a spec (Attention, MultiHeadLatentAttention),
+        make its C++ layer ``core_type(spec.to_core(), weight_dtype)`` with the random init of
+        ``seed``, then load ``weights`` strictly when given."""
+        if not isinstance(spec, spec_type):
+            raise TypeError(f"spec must be a moelab.{spec_type.__name__}, got "
+                            f"{type(spec).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        self._check_weight_dtype(weight_dtype)
+        self._spec = spec
+        self._attach(core_type(spec.to_core(), weight_dtype), seed)
+        if weights is not None:
+            self.load_weights(weights)
 
     @staticmethod
     def _check_sequence(value, name: str, kind: type):

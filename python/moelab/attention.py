@@ -58,14 +58,7 @@ class Attention(CoreWeights):
 
     def __init__(self, spec: AttentionSpec, weights: Optional[Mapping[str, object]] = None,
                  seed: int = 0, weight_dtype: str = "float32"):
-        if not isinstance(spec, AttentionSpec):
-            raise TypeError(f"spec must be a moelab.AttentionSpec, got {type(spec).__name__}")
-        self._check_seed(seed)
-        self._check_weight_dtype(weight_dtype)
-        self._spec = spec
-        self._attach(_core.Attention(spec.to_core(), weight_dtype), seed)
-        if weights is not None:
-            self.load_weights(weights)
+        self._init_from_spec(spec, AttentionSpec, _core.Attention, seed, weight_dtype, weights)
 
     @property
     def spec(self) -> AttentionSpec:

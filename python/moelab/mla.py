@@ -72,14 +72,8 @@ class MultiHeadLatentAttention(CoreWeights):
 
     def __init__(self, spec: MLASpec, weights: Optional[Mapping[str, object]] = None,
                  seed: int = 0, weight_dtype: str = "float32"):
-        if not isinstance(spec, MLASpec):
-            raise TypeError(f"spec must be a moelab.MLASpec, got {type(spec).__name__}")
-        self._check_seed(seed)
-        self._check_weight_dtype(weight_dtype)
-        self._spec = spec
-        self._attach(_core.MultiHeadLatentAttention(spec.to_core(), weight_dtype), seed)
-        if weights is not None:
-            self.load_weights(weights)
+        self._init_from_spec(spec, MLASpec, _core.MultiHeadLatentAttention, seed, weight_dtype,
+                             weights)
 
     @property
     def spec(self) -> MLASpec:
