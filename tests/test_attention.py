@@ -8,8 +8,6 @@ all crossed.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,7 +15,13 @@ import pytest
 
 import moelab
 from moelab import reference
-from tolerances import ATTENTION, BF16_STORAGE, assert_close
+from layer_checks import (assert_bf16_storage_is_the_float32_layer_on_rounded_weights,
+                          assert_bitwise_equal_across_thread_counts,
+                          assert_cache_of_another_layer_raises,
+                          assert_cached_pieces_equal_one_prefill,
+                          assert_positions_past_the_maximum_raise, assert_unchanged,
+                          bad_x_cases, filled_cache, prefill_peak_growth)
+from tolerances import ATTENTION, assert_close
 
 H = 48
 BASE = dict(hidden_size=H, num_attention_heads=6, num_key_value_heads=2, head_dim=16,
@@ -69,17 +73,8 @@ def test_matches_reference(kind):
                          ids=["prefill", "decode30", "mixed", "two-prefills"])
 def test_cached_pieces_equal_one_prefill(kind, pieces):
     """Token t's output from one prefill equals that from earlier tokens in the cache."""
-    layer = make_layer(kind)
-    T = sum(pieces)
-    x = inputs(T)
-    y_full = layer(x)
-    cache = layer.new_cache()
-    out, t0 = [], 0
-    for n in pieces:
-        assert cache.length == t0
-        out.append(layer(x[t0:t0 + n], cache))
-        t0 += n
-    assert_close(np.concatenate(out), y_full, ATTENTION, f"{kind} {pieces}")
+    assert_cached_pieces_equal_one_prefill(make_layer(kind), inputs(sum(pieces)), pieces,
+                                           f"{kind} {pieces}")
 
 
 def test_the_comparisons_can_fail():
@@ -122,18 +117,8 @@ def test_cache_memory_and_ring(kind):
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_bitwise_equal_across_thread_counts(kind, set_threads, every_region_parallel):
-    layer = make_layer(kind)
-    x = inputs(90)
-    results = []
-    for threads in (1, 2, 3):
-        set_threads(threads)
-        cache = layer.new_cache()
-        (y, loops) = every_region_parallel(lambda: (layer(x[:80], cache), layer(x[80:81], cache)))
-        if threads > 1:
-            assert {"attention_prepare", "attention_scores"} <= loops, loops
-        results.append(np.concatenate(y))
-    for other in results[1:]:
-        np.testing.assert_array_equal(results[0], other)
+    assert_bitwise_equal_across_thread_counts(make_layer(kind), inputs(90), set_threads,
+                                              every_region_parallel)
 
 
 def test_empty_input_and_repr():
@@ -146,69 +131,23 @@ def test_empty_input_and_repr():
 
 
 # ---- bad input: ValueError / TypeError naming the argument; the cache unchanged ----------------
-def _snapshot(cache):
-    k, v = cache.read()
-    return cache.length, k.copy(), v.copy()
-
-
-def _assert_unchanged(cache, snap):
-    length, k, v = snap
-    assert cache.length == length
-    k2, v2 = cache.read()
-    np.testing.assert_array_equal(k, k2)
-    np.testing.assert_array_equal(v, v2)
-
-
-@pytest.mark.parametrize("bad,exc,match", [
-    (np.zeros((3, H + 1), np.float32), ValueError, r"x: expected \(T, H=48\)"),
-    (np.zeros(H, np.float32), ValueError, r"x: expected \(T, H=48\)"),
-    (np.full((2, H), np.nan, np.float32), ValueError, r"x"),
-    (np.full((2, H), np.inf, np.float32), ValueError, r"x"),
-    (np.array([["a"] * H]), TypeError, r"x"),
-], ids=["width", "1d", "nan", "inf", "strings"])
+@pytest.mark.parametrize("bad,exc,match", bad_x_cases(H)[0], ids=bad_x_cases(H)[1])
 def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
     layer = make_layer("sliding-sinks-yarn")
-    cache = layer.new_cache()
-    layer(inputs(20), cache)
-    snap = _snapshot(cache)
+    cache, snap = filled_cache(layer, inputs(20))
     with pytest.raises(exc, match=match):
         layer(bad, cache)
-    _assert_unchanged(cache, snap)
+    assert_unchanged(cache, snap)
 
 
 def test_cache_of_another_layer_raises():
-    a, b = make_layer("gqa-causal"), make_layer("gqa-causal")
-    cache = a.new_cache()
-    a(inputs(5), cache)
-    snap = _snapshot(cache)
-    with pytest.raises(ValueError, match="cache: belongs to another Attention layer"):
-        b(inputs(2), cache)
-    _assert_unchanged(cache, snap)
-    with pytest.raises(TypeError, match="cache"):
-        a(inputs(2), cache=object())
+    assert_cache_of_another_layer_raises(make_layer("gqa-causal"), make_layer("gqa-causal"),
+                                         inputs(7), "Attention")
 
 
 def test_positions_past_the_maximum_raise():
     layer = moelab.Attention(moelab.AttentionSpec(**{**BASE, "max_position_embeddings": 40}))
-    cache = layer.new_cache()
-    layer(inputs(39), cache)
-    snap = _snapshot(cache)
-    with pytest.raises(ValueError, match="max_position_embeddings=40"):
-        layer(inputs(2), cache)
-    _assert_unchanged(cache, snap)
-    layer(inputs(1), cache)  # position 39 is the last one
-    with pytest.raises(ValueError, match="max_position_embeddings"):
-        layer(inputs(41))
-
-
-def test_overflow_raises_and_keeps_the_cache():
-    layer = make_layer("gqa-causal")
-    cache = layer.new_cache()
-    layer(inputs(4), cache)
-    snap = _snapshot(cache)
-    with pytest.raises(ValueError, match="not finite"):
-        layer(np.full((2, H), 3e38, np.float32), cache)
-    _assert_unchanged(cache, snap)
+    assert_positions_past_the_maximum_raise(layer, inputs(41))
 
 
 @pytest.mark.parametrize("change,match", [
@@ -247,15 +186,8 @@ def test_bad_weights_raise_and_keep_the_layer():
 def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
     """bf16 projections are read in place: the same outputs as float32 on the rounded values,
     and close to the float32 layer itself."""
-    layer = make_layer(kind)
-    layer16 = moelab.Attention(layer.spec, weights=layer.weights, weight_dtype="bfloat16")
-    assert layer16.weight_dtype == "bfloat16" and "bfloat16" in repr(layer16)
-    rounded = moelab.Attention(layer.spec, weights=layer16.weights)  # stored values, float32
-    x = inputs(70)
-    cache = layer16.new_cache()
-    y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
-    assert_close(y16, rounded(x), ATTENTION, f"{kind}: bf16 vs float32 on rounded weights")
-    assert_close(y16, layer(x), BF16_STORAGE, f"{kind}: bf16 vs float32")
+    assert_bf16_storage_is_the_float32_layer_on_rounded_weights(moelab.Attention, make_layer(kind),
+                                                                inputs(70), kind)
 
 
 # ---- memory: the caches of a whole model hold what moelab.costs predicts ----------------------
@@ -309,9 +241,7 @@ def test_prefill_never_holds_a_t_by_t_matrix():
     """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
     T x T float32 score matrix (144 MB): O(T d) buffers only (measured in a fresh process)."""
     T = 6000
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(T)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    grown = int(out.stdout.strip().splitlines()[-1])
+    grown = prefill_peak_growth(_PEAK_SCRIPT, T)
     assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
 
 

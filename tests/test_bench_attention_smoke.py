@@ -3,11 +3,12 @@ transformers' sdpa and eager, prefill and decode) and its report. No time is ass
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
+
+from require_reference import require_torch_and_transformers
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCH) not in sys.path:
@@ -20,13 +21,7 @@ TINY = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_d
 
 
 def test_a_whole_run_and_its_report(restore_threads):
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except Exception as exc:  # ImportError or a broken install
-        if os.environ.get("MOELAB_REQUIRE_REFERENCE", "") not in ("", "0"):
-            pytest.fail(f"MOELAB_REQUIRE_REFERENCE=1 but torch/transformers: {exc}")
-        pytest.skip(f"torch/transformers unavailable: {exc}")
+    require_torch_and_transformers()
     args = ba.parse_args(["--tokens", "20", "70", "--contexts", "30", "--threads", "1", "2",
                           "--repeats", "1", "--decode-steps", "2"])
     results = ba.run(args, dims=TINY)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import moelab
+from require_reference import require_torch_and_transformers
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCH) not in sys.path:
@@ -65,13 +64,7 @@ def test_fma_probe_compiles_and_reports_a_rate_or_none(tmp_path):
 
 
 def test_a_whole_run_and_its_report(tmp_path, restore_threads):
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except Exception as exc:  # ImportError or a broken install
-        if os.environ.get("MOELAB_REQUIRE_REFERENCE", "") not in ("", "0"):
-            pytest.fail(f"MOELAB_REQUIRE_REFERENCE=1 but torch/transformers: {exc}")
-        pytest.skip(f"torch/transformers unavailable: {exc}")
+    require_torch_and_transformers()
     args = bd.parse_args(["--tokens", "20", "70", "--threads", "1", "2", "--repeats", "1",
                           "--decode-context", "5", "--decode-steps", "2", "--no-snapshot",
                           "--out", str(tmp_path)])

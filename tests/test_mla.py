@@ -8,8 +8,6 @@ are crossed; head counts above the absorbed form's head block (8) cross that edg
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,7 +15,13 @@ import pytest
 
 import moelab
 from moelab import reference
-from tolerances import ATTENTION, BF16_STORAGE, assert_close
+from layer_checks import (assert_bf16_storage_is_the_float32_layer_on_rounded_weights,
+                          assert_bitwise_equal_across_thread_counts,
+                          assert_cache_of_another_layer_raises,
+                          assert_cached_pieces_equal_one_prefill,
+                          assert_positions_past_the_maximum_raise, assert_unchanged,
+                          bad_x_cases, filled_cache, prefill_peak_growth)
+from tolerances import ATTENTION, assert_close
 
 H = 48
 BASE = dict(hidden_size=H, num_attention_heads=4, q_lora_rank=24, kv_lora_rank=32,
@@ -74,17 +78,8 @@ def test_absorbed_decode_equals_expanded(kind):
                          ids=["decode20", "mixed", "two-prefills"])
 def test_cached_pieces_equal_one_prefill(kind, pieces):
     """Token t's output from one prefill equals that from earlier tokens in the cache."""
-    layer = make_layer(kind)
-    T = sum(pieces)
-    x = inputs(T)
-    y_full = layer(x)
-    cache = layer.new_cache()
-    out, t0 = [], 0
-    for n in pieces:
-        assert cache.length == t0
-        out.append(layer(x[t0:t0 + n], cache))
-        t0 += n
-    assert_close(np.concatenate(out), y_full, ATTENTION, f"{kind} {pieces}")
+    assert_cached_pieces_equal_one_prefill(make_layer(kind), inputs(sum(pieces)), pieces,
+                                           f"{kind} {pieces}")
 
 
 def test_the_comparisons_can_fail():
@@ -131,18 +126,8 @@ def test_cache_holds_the_latent_only():
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_bitwise_equal_across_thread_counts(kind, set_threads, every_region_parallel):
-    layer = make_layer(kind)
-    x = inputs(90)
-    results = []
-    for threads in (1, 2, 3):
-        set_threads(threads)
-        cache = layer.new_cache()
-        (y, loops) = every_region_parallel(lambda: (layer(x[:80], cache), layer(x[80:81], cache)))
-        if threads > 1:
-            assert {"attention_prepare", "attention_scores"} <= loops, loops
-        results.append(np.concatenate(y))
-    for other in results[1:]:
-        np.testing.assert_array_equal(results[0], other)
+    assert_bitwise_equal_across_thread_counts(make_layer(kind), inputs(90), set_threads,
+                                              every_region_parallel)
 
 
 def test_empty_input_and_repr():
@@ -154,61 +139,30 @@ def test_empty_input_and_repr():
 
 
 # ---- bad input: ValueError / TypeError naming the argument; the cache unchanged ----------------
-def _filled_cache(layer, T=20):
-    cache = layer.new_cache()
-    layer(inputs(T), cache)
-    return cache, cache.read().copy()
-
-
-def _assert_unchanged(cache, rows):
-    assert cache.length == rows.shape[0]
-    np.testing.assert_array_equal(cache.read(), rows)
-
-
-@pytest.mark.parametrize("bad,exc,match", [
-    (np.zeros((3, H + 1), np.float32), ValueError, r"x: expected \(T, H=48\)"),
-    (np.zeros(H, np.float32), ValueError, r"x: expected \(T, H=48\)"),
-    (np.full((2, H), np.nan, np.float32), ValueError, r"x"),
-    (np.full((1, H), np.inf, np.float32), ValueError, r"x"),
-    (np.array([["a"] * H]), TypeError, r"x"),
-    (np.full((2, H), 3e38, np.float32), ValueError, r"not finite"),
-], ids=["width", "1d", "nan", "inf", "strings", "overflow"])
+@pytest.mark.parametrize("bad,exc,match", bad_x_cases(H)[0], ids=bad_x_cases(H)[1])
 def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
     layer = make_layer("yarn-10-heads")
-    cache, rows = _filled_cache(layer)
+    cache, rows = filled_cache(layer, inputs(20))
     with pytest.raises(exc, match=match):
         layer(bad, cache)
-    _assert_unchanged(cache, rows)
+    assert_unchanged(cache, rows)
 
 
 def test_cache_of_another_layer_and_bad_arguments_raise():
     a, b = make_layer("q-lora"), make_layer("q-lora")
-    cache, rows = _filled_cache(a, 5)
-    with pytest.raises(ValueError, match="cache: belongs to another MLA layer"):
-        b(inputs(2), cache)
-    _assert_unchanged(cache, rows)
-    with pytest.raises(TypeError, match="cache"):
-        a(inputs(2), cache=object())
+    cache, rows = assert_cache_of_another_layer_raises(a, b, inputs(7), "MLA")
     with pytest.raises(TypeError, match="cache"):
         a(inputs(2), cache=moelab.Attention(moelab.AttentionSpec(
             hidden_size=H, num_attention_heads=2, num_key_value_heads=2, head_dim=8,
             max_position_embeddings=8)).new_cache())
     with pytest.raises(ValueError, match="form"):
         a(inputs(2), cache, form="fast")
-    _assert_unchanged(cache, rows)
+    assert_unchanged(cache, rows)
 
 
 def test_positions_past_the_maximum_raise():
     layer = moelab.MultiHeadLatentAttention(moelab.MLASpec(**{**BASE, "max_position_embeddings": 40}))
-    cache = layer.new_cache()
-    layer(inputs(39), cache)
-    rows = cache.read().copy()
-    with pytest.raises(ValueError, match="max_position_embeddings=40"):
-        layer(inputs(2), cache)
-    _assert_unchanged(cache, rows)
-    layer(inputs(1), cache)  # position 39 is the last one
-    with pytest.raises(ValueError, match="max_position_embeddings"):
-        layer(inputs(41))
+    assert_positions_past_the_maximum_raise(layer, inputs(41))
 
 
 @pytest.mark.parametrize("change,match", [
@@ -322,9 +276,7 @@ def test_prefill_never_holds_a_t_by_t_matrix():
     """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
     T x T float32 score matrix (144 MB): O(T (r + d)) buffers only (in a fresh process)."""
     T = 6000
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(T)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    grown = int(out.stdout.strip().splitlines()[-1])
+    grown = prefill_peak_growth(_PEAK_SCRIPT, T)
     assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
 
 
@@ -332,15 +284,7 @@ def test_prefill_never_holds_a_t_by_t_matrix():
 def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
     """bf16 projections are read in place: the same outputs as float32 on the rounded values
     (kv_b_proj stays float32), and close to the float32 layer itself."""
-    layer = make_layer(kind)
-    layer16 = moelab.MultiHeadLatentAttention(layer.spec, weights=layer.weights,
-                                              weight_dtype="bfloat16")
-    assert layer16.weight_dtype == "bfloat16" and "bfloat16" in repr(layer16)
+    layer16 = assert_bf16_storage_is_the_float32_layer_on_rounded_weights(
+        moelab.MultiHeadLatentAttention, make_layer(kind), inputs(70), kind)
     assert not layer16.weights["kv_a_proj_with_mqa.weight"].flags.writeable
     assert layer16.weights["kv_b_proj.weight"].flags.writeable  # float32, a view
-    rounded = moelab.MultiHeadLatentAttention(layer.spec, weights=layer16.weights)
-    x = inputs(70)
-    cache = layer16.new_cache()
-    y16 = np.concatenate([layer16(x[:60], cache), layer16(x[60:], cache)])
-    assert_close(y16, rounded(x), ATTENTION, f"{kind}: bf16 vs float32 on rounded weights")
-    assert_close(y16, layer(x), BF16_STORAGE, f"{kind}: bf16 vs float32")

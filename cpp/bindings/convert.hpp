@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,32 @@ PyClass& def_weight_methods(PyClass& cls) {
                  py::gil_scoped_release release;
                  l.load_weights(views, strict);
              }, py::arg("weights"), py::arg("strict") = true);
+}
+
+// A bound token mixer (Attention, MultiHeadLatentAttention, GatedDeltaNet): its weight methods,
+// a constructor from (spec, weight_dtype), spec, id, and the repr "_core.<name>(<spec>, <dtype>)".
+template <class Layer, class Spec, class PyClass>
+PyClass& def_token_mixer(PyClass& cls, const std::string& name) {
+    return def_weight_methods<Layer>(cls)
+        .def(py::init([](const Spec& spec, const std::string& dtype) {
+                 return std::make_shared<Layer>(spec, parse_dtype(dtype));
+             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
+        .def_property_readonly("spec", &Layer::spec)
+        .def_property_readonly("id", &Layer::id)
+        .def("__repr__", [name](const Layer& l) {
+            return "_core." + name + "(" + l.spec().describe() + ", " +
+                   dtype_name(l.weight_dtype()) + ")";
+        });
+}
+
+// The members of one sequence's bound cache or state (KvCache, MlaCache, DeltaNetState):
+// length, nbytes, owner (the id of the layer that made it) and reset (the GIL released).
+template <class Cache, class PyClass>
+PyClass& def_cache_methods(PyClass& cls) {
+    return cls.def_property_readonly("length", &Cache::length)
+        .def_property_readonly("nbytes", &Cache::nbytes)
+        .def_property_readonly("owner", &Cache::owner)
+        .def("reset", &Cache::reset, py::call_guard<py::gil_scoped_release>());
 }
 
 // y (T, H) for a token mixer's x (T, H): x is checked (float32, C-contiguous, H wide; a

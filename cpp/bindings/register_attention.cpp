@@ -157,13 +157,11 @@ void register_attention(py::module_& m) {
         .def_property_readonly("use_rope", [](const AttentionSpec& s) { return s.use_rope; })
         .def("__repr__", [](const AttentionSpec& s) { return "AttentionSpec(" + s.describe() + ")"; });
 
-    py::class_<KvCache, std::shared_ptr<KvCache>>(m, "KvCache",
-                                                  "One sequence's keys and values of one layer.")
-        .def_property_readonly("length", &KvCache::length)
+    py::class_<KvCache, std::shared_ptr<KvCache>> cache(
+        m, "KvCache", "One sequence's keys and values of one layer.");
+    def_cache_methods<KvCache>(cache)
         .def_property_readonly("tokens_held", &KvCache::tokens_held)
-        .def_property_readonly("nbytes", &KvCache::nbytes)
         .def_property_readonly("window", &KvCache::window)
-        .def_property_readonly("owner", &KvCache::owner)
         .def("read", [](const KvCache& c) {
                  const Index n = c.tokens_held();
                  py::array_t<float> k({n, c.kv_dim()}), v({n, c.kv_dim()});
@@ -175,7 +173,6 @@ void register_attention(py::module_& m) {
                  }
                  return py::make_tuple(k, v);
              }, "Copies (keys, values), each (tokens_held, n_kv d), oldest token first.")
-        .def("reset", &KvCache::reset, py::call_guard<py::gil_scoped_release>())
         .def("__repr__", [](const KvCache& c) {
             return "_core.KvCache(kv_dim=" + std::to_string(c.kv_dim()) + ", window=" +
                    std::to_string(c.window()) + ", length=" + std::to_string(c.length()) +
@@ -184,18 +181,10 @@ void register_attention(py::module_& m) {
 
     py::class_<Attention, std::shared_ptr<Attention>> layer(m, "Attention",
                                                             "One softmax-attention token mixer.");
-    def_weight_methods<Attention>(layer)
-        .def(py::init([](const AttentionSpec& spec, const std::string& dtype) {
-                 return std::make_shared<Attention>(spec, parse_dtype(dtype));
-             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
-        .def_property_readonly("spec", &Attention::spec)
-        .def_property_readonly("id", &Attention::id)
+    def_token_mixer<Attention, AttentionSpec>(layer, "Attention")
         .def("new_cache", &Attention::new_cache)
         .def("forward", &forward, py::arg("x"), py::arg("cache") = nullptr,
-             "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).")
-        .def("__repr__", [](const Attention& l) {
-            return "_core.Attention(" + l.spec().describe() + ", " + dtype_name(l.weight_dtype()) + ")";
-        });
+             "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).");
 }
 
 }  // namespace moelab::bindings

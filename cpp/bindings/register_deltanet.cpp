@@ -55,11 +55,9 @@ void register_deltanet(py::module_& m) {
         .def_readonly("rms_norm_eps", &DeltaNetSpec::norm_eps)
         .def("__repr__", [](const DeltaNetSpec& s) { return "DeltaNetSpec(" + s.describe() + ")"; });
 
-    py::class_<DeltaNetState, std::shared_ptr<DeltaNetState>>(
-        m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.")
-        .def_property_readonly("length", &DeltaNetState::length)
-        .def_property_readonly("nbytes", &DeltaNetState::nbytes)
-        .def_property_readonly("owner", &DeltaNetState::owner)
+    py::class_<DeltaNetState, std::shared_ptr<DeltaNetState>> state(
+        m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.");
+    def_cache_methods<DeltaNetState>(state)
         .def("recurrent_state", [](const DeltaNetState& st) {
                  const DeltaNetSpec& s = st.spec();
                  py::array_t<float> out({s.num_value_heads, s.key_head_dim, s.value_head_dim});
@@ -76,24 +74,14 @@ void register_deltanet(py::module_& m) {
                  st.read_conv(p);
                  return out;
              }, "A copy (K - 1, conv_dim) of the last conv inputs, oldest first.")
-        .def("reset", &DeltaNetState::reset, py::call_guard<py::gil_scoped_release>())
         .def("__repr__", &state_repr);
 
     py::class_<GatedDeltaNet, std::shared_ptr<GatedDeltaNet>> layer(
         m, "GatedDeltaNet", "One Gated DeltaNet token mixer.");
-    def_weight_methods<GatedDeltaNet>(layer)
-        .def(py::init([](const DeltaNetSpec& spec, const std::string& dtype) {
-                 return std::make_shared<GatedDeltaNet>(spec, parse_dtype(dtype));
-             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
-        .def_property_readonly("spec", &GatedDeltaNet::spec)
-        .def_property_readonly("id", &GatedDeltaNet::id)
+    def_token_mixer<GatedDeltaNet, DeltaNetSpec>(layer, "GatedDeltaNet")
         .def("new_state", &GatedDeltaNet::new_state)
         .def("forward", &forward, py::arg("x"), py::arg("state") = nullptr,
-             "y (T, H) for x (T, H) float32, continuing state (None: a fresh sequence).")
-        .def("__repr__", [](const GatedDeltaNet& l) {
-            return "_core.GatedDeltaNet(" + l.spec().describe() + ", " +
-                   dtype_name(l.weight_dtype()) + ")";
-        });
+             "y (T, H) for x (T, H) float32, continuing state (None: a fresh sequence).");
 }
 
 }  // namespace moelab::bindings

@@ -51,12 +51,10 @@ void register_mla(py::module_& m) {
         .def_property_readonly("logit_scale", &MlaSpec::logit_scale)
         .def("__repr__", [](const MlaSpec& s) { return "MlaSpec(" + s.describe() + ")"; });
 
-    py::class_<MlaCache, std::shared_ptr<MlaCache>>(m, "MlaCache",
-                                                    "One sequence's latent rows of one MLA layer.")
-        .def_property_readonly("length", &MlaCache::length)
-        .def_property_readonly("nbytes", &MlaCache::nbytes)
+    py::class_<MlaCache, std::shared_ptr<MlaCache>> cache(
+        m, "MlaCache", "One sequence's latent rows of one MLA layer.");
+    def_cache_methods<MlaCache>(cache)
         .def_property_readonly("row_dim", &MlaCache::row_dim)
-        .def_property_readonly("owner", &MlaCache::owner)
         .def("read", [](const MlaCache& c) {
                  py::array_t<float> rows({c.length(), c.row_dim()});
                  float* p = rows.mutable_data();
@@ -66,7 +64,6 @@ void register_mla(py::module_& m) {
                  }
                  return rows;
              }, "A copy of the rows [c | k_r], (length, kv_lora_rank + qk_rope_head_dim).")
-        .def("reset", &MlaCache::reset, py::call_guard<py::gil_scoped_release>())
         .def("__repr__", [](const MlaCache& c) {
             return "_core.MlaCache(row_dim=" + std::to_string(c.row_dim()) + ", length=" +
                    std::to_string(c.length()) + ", nbytes=" + std::to_string(c.nbytes()) + ")";
@@ -74,12 +71,7 @@ void register_mla(py::module_& m) {
 
     py::class_<MultiHeadLatentAttention, std::shared_ptr<MultiHeadLatentAttention>> layer(
         m, "MultiHeadLatentAttention", "DeepSeek's multi-head latent attention.");
-    def_weight_methods<MultiHeadLatentAttention>(layer)
-        .def(py::init([](const MlaSpec& spec, const std::string& dtype) {
-                 return std::make_shared<MultiHeadLatentAttention>(spec, parse_dtype(dtype));
-             }), py::arg("spec"), py::arg("weight_dtype") = "float32")
-        .def_property_readonly("spec", &MultiHeadLatentAttention::spec)
-        .def_property_readonly("id", &MultiHeadLatentAttention::id)
+    def_token_mixer<MultiHeadLatentAttention, MlaSpec>(layer, "MultiHeadLatentAttention")
         .def("new_cache", &MultiHeadLatentAttention::new_cache)
         .def("forward", [](const MultiHeadLatentAttention& l, const py::handle& x,
                            std::shared_ptr<MlaCache> cache, const std::string& form) {
@@ -88,11 +80,7 @@ void register_mla(py::module_& m) {
                      l.forward(xp, T, y, cache.get(), f);
                  });
              }, py::arg("x"), py::arg("cache") = nullptr, py::arg("form") = "auto",
-             "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).")
-        .def("__repr__", [](const MultiHeadLatentAttention& l) {
-            return "_core.MultiHeadLatentAttention(" + l.spec().describe() + ", " +
-                   dtype_name(l.weight_dtype()) + ")";
-        });
+             "y (T, H) for x (T, H) float32, continuing cache (None: a fresh sequence).");
 }
 
 }  // namespace moelab::bindings

@@ -159,18 +159,13 @@ std::shared_ptr<KvCache> Attention::new_cache() const {
 }
 
 void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const {
-    if (cache && cache->owner_ != id_)
-        throw std::invalid_argument(
-            "cache: belongs to another Attention layer (make it with this layer's new_cache())");
+    if (cache) require_own("cache", cache->owner_, id_, "Attention", "new_cache");
     require_finite(x, T * spec_.hidden_size, "x");
     std::shared_lock<std::shared_mutex> weights_lock(mutex_);
     std::unique_lock<std::mutex> cache_lock;
     if (cache) cache_lock = std::unique_lock<std::mutex>(cache->mutex_);
     const Index pos0 = cache ? cache->length_ : 0;
-    if (pos0 + T > spec_.max_positions)
-        throw std::invalid_argument(
-            "x: positions " + std::to_string(pos0) + ".." + std::to_string(pos0 + T - 1) +
-            " reach max_position_embeddings=" + std::to_string(spec_.max_positions));
+    require_positions(pos0, T, spec_.max_positions);
     if (T == 0) return;
 
     const AttentionSpec& s = spec_;

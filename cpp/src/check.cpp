@@ -65,4 +65,18 @@ void require_dimension(const char* name, Index value, Index max) {
                                     "], got " + std::to_string(value));
 }
 
+void require_own(const char* what, std::uint64_t owner, std::uint64_t layer_id,
+                 const char* kind, const char* factory) {
+    if (owner != layer_id)
+        throw std::invalid_argument(std::string(what) + ": belongs to another " + kind +
+                                    " layer (make it with this layer's " + factory + "())");
+}
+
+void require_positions(Index pos0, Index T, Index max_positions) {
+    if (pos0 + T > max_positions)
+        throw std::invalid_argument(
+            "x: positions " + std::to_string(pos0) + ".." + std::to_string(pos0 + T - 1) +
+            " reach max_position_embeddings=" + std::to_string(max_positions));
+}
+
 }  // namespace moelab

@@ -143,9 +143,7 @@ std::shared_ptr<DeltaNetState> GatedDeltaNet::new_state() const {
 }
 
 void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* state) const {
-    if (state && state->owner_ != id_)
-        throw std::invalid_argument(
-            "state: belongs to another GatedDeltaNet layer (make it with this layer's new_state())");
+    if (state) require_own("state", state->owner_, id_, "GatedDeltaNet", "new_state");
     require_finite(x, T * spec_.hidden_size, "x");
     if (T == 0) return;
     std::shared_lock<std::shared_mutex> weights_lock(mutex_);

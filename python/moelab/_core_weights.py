@@ -1,5 +1,6 @@
 """CoreWeights: the weights face that every Python layer over a C++ layer shares (MoELayer,
-GatedMLP, GatedDeltaNet): random init, storage dtype, views of the weights, all-or-nothing loads.
+GatedMLP, GatedDeltaNet, Attention, MultiHeadLatentAttention): random init, storage dtype, views
+of the weights, all-or-nothing loads, and the argument checks of a token mixer's forward.
 """
 
 from __future__ import annotations
@@ -7,7 +8,9 @@ from __future__ import annotations
 import threading
 from typing import Mapping
 
-from ._convert import as_float32_weights
+import numpy as np
+
+from ._convert import as_float32_array, as_float32_weights
 
 __all__ = ["CoreWeights", "WEIGHT_DTYPES"]
 
@@ -23,6 +26,45 @@ class CoreWeights:
         if weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype must be 'float32' or 'bfloat16', got {weight_dtype!r}")
 
+    def _init_from_spec(self, spec, spec_type: type, core_type, seed, weight_dtype: str,
+                        weights) -> None:
+        """Check the arguments of a layer made from a spec (Attention, MultiHeadLatentAttention),
+        make its C++ layer ``core_type(spec.to_core(), weight_dtype)`` with the random init of
+        ``seed``, then load ``weights`` strictly when given."""
+        if not isinstance(spec, spec_type):
+            raise TypeError(f"spec must be a moelab.{spec_type.__name__}, got "
+                            f"{type(spec).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        self._check_weight_dtype(weight_dtype)
+        self._spec = spec
+        self._attach(core_type(spec.to_core(), weight_dtype), seed)
+        if weights is not None:
+            self.load_weights(weights)
+
+    @staticmethod
+    def _check_sequence(value, name: str, kind: type):
+        """``value._core`` (the C++ cache or state) of a ``kind`` or None; TypeError naming
+        ``name`` for anything else."""
+        if value is None:
+            return None
+        if not isinstance(value, kind):
+            raise TypeError(f"{name}: expected a moelab.{kind.__name__} or None, got "
+                            f"{type(value).__name__}")
+        return value._core
+
+    @staticmethod
+    def _checked_tokens(x, hidden_size: int) -> np.ndarray:
+        """x (T, hidden_size) as float32; TypeError / ValueError naming x otherwise."""
+        x = as_float32_array(x, "x")
+        if x.ndim != 2 or x.shape[1] != hidden_size:
+            raise ValueError(f"x: expected (T, H={hidden_size}), got {x.shape}")
+        return x
+
+    def _dtype_repr(self) -> str:
+        """", weight_dtype='bfloat16'" for a bf16 layer, "" for float32 (a repr's tail)."""
+        return "" if self.weight_dtype == "float32" else f", weight_dtype={self.weight_dtype!r}"
+
     def _attach(self, core, seed: int) -> None:
         """Hold ``core`` (a new C++ layer) and fill it with the random init of ``seed``."""
         self._core = core
@@ -33,6 +75,11 @@ class CoreWeights:
     def weight_dtype(self) -> str:
         """"float32" or "bfloat16": how the large matrices are stored."""
         return self._core.weight_dtype
+
+    @property
+    def num_params(self) -> int:
+        """Parameters of the layer (every weight's element count)."""
+        return int(sum(w.size for w in self.weights.values()))
 
     @property
     def weights(self) -> dict:

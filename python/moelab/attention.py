@@ -16,7 +16,6 @@ from typing import Mapping, Optional
 import numpy as np
 
 from . import _core
-from ._convert import as_float32_array
 from ._core_weights import CoreWeights
 from .attention_spec import AttentionSpec
 from .kv_cache import KVCache
@@ -59,23 +58,11 @@ class Attention(CoreWeights):
 
     def __init__(self, spec: AttentionSpec, weights: Optional[Mapping[str, object]] = None,
                  seed: int = 0, weight_dtype: str = "float32"):
-        if not isinstance(spec, AttentionSpec):
-            raise TypeError(f"spec must be a moelab.AttentionSpec, got {type(spec).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
-        self._check_weight_dtype(weight_dtype)
-        self._spec = spec
-        self._attach(_core.Attention(spec.to_core(), weight_dtype), seed)
-        if weights is not None:
-            self.load_weights(weights)
+        self._init_from_spec(spec, AttentionSpec, _core.Attention, seed, weight_dtype, weights)
 
     @property
     def spec(self) -> AttentionSpec:
         return self._spec
-
-    @property
-    def num_params(self) -> int:
-        return int(sum(w.size for w in self.weights.values()))
 
     def new_cache(self) -> KVCache:
         """An empty cache for one sequence through this layer."""
@@ -86,13 +73,9 @@ class Attention(CoreWeights):
 
     def forward(self, x, cache: Optional[KVCache] = None) -> np.ndarray:
         """y (T, H) float32 for x (T, H), continuing ``cache`` when given (T = 0 allowed)."""
-        if cache is not None and not isinstance(cache, KVCache):
-            raise TypeError(f"cache: expected a moelab.KVCache or None, got {type(cache).__name__}")
-        x = as_float32_array(x, "x")
-        H = self._spec.hidden_size
-        if x.ndim != 2 or x.shape[1] != H:
-            raise ValueError(f"x: expected (T, H={H}), got {x.shape}")
-        return self._core.forward(x, None if cache is None else cache._core)
+        core_cache = self._check_sequence(cache, "cache", KVCache)
+        x = self._checked_tokens(x, self._spec.hidden_size)
+        return self._core.forward(x, core_cache)
 
     def __repr__(self) -> str:
         s = self._spec
@@ -100,5 +83,4 @@ class Attention(CoreWeights):
         return (f"Attention(H={s.hidden_size}, n_h={s.num_attention_heads}, "
                 f"n_kv={s.num_key_value_heads}, d={s.head_dim}{extra}, "
                 f"rope={'none' if s.rope is None else s.rope.get('rope_type', 'default')}, "
-                f"params={self.num_params:,}"
-                f"{'' if self.weight_dtype == 'float32' else ', weight_dtype=' + repr(self.weight_dtype)})")
+                f"params={self.num_params:,}{self._dtype_repr()})")

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _core
 from ._checks import checked_seed
-from ._convert import as_float32_array
+from ._core_cache import CoreCache
 from ._core_weights import CoreWeights
 from .model_config import ModelConfig
 
@@ -29,7 +29,7 @@ __all__ = ["GatedDeltaNet", "DeltaNetState", "CHUNK_SIZE"]
 CHUNK_SIZE: int = int(_core.DELTA_CHUNK)
 
 
-class DeltaNetState:
+class DeltaNetState(CoreCache):
     """One sequence's state of one ``GatedDeltaNet`` layer (make it with ``layer.new_state()``).
 
     It holds the recurrent matrix of every value head and the conv inputs of the last
@@ -44,19 +44,11 @@ class DeltaNetState:
     layer_idx : the decoder layer of the layer that made it.
     """
 
-    __slots__ = ("_core", "_layer_idx")
+    __slots__ = ("_layer_idx",)
 
     def __init__(self, core_state: "_core.DeltaNetState", layer_idx: int):
-        self._core = core_state
+        super().__init__(core_state)
         self._layer_idx = layer_idx
-
-    @property
-    def length(self) -> int:
-        return int(self._core.length)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self._core.nbytes)
 
     @property
     def layer_idx(self) -> int:
@@ -70,10 +62,6 @@ class DeltaNetState:
         """A copy of the conv inputs of the last K - 1 tokens, (K - 1, 2 n_k d_k + n_v d_v)
         float32, oldest first (zeros before the first token)."""
         return self._core.conv_state()
-
-    def reset(self) -> None:
-        """Back to a fresh sequence: zeros, length 0."""
-        self._core.reset()
 
     def __repr__(self) -> str:
         return (f"DeltaNetState(layer_idx={self._layer_idx}, length={self.length}, "
@@ -151,11 +139,6 @@ class GatedDeltaNet(CoreWeights):
     def layer_idx(self) -> int:
         return self._layer_idx
 
-    @property
-    def num_params(self) -> int:
-        """Parameters of the layer (every weight's element count)."""
-        return int(sum(w.size for w in self.weights.values()))
-
     def new_state(self) -> DeltaNetState:
         """A fresh sequence's state for this layer (zeros, length 0)."""
         return DeltaNetState(self._core.new_state(), self._layer_idx)
@@ -165,19 +148,13 @@ class GatedDeltaNet(CoreWeights):
 
     def forward(self, x, state: Optional[DeltaNetState] = None) -> np.ndarray:
         """y (T, H) float32 for x (T, H), continuing ``state`` when given (T = 0 is allowed)."""
-        if state is not None and not isinstance(state, DeltaNetState):
-            raise TypeError(f"state: expected a moelab.DeltaNetState or None, got "
-                            f"{type(state).__name__}")
-        x = as_float32_array(x, "x")
-        H = self._config.hidden_size
-        if x.ndim != 2 or x.shape[1] != H:
-            raise ValueError(f"x: expected (T, H={H}), got {x.shape}")
-        return self._core.forward(x, None if state is None else state._core)
+        core_state = self._check_sequence(state, "state", DeltaNetState)
+        x = self._checked_tokens(x, self._config.hidden_size)
+        return self._core.forward(x, core_state)
 
     def __repr__(self) -> str:
         a = self._config.attention
-        dtype = "" if self.weight_dtype == "float32" else f", weight_dtype={self.weight_dtype!r}"
         return (f"GatedDeltaNet(layer_idx={self._layer_idx}, H={self._config.hidden_size}, "
                 f"n_k={a.linear_num_key_heads}, n_v={a.linear_num_value_heads}, "
                 f"d_k={a.linear_key_head_dim}, d_v={a.linear_value_head_dim}, "
-                f"K={a.linear_conv_kernel_dim}, params={self.num_params:,}{dtype})")
+                f"K={a.linear_conv_kernel_dim}, params={self.num_params:,}{self._dtype_repr()})")

@@ -6,12 +6,12 @@ from typing import Tuple
 
 import numpy as np
 
-from . import _core
+from ._core_cache import CoreCache
 
 __all__ = ["KVCache"]
 
 
-class KVCache:
+class KVCache(CoreCache):
     """The keys (after q/k-norm and RoPE) and values one ``Attention`` layer has seen.
 
     Make it with ``layer.new_cache()``; only that layer accepts it (another layer's cache raises
@@ -27,22 +27,11 @@ class KVCache:
     window : the ring's size, or None when every token is kept.
     """
 
-    __slots__ = ("_core",)
-
-    def __init__(self, core_cache: "_core.KvCache"):
-        self._core = core_cache
-
-    @property
-    def length(self) -> int:
-        return int(self._core.length)
+    __slots__ = ()
 
     @property
     def tokens_held(self) -> int:
         return int(self._core.tokens_held)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self._core.nbytes)
 
     @property
     def window(self):
@@ -52,10 +41,6 @@ class KVCache:
     def read(self) -> Tuple[np.ndarray, np.ndarray]:
         """Copies of (keys, values), each (tokens_held, n_kv * d) float32, oldest token first."""
         return self._core.read()
-
-    def reset(self) -> None:
-        """Back to an empty sequence (length 0)."""
-        self._core.reset()
 
     def __repr__(self) -> str:
         window = "" if self.window is None else f", window={self.window}"

@@ -23,7 +23,6 @@ from typing import Mapping, Optional
 import numpy as np
 
 from . import _core
-from ._convert import as_float32_array
 from ._core_weights import CoreWeights
 from .mla_cache import MLACache
 from .mla_spec import MLASpec
@@ -73,23 +72,12 @@ class MultiHeadLatentAttention(CoreWeights):
 
     def __init__(self, spec: MLASpec, weights: Optional[Mapping[str, object]] = None,
                  seed: int = 0, weight_dtype: str = "float32"):
-        if not isinstance(spec, MLASpec):
-            raise TypeError(f"spec must be a moelab.MLASpec, got {type(spec).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
-        self._check_weight_dtype(weight_dtype)
-        self._spec = spec
-        self._attach(_core.MultiHeadLatentAttention(spec.to_core(), weight_dtype), seed)
-        if weights is not None:
-            self.load_weights(weights)
+        self._init_from_spec(spec, MLASpec, _core.MultiHeadLatentAttention, seed, weight_dtype,
+                             weights)
 
     @property
     def spec(self) -> MLASpec:
         return self._spec
-
-    @property
-    def num_params(self) -> int:
-        return int(sum(w.size for w in self.weights.values()))
 
     def new_cache(self) -> MLACache:
         """An empty latent cache for one sequence through this layer."""
@@ -100,20 +88,15 @@ class MultiHeadLatentAttention(CoreWeights):
 
     def forward(self, x, cache: Optional[MLACache] = None, form: str = "auto") -> np.ndarray:
         """y (T, H) float32 for x (T, H), continuing ``cache`` when given (T = 0 allowed)."""
-        if cache is not None and not isinstance(cache, MLACache):
-            raise TypeError(f"cache: expected a moelab.MLACache or None, got {type(cache).__name__}")
+        core_cache = self._check_sequence(cache, "cache", MLACache)
         if form not in MLA_FORMS:
             raise ValueError(f"form must be one of {MLA_FORMS}, got {form!r}")
-        x = as_float32_array(x, "x")
-        H = self._spec.hidden_size
-        if x.ndim != 2 or x.shape[1] != H:
-            raise ValueError(f"x: expected (T, H={H}), got {x.shape}")
-        return self._core.forward(x, None if cache is None else cache._core, form)
+        x = self._checked_tokens(x, self._spec.hidden_size)
+        return self._core.forward(x, core_cache, form)
 
     def __repr__(self) -> str:
         s = self._spec
         return (f"MultiHeadLatentAttention(H={s.hidden_size}, n_h={s.num_attention_heads}, "
                 f"q_lora_rank={s.q_lora_rank}, kv_lora_rank={s.kv_lora_rank}, "
                 f"d_nope={s.qk_nope_head_dim}, d_rope={s.qk_rope_head_dim}, "
-                f"d_v={s.v_head_dim}, params={self.num_params:,}"
-                f"{'' if self.weight_dtype == 'float32' else ', weight_dtype=' + repr(self.weight_dtype)})")
+                f"d_v={s.v_head_dim}, params={self.num_params:,}{self._dtype_repr()})")

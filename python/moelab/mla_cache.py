@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from ._core_cache import CoreCache
 
 __all__ = ["MLACache"]
 
 
-class MLACache:
+class MLACache(CoreCache):
     """The latent rows one ``MultiHeadLatentAttention`` layer has seen: per token the
     normalised latent c (kv_lora_rank) and the roped shared key k_r (qk_rope_head_dim), never
     per-head keys or values.
@@ -26,22 +26,11 @@ class MLACache:
     row_dim : kv_lora_rank + qk_rope_head_dim.
     """
 
-    __slots__ = ("_core",)
-
-    def __init__(self, core_cache: "_core.MlaCache"):
-        self._core = core_cache
-
-    @property
-    def length(self) -> int:
-        return int(self._core.length)
+    __slots__ = ()
 
     @property
     def tokens_held(self) -> int:
         return self.length
-
-    @property
-    def nbytes(self) -> int:
-        return int(self._core.nbytes)
 
     @property
     def row_dim(self) -> int:
@@ -51,10 +40,6 @@ class MLACache:
         """A copy of the rows [c | k_r], (length, kv_lora_rank + qk_rope_head_dim) float32,
         oldest token first."""
         return self._core.read()
-
-    def reset(self) -> None:
-        """Back to an empty sequence (length 0)."""
-        self._core.reset()
 
     def __repr__(self) -> str:
         return f"MLACache(length={self.length}, row_dim={self.row_dim}, nbytes={self.nbytes:,})"

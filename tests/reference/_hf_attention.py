@@ -163,3 +163,15 @@ def run_module(family: Family, config, module, x: np.ndarray) -> np.ndarray:
 
 def inputs(T: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((T, H)).astype(np.float32)
+
+
+def run_cached(layer, x: np.ndarray, prefill: int, decode_steps: int):
+    """A moelab attention layer (softmax or MLA) over x in one cache: x[:prefill] as one
+    prefill, then ``decode_steps`` tokens one at a time. Returns (y_prefill (prefill, H),
+    y_decode (decode_steps, H), the cache), the cache's length checked."""
+    cache = layer.new_cache()
+    y = [layer(x[:prefill], cache)]
+    for t in range(prefill, prefill + decode_steps):
+        y.append(layer(x[t:t + 1], cache))
+    assert cache.length == prefill + decode_steps
+    return y[0], np.concatenate(y[1:]), cache

@@ -10,7 +10,6 @@ its KVCache. Every token's output must match HF's row. The float64 twin
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import moelab
@@ -45,14 +44,9 @@ def _setup(family, layer_idx):
 def test_moelab_matches_transformers(family, layer_idx):
     _, spec, module, x, y_hf = _setup(family, layer_idx)
     layer = moelab.Attention(spec, weights=hfa.weights_of(module))
-    cache = layer.new_cache()
-    y = [layer(x[:PREFILL], cache)]
-    for t in range(PREFILL, PREFILL + DECODE_STEPS):
-        y.append(layer(x[t:t + 1], cache))
-    assert cache.length == PREFILL + DECODE_STEPS
-    assert_close(y[0], y_hf[:PREFILL], ATTENTION, f"{family.model_type} L{layer_idx} prefill")
-    assert_close(np.concatenate(y[1:]), y_hf[PREFILL:], ATTENTION,
-                 f"{family.model_type} L{layer_idx} decode")
+    y_prefill, y_decode, _ = hfa.run_cached(layer, x, PREFILL, DECODE_STEPS)
+    assert_close(y_prefill, y_hf[:PREFILL], ATTENTION, f"{family.model_type} L{layer_idx} prefill")
+    assert_close(y_decode, y_hf[PREFILL:], ATTENTION, f"{family.model_type} L{layer_idx} decode")
 
 
 @pytest.mark.parametrize("family,layer_idx", _CASES, ids=_IDS)
