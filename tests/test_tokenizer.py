@@ -74,11 +74,19 @@ def test_raise_exception_in_template(tmp_path, folder):
 @pytest.mark.parametrize("bad, error, match", [
     (42, TypeError, "path: expected a str or os.PathLike"),
     (None, TypeError, "path: expected a str or os.PathLike"),
-    ("Qwen/Qwen3-30B-A3B", ValueError, "is not a local folder.*downloads nothing"),
+    ("Qwen/Qwen3-30B-A3B", ValueError, "is not a local folder.*does not download"),
 ], ids=["int", "none", "hub_id"])
 def test_from_pretrained_refuses(bad, error, match):
     with pytest.raises(error, match=match):
         moelab.Tokenizer.from_pretrained(bad)
+
+
+def test_from_pretrained_names_a_missing_folder_or_a_file(tmp_path):
+    with pytest.raises(ValueError, match="path: .*does not exist"):
+        moelab.Tokenizer.from_pretrained(tmp_path / "nowhere")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(ValueError, match="path: .*is a file, not a checkpoint folder"):
+        moelab.Tokenizer.from_pretrained(tmp_path / "tokenizer.json")
 
 
 def test_from_pretrained_needs_tokenizer_json(tmp_path):

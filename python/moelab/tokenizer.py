@@ -28,6 +28,8 @@ import os
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .io.local_path import existing_path
+
 __all__ = ["Tokenizer"]
 
 # The named special tokens of a transformers tokenizer, in its order.
@@ -135,10 +137,9 @@ class Tokenizer:
         """
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a str or os.PathLike folder, got {type(path).__name__}")
+        if not existing_path(path, "path").is_dir():
+            raise ValueError(f"path: {os.fspath(path)!r} is a file, not a checkpoint folder")
         folder = os.fspath(path)
-        if not os.path.isdir(folder):
-            raise ValueError(f"path: {folder!r} is not a local folder (moelab reads checkpoints "
-                             "from disk and downloads nothing; fetch Hub repos yourself first)")
         tokenizer_file = os.path.join(folder, "tokenizer.json")
         if not os.path.isfile(tokenizer_file):
             raise ValueError(f"path: {folder!r} has no tokenizer.json (moelab reads only the "
