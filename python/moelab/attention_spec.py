@@ -4,7 +4,7 @@ Every switch of the C++ ``Attention`` op is a field here (HF names where HF has 
 is built by hand or with ``AttentionSpec.from_hf(config, layer_idx)`` from a transformers
 config (a ``PreTrainedConfig`` or its ``config.json`` dict), which knows how each covered
 family (qwen3, qwen3_moe, qwen3_next, mistral, mixtral, olmo2, smollm3, glm4_moe, gpt_oss,
-gemma3_text, llama4_text) lays out its attention in transformers 5.x.
+gemma3_text, llama4_text, olmoe, qwen2_moe, qwen2, llama) lays out its attention in transformers 5.x.
 """
 
 from __future__ import annotations
@@ -186,6 +186,14 @@ class AttentionSpec:
         n_h = int(c["num_attention_heads"])
         d = int(c.get("head_dim") or c["hidden_size"] // n_h)
         bias = bool(c.get("attention_bias", False))
+        o_bias = bias and model_type not in _NO_O_BIAS
+        if model_type == "qwen2_moe":  # Qwen2MoeAttention: q/k/v bias by qkv_bias, o_proj none
+            bias, o_bias = bool(c.get("qkv_bias", True)), False
+        elif model_type == "qwen2":  # Qwen2Attention: q/k/v always with bias, o_proj none
+            bias, o_bias = True, False
+        if c.get("clip_qkv") is not None:  # OLMoE's clamp of q, k and v
+            raise ValueError(f"config: clip_qkv={c['clip_qkv']} (a clamp of q, k and v) is not "
+                             "reproduced by moelab's attention")
         no_rope = c.get("no_rope_layers")
         use_rope = not (no_rope and model_type in ("smollm3", "llama4_text", "llama4")
                         and not no_rope[layer_idx])
@@ -204,7 +212,7 @@ class AttentionSpec:
             qk_norm = "head"
         elif model_type == "glm4_moe" and c.get("use_qk_norm"):
             qk_norm = "head"
-        elif model_type == "olmo2":
+        elif model_type in ("olmo2", "olmoe"):
             qk_norm = "full"
         elif model_type in ("llama4_text", "llama4") and c.get("use_qk_norm") and use_rope:
             qk_norm = "l2"
@@ -221,7 +229,7 @@ class AttentionSpec:
             hidden_size=int(c["hidden_size"]), num_attention_heads=n_h,
             num_key_value_heads=int(c.get("num_key_value_heads") or n_h), head_dim=d,
             max_position_embeddings=int(c["max_position_embeddings"]),
-            qkv_bias=bias, o_bias=bias and model_type not in _NO_O_BIAS, qk_norm=qk_norm,
+            qkv_bias=bias, o_bias=o_bias, qk_norm=qk_norm,
             norm_unit_offset=model_type in _UNIT_OFFSET_NORMS,
             rms_norm_eps=float(c.get("rms_norm_eps", 1e-6)),
             rope=rope if use_rope else None, rope_interleaved=llama4, mask=mask, window=window,

@@ -32,7 +32,9 @@ matrices as bfloat16 (exact: the values are bfloat16 already).
 
 Only families whose whole decoder has been checked against transformers load
 (``DECODER_MODEL_TYPES``); any other model type, a quantized checkpoint, or a model feature the
-decoder does not reproduce is refused with an error naming it, never loaded approximately.
+decoder does not reproduce is refused with an error naming it, never loaded approximately
+(PhiMoE: its LayerNorms with bias and its sparsemixer router; Grok-2: no transformers model to
+check against).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ __all__ = ["load_model", "DECODER_MODEL_TYPES"]
 #: Model types whose whole decoder matches transformers (tests/reference/test_hf_decoder.py).
 DECODER_MODEL_TYPES = ("qwen3_moe", "qwen3", "mixtral", "mistral", "olmo2", "glm4_moe",
                        "gpt_oss", "smollm3", "gemma3_text", "llama4_text", "qwen3_next",
-                       "deepseek_v3")
+                       "deepseek_v3", "olmoe", "qwen2_moe", "qwen2", "llama")
 
 #: Families that scale the embedding by sqrt(H).
 SCALED_EMBEDDING = ("gemma3_text", "gemma3")
@@ -108,16 +110,33 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
         raise
 
 
+#: What the decoder lacks for a feature a parsed config may have (ModelConfig flag -> feature).
+_MISSING_FEATURES = {
+    "norm_bias": "LayerNorm with a bias (the decoder's norms are RMSNorms)",
+    "lm_head_bias": "an LM head bias",
+    "mlp_bias": "biases on the dense MLP",
+    "residual_moe": "a dense MLP beside each MoE block (Grok-2's residual MoE)"}
+#: Why a family whose features the decoder has is still not loaded.
+_NOT_CHECKED = {
+    "grok": "transformers has no Grok model to check the whole decoder against, and the names "
+            "of Grok checkpoints' tensors are not mapped"}
+
+
 def _check_supported(cfg: ModelConfig) -> None:
+    """Refuse a model the decoder does not reproduce, naming every missing feature."""
     t = cfg.model_type
-    if t not in DECODER_MODEL_TYPES:
-        raise ValueError(f"model_type {t!r}: moelab.hf.load_model does not load this family's "
-                         f"whole decoder yet; supported: {', '.join(DECODER_MODEL_TYPES)}")
-    for flag in ("norm_bias", "lm_head_bias", "mlp_bias", "residual_moe"):
-        if getattr(cfg, flag):
-            raise ValueError(f"model_type {t!r}: {flag}=True is not supported by the decoder")
+    missing = [text for flag, text in _MISSING_FEATURES.items() if getattr(cfg, flag)]
     if cfg.router_variant is not None:
-        raise ValueError(f"model_type {t!r}: router {cfg.router_variant!r} is not reproduced")
+        missing.append(f"the {cfg.router_variant!r} router")
+    if t not in DECODER_MODEL_TYPES:
+        why = [f"it needs {'; '.join(missing)}"] if missing else []
+        why.append(_NOT_CHECKED.get(t, "its whole decoder has not been checked against "
+                                       "transformers yet"))
+        raise ValueError(f"model_type {t!r}: moelab.hf.load_model does not load this family: "
+                         f"{', and '.join(why)}; supported: {', '.join(DECODER_MODEL_TYPES)}")
+    if missing:
+        raise ValueError(f"model_type {t!r}: this config needs {'; '.join(missing)}, which the "
+                         "decoder does not reproduce")
 
 
 class _Builder:

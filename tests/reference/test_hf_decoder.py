@@ -5,7 +5,8 @@
 Each tiny model has the layout features of its family: dense-first or interleaved MoE layers, a
 shared expert, sliding and full (or chunked, NoPE) layers, tied or untied heads, Gemma 3's
 sandwich norms, scaled embedding and final soft-cap, Qwen3-Next's DeltaNet layers,
-DeepSeek-V3's MLA and group-limited sigmoid router.
+DeepSeek-V3's MLA and group-limited sigmoid router, OLMoE's full-width q/k norms, the q/k/v
+biases of Qwen2 and Qwen2-MoE (with its sigmoid-gated shared expert), Llama's biased attention.
 """
 
 from __future__ import annotations
@@ -72,6 +73,18 @@ FAMILIES = {
                         n_group=2, topk_group=1, q_lora_rank=24, kv_lora_rank=32,
                         qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12,
                         num_key_value_heads=4, head_dim=8),
+    "olmoe": dict(num_hidden_layers=2, num_experts=4, num_experts_per_tok=2,
+                  intermediate_size=16, norm_topk_prob=False),
+    "qwen2_moe": dict(num_hidden_layers=3, num_experts=4, num_experts_per_tok=2,
+                      moe_intermediate_size=16, shared_expert_intermediate_size=24,
+                      mlp_only_layers=[0], norm_topk_prob=False, use_sliding_window=True,
+                      sliding_window=WINDOW, max_window_layers=2),
+    "qwen2": dict(num_hidden_layers=2, use_sliding_window=True, sliding_window=WINDOW,
+                  max_window_layers=1),
+    "llama": dict(num_hidden_layers=2, attention_bias=True,
+                  rope_parameters=dict(rope_type="llama3", rope_theta=5e5, factor=8.0,
+                                       low_freq_factor=1.0, high_freq_factor=4.0,
+                                       original_max_position_embeddings=64)),
 }
 
 
@@ -144,7 +157,8 @@ def test_cached_decode_matches_transformers(pair):
 # ---------------------------------------------------------------------------------------------
 # generation
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("model_type", ["qwen3_moe", "gemma3_text", "qwen3_next"])
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "gemma3_text", "qwen3_next", "olmoe",
+                                        "qwen2_moe", "qwen2", "llama"])
 def test_greedy_generate_matches_transformers(model_type, tmp_path):
     hf = _hf_model(model_type, seed=3)
     hf.save_pretrained(tmp_path)
@@ -228,10 +242,21 @@ def test_refuses_quantized_and_unsupported_models(qwen3_folder, tmp_path):
         quantization_config={"quant_method": "fp8"}))
     with pytest.raises(ValueError, match="quantization_config"):
         moelab.hf.load_model(quant)
-    with pytest.raises(ValueError, match="'olmoe'.*supported: "):
-        moelab.hf_decoder._check_supported(moelab.preset("olmoe-1b-7b"))
+    with pytest.raises(ValueError, match="'grok'.*residual MoE.*transformers has no Grok"
+                                         ".*supported: "):
+        moelab.hf_decoder._check_supported(moelab.preset("grok-2"))
     with pytest.raises(ValueError, match="dtype"):
         moelab.hf.load_model(qwen3_folder, dtype="float16")
+
+
+def test_refuses_phimoe_naming_its_missing_features(tmp_path):
+    """PhiMoE's LayerNorms have a bias and its router is sparsemixer: neither is in the core."""
+    config = transformers.PhimoeConfig(vocab_size=V, hidden_size=64, intermediate_size=16,
+                                       num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=2, num_local_experts=4)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'phimoe'.*LayerNorm with a bias.*'sparsemixer' router"):
+        moelab.hf.load_model(tmp_path)
 
 
 def test_bad_ids(pair):
