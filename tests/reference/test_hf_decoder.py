@@ -260,6 +260,15 @@ def test_refuses_phimoe_naming_its_missing_features(tmp_path):
         moelab.hf.load_model(tmp_path)
 
 
+def test_refuses_olmoe_clip_qkv(tmp_path):
+    """OLMoE's optional clamp of q, k and v is not in the core: refused by its key."""
+    _hf_model("olmoe").save_pretrained(tmp_path / "m")
+    bad = _copy_with(tmp_path / "m", tmp_path / "clip", edit_config=lambda c: c.update(
+        clip_qkv=8.0))
+    with pytest.raises(ValueError, match="clip_qkv=8.0"):
+        moelab.hf.load_model(bad)
+
+
 def test_bad_ids(pair):
     _, _, model = pair
     with pytest.raises(ValueError, match="ids: the prompt is empty"):
