@@ -374,6 +374,27 @@ def test_bfloat16_checkpoint_matches_transformers_bfloat16(model_type, tmp_path)
         f"two best logits are {best - second:.3g} apart (no near-tie)")
 
 
+@pytest.mark.parametrize("model_type,edit", [
+    ("qwen2_moe", dict(use_sliding_window=False)),  # sliding_window=8 stays: HF ignores it
+    ("qwen2", dict(use_sliding_window=False)),
+    ("qwen2_moe", {}), ("qwen2", {}), ("llama4_text", {})])
+def test_config_without_layer_types_loads_as_transformers_reads_it(model_type, edit, tmp_path):
+    """A 4.x-style config.json has no ``layer_types``: the layer types are the ones the
+    family's rule gives (the sliding window only with use_sliding_window; Llama 4's chunked
+    layers), as transformers computes them when it reads the same file."""
+    _hf_model(model_type).save_pretrained(tmp_path / "m")
+
+    def legacy(c):
+        c.pop("layer_types")
+        c.update(edit)
+    folder = _copy_with(tmp_path / "m", tmp_path / "legacy", edit_config=legacy)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, attn_implementation="eager").eval()
+    ids = _ids()
+    assert_close(moelab.hf.load_model(folder)(ids), _hf_logits(hf, ids), DECODER_LOGITS,
+                 what=f"{model_type} without layer_types {edit}")
+
+
 def test_refuses_a_tensor_the_decoder_would_ignore(qwen3_folder, tmp_path):
     name = "model.layers.1.self_attn.o_proj.bias"
 
