@@ -201,6 +201,9 @@ class AttentionSpec:
         if layer_type in rope:  # per layer type (Gemma 3)
             rope = rope[layer_type]
         rope = dict(rope)
+        if not rope and layer_type == "sliding_attention" and c.get("rope_local_base_freq"):
+            # a 4.x-style Gemma 3 config: its sliding layers use default RoPE at their own base
+            rope = {"rope_type": "default", "rope_theta": c["rope_local_base_freq"]}
         if not rope:  # a 4.x-style config: rope_theta and rope_scaling at the top level
             rope = dict(c.get("rope_scaling") or {})
             rope.setdefault("rope_theta", c.get("rope_theta", 10000.0))

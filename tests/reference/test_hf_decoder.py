@@ -377,15 +377,21 @@ def test_bfloat16_checkpoint_matches_transformers_bfloat16(model_type, tmp_path)
 @pytest.mark.parametrize("model_type,edit", [
     ("qwen2_moe", dict(use_sliding_window=False)),  # sliding_window=8 stays: HF ignores it
     ("qwen2", dict(use_sliding_window=False)),
-    ("qwen2_moe", {}), ("qwen2", {}), ("llama4_text", {})])
+    ("qwen2_moe", {}), ("qwen2", {}), ("llama4_text", {}),
+    ("gemma3_text", dict(sliding_window_pattern=2, rope_theta=1e6, rope_local_base_freq=1e4,
+                         rope_scaling=dict(rope_type="linear", factor=8.0)))])
 def test_config_without_layer_types_loads_as_transformers_reads_it(model_type, edit, tmp_path):
     """A 4.x-style config.json has no ``layer_types``: the layer types are the ones the
     family's rule gives (the sliding window only with use_sliding_window; Llama 4's chunked
-    layers), as transformers computes them when it reads the same file."""
+    layers; Gemma 3's sliding_window_pattern, its RoPE in rope_theta / rope_scaling for the full
+    layers and rope_local_base_freq for the sliding ones), as transformers computes them when
+    it reads the same file."""
     _hf_model(model_type).save_pretrained(tmp_path / "m")
 
     def legacy(c):
         c.pop("layer_types")
+        if "rope_local_base_freq" in edit:
+            c.pop("rope_parameters")
         c.update(edit)
     folder = _copy_with(tmp_path / "m", tmp_path / "legacy", edit_config=legacy)
     hf = transformers.AutoModelForCausalLM.from_pretrained(
