@@ -97,7 +97,8 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
         raise ValueError(f"path: {str(path)!r} is not a checkpoint folder")
     hf_config = read_config_json(path)
     if "quantization_config" in hf_config:
-        method = (hf_config["quantization_config"] or {}).get("quant_method", "?")
+        quantization = hf_config["quantization_config"]
+        method = quantization.get("quant_method", "?") if isinstance(quantization, dict) else "?"
         raise ValueError(f"config.json: quantization_config ({method}): quantized checkpoints "
                          "are not supported; use a bfloat16 or float32 checkpoint")
     cfg = from_hf_config(hf_config)
@@ -169,9 +170,7 @@ class _Builder:
     def tensor(self, name: str, shape, in_place: bool = True) -> np.ndarray:
         """The checked tensor ``name`` of ``shape``: a read-only view into the file (float32,
         or uint16 bfloat16 bits) when ``in_place`` and allowed by ``dtype``, else float32."""
-        if name not in self.tensors:
-            raise ValueError(f"{name}: missing from the checkpoint")
-        info = self.tensors.info(name)
+        info = self._info(name)
         if tuple(info.shape) != tuple(shape):
             raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(info.shape)}")
         if info.dtype not in _STORED:
@@ -187,7 +186,13 @@ class _Builder:
         """The storage of a layer's matrices: ``dtype``, or as ``name`` is stored."""
         if self.dtype is not None:
             return self.dtype
-        return "bfloat16" if self.tensors.info(name).dtype == "BF16" else "float32"
+        return "bfloat16" if self._info(name).dtype == "BF16" else "float32"
+
+    def _info(self, name: str):
+        """The header entry of tensor ``name`` (ValueError naming it when it is absent)."""
+        if name not in self.tensors:
+            raise ValueError(f"{name}: missing from the checkpoint")
+        return self.tensors.info(name)
 
     # -- the model ------------------------------------------------------------------------
     def build(self) -> DecoderModel:
