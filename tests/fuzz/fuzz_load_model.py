@@ -73,6 +73,14 @@ SEED_MODELS = {
                         n_group=2, topk_group=1, q_lora_rank=4, kv_lora_rank=4,
                         qk_nope_head_dim=2, qk_rope_head_dim=2, v_head_dim=2,
                         num_key_value_heads=2),
+    "olmoe": dict(num_hidden_layers=1, num_experts=4, num_experts_per_tok=2,
+                  intermediate_size=4),
+    "qwen2_moe": dict(num_hidden_layers=2, num_experts=4, num_experts_per_tok=2,
+                      moe_intermediate_size=4, shared_expert_intermediate_size=4,
+                      mlp_only_layers=[0], use_sliding_window=True, sliding_window=2,
+                      max_window_layers=1),
+    "qwen2": dict(num_hidden_layers=1),
+    "llama": dict(num_hidden_layers=1, attention_bias=True),
 }
 #: families whose seed is also saved in bfloat16
 BF16_SEEDS = ("qwen3_moe", "gpt_oss", "deepseek_v3", "qwen3_next")
