@@ -31,7 +31,7 @@ def small_model_stats():
     """RoutingStats of a scaled DeepSeek-V3 (3 dense layers, then MoE) on 64 tokens."""
     cfg = moelab.preset("deepseek-v3").scaled(hidden_size=32, num_layers=5)
     x = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)  # (T, H)
-    _, stats = moelab.build(cfg, seed=0)(x, return_stats=True, progress=False)
+    _, stats = moelab.build(cfg, seed=0).ffn_stack()(x, return_stats=True, progress=False)
     return cfg, stats
 
 
