@@ -1,6 +1,8 @@
-"""Command line: ``python -m moelab {compare,params,run,list,demo} ...`` (``--help`` on each).
+"""Command line: ``python -m moelab {compare,params,run,generate,list,demo} ...`` (``--help`` on
+each).
 
-Exit status: 0 on success, 2 on a usage error (bad option, unknown preset).
+Exit status: 0 on success, 2 on a usage error (bad option, unknown preset; for ``generate``
+also a checkpoint or tokenizer that cannot be read), always as a one-line message.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import generate_cli
+
 __all__ = ["main", "vendor_active", "EXAMPLES"]
 
 EXAMPLES = """\
@@ -23,6 +27,7 @@ examples:
   python -m moelab compare --wide --sort active   # every column (a wide terminal)
   python -m moelab params deepseek-v3         # parameter breakdown and per-token costs
   python -m moelab run deepseek-v3 --tokens 512   # the scaled model: load balance, tokens/s
+  python -m moelab generate path/to/checkpoint "The capital of France is" --trace
   python -m moelab list                       # preset names
   python -m moelab demo --help                # one layer per router kind
 """
@@ -232,7 +237,7 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Build, run and compare Mixture-of-Experts LLMs.",
                                 epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", metavar="{compare,params,run,list,demo}")
+    sub = p.add_subparsers(dest="command", metavar="{compare,params,run,generate,list,demo}")
     sub.required = True
 
     c = sub.add_parser("compare", help="compare presets (all by default) in one table")
@@ -269,13 +274,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="no progress bar over the layers (it is shown only on a terminal, "
                         "for forwards longer than a few seconds)")
 
+    gen = generate_cli.add_parser(sub)
+
     lst = sub.add_parser("list", help="list the preset names")
 
     # `demo ...` is dispatched before parsing (every argument goes to moelab.demo.main); the
     # sub-parser is here for --help.
     demo = sub.add_parser("demo", help="run moelab.demo (arguments are passed on; demo --help)",
                           add_help=False)
-    p.commands = {"compare": c, "params": pr, "run": r, "list": lst, "demo": demo}
+    p.commands = {"compare": c, "params": pr, "run": r, "generate": gen, "list": lst,
+                  "demo": demo}
     return p
 
 
@@ -301,6 +309,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _cmd_params(args)
         if args.command == "run":
             return _cmd_run(args, command)
+        if args.command == "generate":
+            return generate_cli.run(args, command)
         return _cmd_list(args)
     except ValueError as exc:
         if "unknown preset" in str(exc) or "twice" in str(exc):
