@@ -20,12 +20,11 @@ import pytest
 
 import moelab
 from moelab.generate_cli import TextStream
+from tiny_tokenizer import save_byte_level_bpe
 
 try:
     import torch
     import transformers
-    from tokenizers import Tokenizer as Backend
-    from tokenizers import decoders, models, pre_tokenizers, trainers
 except ImportError:  # conftest.py fails or skips every test below
     transformers = None
 
@@ -45,17 +44,11 @@ def checkpoint(tmp_path_factory):
     """A folder with config.json, model.safetensors (qwen3_moe: a dense layer, then MoE),
     tokenizer.json and tokenizer_config.json (eos token, chat template)."""
     path = tmp_path_factory.mktemp("generate_ckpt")
-    tok = Backend(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    tok.save(str(path / "tokenizer.json"))
+    save_byte_level_bpe(path, CORPUS)
     (path / "tokenizer_config.json").write_text(json.dumps(
         {"eos_token": "<eos>", "chat_template": CHAT_TEMPLATE}))
     config = transformers.Qwen3MoeConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=3,
+        vocab_size=moelab.Tokenizer.from_pretrained(path).vocab_size, hidden_size=32, num_hidden_layers=3,
         num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=48,
         moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, mlp_only_layers=[0],
         max_position_embeddings=256, tie_word_embeddings=False, eos_token_id=0)
@@ -160,21 +153,17 @@ def test_streamed_text_never_splits_a_character(checkpoint):
                                   "bad_trace_suffix", "empty_prompt"])
 def test_errors_are_one_line_exit_2(checkpoint, tmp_path, case):
     folder, prompt, extra = checkpoint, PROMPT, []
+    partial = {"no_tokenizer": (("config.json", "model.safetensors"), "no tokenizer.json"),
+               "no_weights": (("config.json", "tokenizer.json"), "safetensors")}
     if case == "missing_path":
         folder = tmp_path / "nothing_here"
         match = "does not exist"
-    elif case == "no_tokenizer":
-        folder = tmp_path / "no_tok"
+    elif case in partial:  # a folder with some of the checkpoint's files
+        names, match = partial[case]
+        folder = tmp_path / case
         folder.mkdir()
-        for name in ("config.json", "model.safetensors"):
+        for name in names:
             (folder / name).write_bytes((checkpoint / name).read_bytes())
-        match = "no tokenizer.json"
-    elif case == "no_weights":
-        folder = tmp_path / "no_weights"
-        folder.mkdir()
-        for name in ("config.json", "tokenizer.json"):
-            (folder / name).write_bytes((checkpoint / name).read_bytes())
-        match = "safetensors"
     elif case == "bad_top_p":
         extra, match = ["--top-p", "1.5"], r"top_p must be None or in \(0, 1\]"
     elif case == "bad_trace_suffix":
