@@ -217,7 +217,7 @@ def _cmd_run(args, parser) -> int:
     best = math.inf
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        logits = model(ids)                                                           # (T, V)
+        logits = model(ids, progress=False)                                           # (T, V)
         best = min(best, time.perf_counter() - t0)
     print(f"throughput: {args.tokens / best:,.0f} tokens/s ({args.tokens} tokens in "
           f"{1e3 * best:.2f} ms, ids to logits, best of {args.repeats}); "

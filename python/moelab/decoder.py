@@ -180,18 +180,18 @@ class DecoderModel:
                              else layer.mixer.new_cache() for layer in self.layers], self)
 
     def __call__(self, ids, cache: Optional[DecoderCache] = None,
-                 routing: Optional[dict] = None, progress: Optional[bool] = False) -> np.ndarray:
+                 routing: Optional[dict] = None, progress: Optional[bool] = None) -> np.ndarray:
         return self.forward(ids, cache, routing, progress)
 
     def forward(self, ids, cache: Optional[DecoderCache] = None,
-                routing: Optional[dict] = None, progress: Optional[bool] = False) -> np.ndarray:
+                routing: Optional[dict] = None, progress: Optional[bool] = None) -> np.ndarray:
         """logits (T, V) float32 for token ids (T,), continuing ``cache`` when given.
 
         routing : None, or a dict that receives ``{layer index: RoutingStats}`` of every MoE
             layer for these T tokens (``moelab.RoutingStats``: top-k ids and weights...).
-        progress : a tqdm bar over the layers on stderr: False (default) never, True always,
-            None only on a terminal and once the forward has run ``PROGRESS_DELAY_S`` seconds
-            (a long prefill).
+        progress : a tqdm bar over the layers on stderr: None (default) only on a terminal and
+            only once the forward has run ``PROGRESS_DELAY_S`` seconds (a long prefill), True
+            always, False never.
 
         Raises TypeError (ids not integers, cache not this model's DecoderCache), ValueError
         (ids not 1-D or empty, positions reaching ``max_positions``), IndexError (an id
