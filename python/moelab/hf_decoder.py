@@ -49,7 +49,8 @@ from . import registry
 from .attention import Attention, AttentionSpec
 from .attention_spec import _UNIT_OFFSET_NORMS
 from .deltanet import GatedDeltaNet
-from .decoder import NORM_SLOTS, DecoderLayer, DecoderModel, all_finite
+from .decoder import (NORM_SLOTS, DecoderLayer, DecoderModel, all_finite,
+                      check_decoder_features)
 from .hf_config import from_hf_config
 from .io import open_checkpoint, read_config_json
 from .layer import MoELayer
@@ -114,11 +115,7 @@ def _check_supported(cfg: ModelConfig) -> None:
     if t not in DECODER_MODEL_TYPES:
         raise ValueError(f"model_type {t!r}: moelab.hf.load_model does not load this family's "
                          f"whole decoder yet; supported: {', '.join(DECODER_MODEL_TYPES)}")
-    for flag in ("norm_bias", "lm_head_bias", "mlp_bias", "residual_moe"):
-        if getattr(cfg, flag):
-            raise ValueError(f"model_type {t!r}: {flag}=True is not supported by the decoder")
-    if cfg.router_variant is not None:
-        raise ValueError(f"model_type {t!r}: router {cfg.router_variant!r} is not reproduced")
+    check_decoder_features(cfg)
 
 
 class _Builder:
