@@ -9,23 +9,16 @@ import json
 
 import jinja2
 import pytest
-from tokenizers import Tokenizer as Backend
-from tokenizers import decoders, models, pre_tokenizers, trainers
 
 import moelab
+from tiny_tokenizer import save_byte_level_bpe
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A checkpoint folder with a tiny byte-level BPE, a config and a chat template."""
     path = tmp_path_factory.mktemp("tok")
-    tok = Backend(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["experts route tokens", "a router picks experts"] * 10, trainer=trainer)
-    tok.save(str(path / "tokenizer.json"))
+    save_byte_level_bpe(path, ["experts route tokens", "a router picks experts"] * 10)
     (path / "tokenizer_config.json").write_text(json.dumps({
         "eos_token": "<eos>", "pad_token": "<pad>",
         "chat_template": "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"

@@ -136,7 +136,9 @@ class AttentionSpec:
 
         RoPE parameters and the position limit are not part of ModelConfig: ``rope`` (HF
         ``rope_parameters``; default: rope_theta 10000, the config's partial_rotary_factor) and
-        ``max_position_embeddings`` give them. Raises ValueError for an MLA or DeltaNet layer.
+        ``max_position_embeddings`` give them. Llama 4 takes transformers' defaults: the L2
+        q/k norm on RoPE layers only, the query temperature tuning on NoPE layers. Raises
+        ValueError for an MLA or DeltaNet layer.
         """
         a = cfg.attention
         kind = cfg.layer_type(layer_idx)
@@ -150,17 +152,22 @@ class AttentionSpec:
         window = {"sliding_attention": a.sliding_window,
                   "chunked_attention": a.attention_chunk_size}.get(kind) or 0
         family = cfg.model_type
+        llama4 = family in ("llama4_text", "llama4")
+        qk_norm = a.qk_norm or "none"
+        if llama4 and not use_rope:  # HF Llama 4: the L2 q/k norm only on RoPE layers
+            qk_norm = "none"
         return cls(
             hidden_size=cfg.hidden_size, num_attention_heads=a.num_attention_heads,
             num_key_value_heads=a.num_key_value_heads, head_dim=a.head_dim,
             max_position_embeddings=max_position_embeddings, qkv_bias=a.attention_bias,
-            o_bias=a.o_proj_bias, qk_norm=a.qk_norm or "none",
+            o_bias=a.o_proj_bias, qk_norm=qk_norm,
             norm_unit_offset=family in _UNIT_OFFSET_NORMS, rms_norm_eps=cfg.rms_norm_eps,
             rope=rope if use_rope else None,
-            rope_interleaved=family in ("llama4_text", "llama4"),
+            rope_interleaved=llama4,
             mask={"sliding_attention": "sliding", "chunked_attention": "chunked"}.get(kind, "causal"),
             window=window, sinks=a.attention_sinks, softcap=a.attn_logit_softcapping,
-            output_gate=a.output_gate)
+            output_gate=a.output_gate,
+            temperature_tuning=llama4 and not use_rope)  # HF's attn_temperature_tuning default
 
     @classmethod
     def from_hf(cls, config, layer_idx: int) -> "AttentionSpec":

@@ -59,7 +59,7 @@ from .hf_config import from_hf_config
 from .io import (FLOAT_DTYPES, StateDict, checkpoint_path, config_dict, open_checkpoint,
                  read_config_json)
 from .layer import MoELayer
-from .model import PROGRESS_DELAY_S
+from .decoder import PROGRESS_DELAY_S
 from .registry import CheckpointNames, ExpertLayout, MoEBlockNames
 
 __all__ = ["load_moe_layer", "load_moe_weights", "LOADABLE_MODEL_TYPES"]
@@ -89,8 +89,8 @@ def load_moe_layer(source, layer_idx: int, config=None, progress: Optional[bool]
         object with ``to_dict()`` (a ``transformers`` config). Required for a state dict or a
         single file; for a folder it defaults to the folder's ``config.json``.
     progress : a tqdm bar over the tensors read, on stderr: None (default) only on a terminal
-        and only once reading has taken ``moelab.model.PROGRESS_DELAY_S`` seconds (one layer of a
-        large checkpoint is gigabytes), True always, False never.
+        and only once reading has taken ``moelab.decoder.PROGRESS_DELAY_S`` seconds (one layer
+        of a large checkpoint is gigabytes), True always, False never.
 
     Returns
     -------

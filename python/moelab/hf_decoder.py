@@ -51,7 +51,8 @@ from . import registry
 from .attention import Attention, AttentionSpec
 from .attention_spec import _UNIT_OFFSET_NORMS
 from .deltanet import GatedDeltaNet
-from .decoder import NORM_SLOTS, DecoderLayer, DecoderModel, all_finite
+from .decoder import (NORM_SLOTS, DecoderLayer, DecoderModel, all_finite,
+                      check_decoder_features, missing_decoder_features)
 from .hf_config import from_hf_config
 from .io import open_checkpoint, read_config_json
 from .layer import MoELayer
@@ -111,12 +112,6 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
         raise
 
 
-#: What the decoder lacks for a feature a parsed config may have (ModelConfig flag -> feature).
-_MISSING_FEATURES = {
-    "norm_bias": "LayerNorm with a bias (the decoder's norms are RMSNorms)",
-    "lm_head_bias": "an LM head bias",
-    "mlp_bias": "biases on the dense MLP",
-    "residual_moe": "a dense MLP beside each MoE block (Grok-2's residual MoE)"}
 #: Why a family whose features the decoder has is still not loaded.
 _NOT_CHECKED = {
     "grok": "transformers has no Grok model to check the whole decoder against, and the names "
@@ -126,18 +121,14 @@ _NOT_CHECKED = {
 def _check_supported(cfg: ModelConfig) -> None:
     """Refuse a model the decoder does not reproduce, naming every missing feature."""
     t = cfg.model_type
-    missing = [text for flag, text in _MISSING_FEATURES.items() if getattr(cfg, flag)]
-    if cfg.router_variant is not None:
-        missing.append(f"the {cfg.router_variant!r} router")
     if t not in DECODER_MODEL_TYPES:
+        missing = missing_decoder_features(cfg)
         why = [f"it needs {'; '.join(missing)}"] if missing else []
         why.append(_NOT_CHECKED.get(t, "its whole decoder has not been checked against "
                                        "transformers yet"))
         raise ValueError(f"model_type {t!r}: moelab.hf.load_model does not load this family: "
                          f"{', and '.join(why)}; supported: {', '.join(DECODER_MODEL_TYPES)}")
-    if missing:
-        raise ValueError(f"model_type {t!r}: this config needs {'; '.join(missing)}, which the "
-                         "decoder does not reproduce")
+    check_decoder_features(cfg)
 
 
 class _Builder:

@@ -455,3 +455,36 @@ def test_positions_past_the_limit_leave_the_cache_unchanged(pair):
         model(too_many, cache=cache)
     assert cache.length == PROMPT and [c.nbytes for c in cache.layers] == before
     assert all(c.length == PROMPT for c in cache.layers)
+
+
+#: What a ModelConfig does not hold, so moelab.build takes a default for it (moelab.model).
+_BUILD_DEFAULTS = {"rope", "max_position_embeddings", "scaling", "attn_scale", "floor_scale"}
+
+
+def _spec_fields(spec) -> dict:
+    return {k: v for k, v in vars(spec).items() if k not in _BUILD_DEFAULTS}
+
+
+def test_build_makes_the_loaded_architecture(pair):
+    """moelab.build(config of a loaded checkpoint) has the same layers: the same mixer classes
+    and specs (but for what ModelConfig does not hold: RoPE parameters, the position limit,
+    Gemma's query scale, Llama 4's attention scales), RoPE and NoPE layers, FFNs, norms,
+    weight names and shapes, embedding scale, norm offset and head tying."""
+    model_type, _, loaded = pair
+    built = moelab.build(loaded.config, seed=1)
+    assert type(built) is type(loaded)
+    assert (built.embed_scale, built.norm_offset) == (loaded.embed_scale, loaded.norm_offset)
+    assert (built.lm_head is built.embed) == loaded.config.tie_word_embeddings
+    for i, (b, l) in enumerate(zip(built.layers, loaded.layers)):
+        assert type(b.mixer) is type(l.mixer), (model_type, i)
+        if hasattr(l.mixer, "spec"):
+            assert _spec_fields(b.mixer.spec) == _spec_fields(l.mixer.spec), (model_type, i)
+            if isinstance(l.mixer, moelab.Attention):
+                assert (b.mixer.spec.rope is None) == (l.mixer.spec.rope is None)
+        assert type(b.ffn) is type(l.ffn), (model_type, i)
+        for part in ("mixer", "ffn"):
+            shapes = {n: w.shape for n, w in getattr(b, part).weights.items()}
+            assert shapes == {n: w.shape for n, w in getattr(l, part).weights.items()}, (
+                model_type, i, part)
+        assert set(b.norms) == set(l.norms)
+    assert built.num_params == loaded.num_params
