@@ -138,10 +138,10 @@ class _Builder:
         self.path, self.cfg, self.tensors, self.dtype = path, cfg, tensors, dtype
         self.text = dict(hf_config.get("text_config") or hf_config)
         self.text.setdefault("model_type", cfg.model_type)
-        # the layer types as the family's parser resolved them: a 4.x config.json has none
-        # (Qwen2's may set sliding_window with use_sliding_window off; Llama 4 chunks by rule)
-        self.text.setdefault("layer_types", [cfg.layer_type(i)
-                                             for i in range(cfg.num_hidden_layers)])
+        # the layer types as the family's parser resolved them: a 4.x config.json has none, or
+        # null (Qwen2's may set sliding_window with use_sliding_window off; Llama 4 chunks by rule)
+        if not self.text.get("layer_types"):
+            self.text["layer_types"] = [cfg.layer_type(i) for i in range(cfg.num_hidden_layers)]
         fam = registry.family(cfg.model_type)
         self.names = fam.decoder
         self.moe_blocks = () if fam.checkpoint is None else fam.checkpoint.moe.blocks

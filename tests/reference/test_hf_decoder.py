@@ -381,15 +381,18 @@ def test_bfloat16_checkpoint_matches_transformers_bfloat16(model_type, tmp_path)
     ("gemma3_text", dict(sliding_window_pattern=2, rope_theta=1e6, rope_local_base_freq=1e4,
                          rope_scaling=dict(rope_type="linear", factor=8.0)))])
 def test_config_without_layer_types_loads_as_transformers_reads_it(model_type, edit, tmp_path):
-    """A 4.x-style config.json has no ``layer_types``: the layer types are the ones the
+    """A 4.x-style config.json has no ``layer_types`` (or null): the layer types are the ones the
     family's rule gives (the sliding window only with use_sliding_window; Llama 4's chunked
     layers; Gemma 3's sliding_window_pattern, its RoPE in rope_theta / rope_scaling for the full
     layers and rope_local_base_freq for the sliding ones), as transformers computes them when
     it reads the same file."""
     _hf_model(model_type).save_pretrained(tmp_path / "m")
 
-    def legacy(c):
-        c.pop("layer_types")
+    def legacy(c):  # layer_types absent (Llama 4) or null (the others): both read as unset
+        if model_type == "llama4_text":
+            del c["layer_types"]
+        else:
+            c["layer_types"] = None
         if "rope_local_base_freq" in edit:
             c.pop("rope_parameters")
         c.update(edit)
