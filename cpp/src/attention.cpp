@@ -114,8 +114,7 @@ std::string AttentionSpec::describe() const {
 // ---- layer -----------------------------------------------------------------------------------
 
 Attention::Attention(const AttentionSpec& spec, DType weight_dtype)
-    : spec_(spec), dtype_(weight_dtype), id_(next_layer_id()) {
-    spec_.validate();
+    : TokenMixerOf(spec, {"Attention", "cache", "new_cache"}, weight_dtype) {
     if (spec_.use_rope) rope_ = make_rope(spec_.rope);
     const Index H = spec.hidden_size, d = spec.head_dim;
     q_ = weights_.add("q_proj.weight", {spec.q_proj_rows(), H}, H, weight_dtype);
@@ -128,43 +127,25 @@ Attention::Attention(const AttentionSpec& spec, DType weight_dtype)
         v_bias_ = weights_.add("v_proj.bias", {spec.kv_dim()}, H);
     }
     if (spec.o_bias) o_bias_ = weights_.add("o_proj.bias", {H}, spec.q_dim());
+    const float identity = spec.norm_unit_offset ? 0.0f : 1.0f;
     if (spec.qk_norm == QkNorm::Head) {
-        q_norm_ = weights_.add("q_norm.weight", {d}, 1);
-        k_norm_ = weights_.add("k_norm.weight", {d}, 1);
+        q_norm_ = add_norm("q_norm.weight", {d}, identity);
+        k_norm_ = add_norm("k_norm.weight", {d}, identity);
     } else if (spec.qk_norm == QkNorm::Full) {
-        q_norm_ = weights_.add("q_norm.weight", {spec.q_dim()}, 1);
-        k_norm_ = weights_.add("k_norm.weight", {spec.kv_dim()}, 1);
+        q_norm_ = add_norm("q_norm.weight", {spec.q_dim()}, identity);
+        k_norm_ = add_norm("k_norm.weight", {spec.kv_dim()}, identity);
     }
     if (spec.sinks) sinks_ = weights_.add("sinks", {spec.num_heads}, 1);
 }
 
-void Attention::init_random(std::uint64_t seed) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.init_random(seed);
-    if (spec_.qk_norm == QkNorm::Head || spec_.qk_norm == QkNorm::Full)
-        for (std::size_t i : {q_norm_, k_norm_}) {
-            AlignedVector<float>& w = weights_.at(i).f32;
-            std::fill(w.begin(), w.end(), spec_.norm_unit_offset ? 0.0f : 1.0f);
-        }
-}
-
-void Attention::load_weights(const std::vector<WeightView>& views, bool strict) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.load(views, strict);
-}
-
 std::shared_ptr<KvCache> Attention::new_cache() const {
     const Index window = spec_.mask == AttentionMask::Causal ? 0 : spec_.window;
-    return std::shared_ptr<KvCache>(new KvCache(spec_.kv_dim(), window, id_));
+    return std::shared_ptr<KvCache>(new KvCache(spec_.kv_dim(), window, id()));
 }
 
 void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const {
-    if (cache) require_own("cache", cache->owner_, id_, "Attention", "new_cache");
-    require_finite(x, T * spec_.hidden_size, "x");
-    std::shared_lock<std::shared_mutex> weights_lock(mutex_);
-    std::unique_lock<std::mutex> cache_lock;
-    if (cache) cache_lock = std::unique_lock<std::mutex>(cache->mutex_);
-    const Index pos0 = cache ? cache->length_ : 0;
+    const ForwardLocks locks = begin_forward(x, T, cache);
+    const Index pos0 = locks.pos0;
     require_positions(pos0, T, spec_.max_positions);
     if (T == 0) return;
 

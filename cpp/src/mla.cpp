@@ -151,8 +151,7 @@ void MlaCache::append(const float* rows, Index T) noexcept {
 // ---- layer -----------------------------------------------------------------------------------
 
 MultiHeadLatentAttention::MultiHeadLatentAttention(const MlaSpec& spec, DType weight_dtype)
-    : spec_(spec), dtype_(weight_dtype), id_(next_layer_id()) {
-    spec_.validate();
+    : TokenMixerOf(spec, {"MLA", "cache", "new_cache"}, weight_dtype) {
     rope_ = make_rope(spec_.rope);
     const MlaSpec& s = spec_;
     const Index H = s.hidden_size, qr = s.q_lora_rank, r = s.kv_lora_rank;
@@ -161,44 +160,25 @@ MultiHeadLatentAttention::MultiHeadLatentAttention(const MlaSpec& spec, DType we
     } else {
         q_a_ = weights_.add("q_a_proj.weight", {qr, H}, H, weight_dtype);
         if (s.attention_bias) q_a_bias_ = weights_.add("q_a_proj.bias", {qr}, H);
-        q_a_norm_ = weights_.add("q_a_layernorm.weight", {qr}, 1);
+        q_a_norm_ = add_norm("q_a_layernorm.weight", {qr}, 1.0f);
         q_b_ = weights_.add("q_b_proj.weight", {s.q_dim(), qr}, qr, weight_dtype);
     }
     kv_a_ = weights_.add("kv_a_proj_with_mqa.weight", {s.latent_dim(), H}, H, weight_dtype);
     if (s.attention_bias) kv_a_bias_ = weights_.add("kv_a_proj_with_mqa.bias", {s.latent_dim()}, H);
-    kv_a_norm_ = weights_.add("kv_a_layernorm.weight", {r}, 1);
+    kv_a_norm_ = add_norm("kv_a_layernorm.weight", {r}, 1.0f);
     kv_b_ = weights_.add("kv_b_proj.weight", {s.kv_b_rows(), r}, r);
     o_ = weights_.add("o_proj.weight", {H, s.o_dim()}, s.o_dim(), weight_dtype);
     if (s.attention_bias) o_bias_ = weights_.add("o_proj.bias", {H}, s.o_dim());
 }
 
-void MultiHeadLatentAttention::init_random(std::uint64_t seed) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.init_random(seed);
-    for (std::size_t i : {q_a_norm_, kv_a_norm_}) {
-        if (i == q_a_norm_ && spec_.q_lora_rank == 0) continue;  // no q_a_layernorm
-        AlignedVector<float>& w = weights_.at(i).f32;
-        std::fill(w.begin(), w.end(), 1.0f);
-    }
-}
-
-void MultiHeadLatentAttention::load_weights(const std::vector<WeightView>& views, bool strict) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.load(views, strict);
-}
-
 std::shared_ptr<MlaCache> MultiHeadLatentAttention::new_cache() const {
-    return std::shared_ptr<MlaCache>(new MlaCache(spec_.latent_dim(), id_));
+    return std::shared_ptr<MlaCache>(new MlaCache(spec_.latent_dim(), id()));
 }
 
 void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCache* cache,
                                        MlaForm form) const {
-    if (cache) require_own("cache", cache->owner_, id_, "MLA", "new_cache");
-    require_finite(x, T * spec_.hidden_size, "x");
-    std::shared_lock<std::shared_mutex> weights_lock(mutex_);
-    std::unique_lock<std::mutex> cache_lock;
-    if (cache) cache_lock = std::unique_lock<std::mutex>(cache->mutex_);
-    const Index pos0 = cache ? cache->length_ : 0;
+    const ForwardLocks locks = begin_forward(x, T, cache);
+    const Index pos0 = locks.pos0;
     require_positions(pos0, T, spec_.max_positions);
     if (T == 0) return;
 

@@ -16,6 +16,7 @@
 namespace moelab {
 
 class Attention;
+class TokenMixer;
 
 class KvCache {
   public:
@@ -32,6 +33,8 @@ class KvCache {
 
   private:
     friend class Attention;
+    friend class TokenMixer;  // begin_forward: owner, lock, length
+class TokenMixer;
     KvCache(Index kv_dim, Index window, std::uint64_t owner);
 
     Index slot(Index position) const { return window_ > 0 ? position % window_ : position; }

@@ -1,0 +1,90 @@
+// TokenMixer: what every token mixer (Attention, MultiHeadLatentAttention, GatedDeltaNet)
+// shares: its weights behind the layer lock (LayerWeights), a layer id that its caches or states
+// carry as their owner, norm weights whose random init is their identity, and the checks and
+// locks every forward starts with. TokenMixerOf<Spec> adds the layer's validated spec.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moelab/check.hpp"
+#include "moelab/types.hpp"
+#include "moelab/weights.hpp"
+
+namespace moelab {
+
+// How a token mixer names itself and its per-sequence state in error messages.
+struct MixerNames {
+    const char* kind;     // the layer: "Attention", "MLA", "GatedDeltaNet"
+    const char* state;    // its per-sequence state: "cache" or "state"
+    const char* factory;  // the method that makes one: "new_cache" or "new_state"
+};
+
+class TokenMixer : public LayerWeights {
+  public:
+    // Unique per layer object in this process: the owner its caches or states carry.
+    std::uint64_t id() const { return id_; }
+    // Uniform in +-1/sqrt(fan_in) per tensor (LayerWeights::init_random), then each norm weight
+    // set to its identity (add_norm); deterministic for a seed. Two steps, each waiting for
+    // running forwards: a forward that starts between them sees the random norm weights.
+    void init_random(std::uint64_t seed);
+
+  protected:
+    TokenMixer(MixerNames names, DType weight_dtype)
+        : LayerWeights(weight_dtype), names_(names), id_(next_layer_id()) {}
+    // Adds a float32 norm weight (fan_in 1) that init_random sets to `identity` (1 for w x,
+    // 0 for (1 + w) x); returns its index in weights_.
+    std::size_t add_norm(const std::string& name, std::vector<Index> shape, float identity);
+
+    // What a forward holds from its first check to its end.
+    struct ForwardLocks {
+        std::shared_lock<std::shared_mutex> weights;  // the weights, read-only
+        std::unique_lock<std::mutex> state;           // the cache or state, when one is given
+        Index pos0 = 0;                               // its length: the first token's position
+    };
+    // The checks every forward starts with, then its locks: `state` (nullptr: none) must be this
+    // layer's and x (T, hidden_size) finite, else std::invalid_argument with nothing changed.
+    template <class State>
+    ForwardLocks begin_forward(const float* x, Index T, Index hidden_size, State* state) const {
+        if (state) require_own(names_.state, state->owner_, id_, names_.kind, names_.factory);
+        require_finite(x, T * hidden_size, "x");
+        ForwardLocks locks;
+        locks.weights = read_lock();
+        if (state) {
+            locks.state = std::unique_lock<std::mutex>(state->mutex_);
+            locks.pos0 = state->length_;
+        }
+        return locks;
+    }
+
+  private:
+    MixerNames names_;
+    std::uint64_t id_;
+    std::vector<std::pair<std::size_t, float>> norms_;  // (index in weights_, identity value)
+};
+
+// A token mixer with its spec, validated before any weight is added.
+template <class Spec>
+class TokenMixerOf : public TokenMixer {
+  public:
+    const Spec& spec() const { return spec_; }
+
+  protected:
+    TokenMixerOf(const Spec& spec, MixerNames names, DType weight_dtype)
+        : TokenMixer(names, weight_dtype), spec_(spec) {
+        spec_.validate();
+    }
+    // begin_forward for x (T, spec().hidden_size).
+    template <class State>
+    ForwardLocks begin_forward(const float* x, Index T, State* state) const {
+        return TokenMixer::begin_forward(x, T, spec_.hidden_size, state);
+    }
+
+    Spec spec_;
+};
+
+}  // namespace moelab
