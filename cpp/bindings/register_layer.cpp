@@ -4,6 +4,7 @@
 #include "convert.hpp"
 #include "moelab/gated_mlp.hpp"
 #include "moelab/moe_layer.hpp"
+#include "moelab/token_mixer.hpp"
 
 namespace moelab::bindings {
 
@@ -64,6 +65,15 @@ void register_layer(py::module_& m) {
     py::class_<LayerWeights, std::shared_ptr<LayerWeights>> weights(
         m, "_LayerWeights", "The weights of a layer (the base of MoELayer and GatedMLP).");
     def_weight_methods<LayerWeights>(weights);
+
+    py::class_<TokenMixer, LayerWeights, std::shared_ptr<TokenMixer>>(
+        m, "_TokenMixer",
+        "The base of the token mixers (Attention, MultiHeadLatentAttention, GatedDeltaNet).")
+        .def("init_random", &TokenMixer::init_random, py::arg("seed"),
+             py::call_guard<py::gil_scoped_release>(),
+             "Uniform in +-1/sqrt(fan_in); norm weights their identity.")
+        .def_property_readonly("id", &TokenMixer::id,
+                               "Unique per layer object: the owner its caches or states carry.");
 
     py::class_<MoELayer, LayerWeights, std::shared_ptr<MoELayer>>(m, "MoELayer", "One MoE layer.")
         .def(py::init([](const MoESpec& spec, const std::string& dtype) {
