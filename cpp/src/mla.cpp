@@ -38,6 +38,20 @@ MlaWorkspace& mla_workspace() {
     return ws;
 }
 
+// task(i) for every i in [0, tasks): one OpenMP loop, dynamically scheduled, on the threads
+// that `work` earns (threads_for), counted as an AttentionScores region. task must not throw.
+template <class Task>
+void run_scores_tasks(Index tasks, double work, int threads, const Task& task) noexcept {
+    const int team = threads_for(work, threads);
+    (void)team;  // without OpenMP
+    MOELAB_OMP(parallel num_threads(team) if(team > 1))
+    {
+    note_region(Region::AttentionScores);
+    MOELAB_OMP(for schedule(dynamic, 1))
+    for (Index i = 0; i < tasks; ++i) task(i);
+    }
+}
+
 // x (n) *= w / sqrt(mean(x^2) + eps), the sum in double.
 void rms_norm(float* x, Index n, const float* w, float eps) noexcept {
     double ss = 0.0;
@@ -280,13 +294,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         // one task per (token, block of heads): each cached row read once per block
         const Index blocks = (nh + hb - 1) / hb, tasks = T * blocks;
         const double work = double(T) * double(nh) * double(2 * r + dr) * double(pos0 + T);
-        const int attn_threads = threads_for(4.0 * work, threads);
-        (void)attn_threads;
-        MOELAB_OMP(parallel num_threads(attn_threads) if(attn_threads > 1))
-        {
-        note_region(Region::AttentionScores);
-        MOELAB_OMP(for schedule(dynamic, 1))
-        for (Index task = 0; task < tasks; ++task) {
+        run_scores_tasks(tasks, 4.0 * work, threads, [&](Index task) {
             const Index t = task / blocks, h0 = (task % blocks) * hb, p = pos0 + t;
             const Index g = std::min(hb, nh - h0);
             float* qc = ws.task.data() + Index(thread_id()) * per_task;  // (hb, r + d_r)
@@ -339,21 +347,14 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
                     out[i] = sum;
                 }
             }
-        }
-        }
+        });
     } else {
         // one task per (tile of queries, head): k_n and v rebuilt once per key block for the tile
         const Index tiles = (T + kQueryTile - 1) / kQueryTile, tasks = tiles * nh;
         const double work = double(nh) * (double(T) * double(dqk + dv) +
                                           double(tiles) * double(wkv) * double(r)) *
                             double(pos0 + T);
-        const int attn_threads = threads_for(2.0 * work, threads);
-        (void)attn_threads;
-        MOELAB_OMP(parallel num_threads(attn_threads) if(attn_threads > 1))
-        {
-        note_region(Region::AttentionScores);
-        MOELAB_OMP(for schedule(dynamic, 1))
-        for (Index task = 0; task < tasks; ++task) {
+        run_scores_tasks(tasks, 2.0 * work, threads, [&](Index task) {
             const Index h = task % nh, t0 = (task / nh) * kQueryTile;
             const Index nq = std::min(kQueryTile, T - t0), last = pos0 + t0 + nq - 1;
             float* kv = ws.task.data() + Index(thread_id()) * per_task;  // (kKeyBlock, d_n + d_v)
@@ -397,8 +398,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
                 float* out = ws.o.data() + (t0 + q) * od + h * dv;
                 for (Index c = 0; c < dv; ++c) out[c] = acc[q * dv + c] * inv;
             }
-        }
-        }
+        });
     }
 
     if (!linear(ws.o.data(), T, wo, y, threads, scratch))
