@@ -61,6 +61,14 @@ class CoreWeights:
             raise ValueError(f"x: expected (T, H={hidden_size}), got {x.shape}")
         return x
 
+    def _forward_sequence(self, x, sequence, name: str, kind: type, *options) -> np.ndarray:
+        """A token mixer's forward: y (T, H) float32 from the C++ layer for x (T, H),
+        continuing ``sequence`` (a ``kind`` or None, the argument ``name``d in errors), after
+        the checks of ``_check_sequence`` and ``_checked_tokens``, in that order."""
+        core_sequence = self._check_sequence(sequence, name, kind)
+        x = self._checked_tokens(x, self._core.spec.hidden_size)
+        return self._core.forward(x, core_sequence, *options)
+
     def _dtype_repr(self) -> str:
         """", weight_dtype='bfloat16'" for a bf16 layer, "" for float32 (a repr's tail)."""
         return "" if self.weight_dtype == "float32" else f", weight_dtype={self.weight_dtype!r}"
