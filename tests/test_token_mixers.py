@@ -1,0 +1,78 @@
+"""The checks every softmax-attention and MLA layer passes, parametrized over the layer families
+of layer_checks (Attention, MultiHeadLatentAttention) and their kinds: bitwise determinism across
+thread counts, T = 0, bad x, another layer's cache and positions past the maximum (the cache
+left unchanged), bfloat16 storage, and the peak memory of a long prefill."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from layer_checks import (FAMILIES, H, assert_bf16_storage_is_the_float32_layer_on_rounded_weights,
+                          assert_bitwise_equal_across_thread_counts,
+                          assert_cache_of_another_layer_raises,
+                          assert_positions_past_the_maximum_raise, assert_unchanged, bad_x_cases,
+                          filled_cache, inputs, prefill_peak_growth)
+
+ALL_KINDS = [(f, kind) for f in FAMILIES.values() for kind in f.kinds]
+BF16_KINDS = [(f, kind) for f in FAMILIES.values() for kind in f.bf16_kinds]
+family_kinds = pytest.mark.parametrize("family,kind", ALL_KINDS,
+                                       ids=[f"{f.name}-{k}" for f, k in ALL_KINDS])
+families = pytest.mark.parametrize("family", list(FAMILIES.values()), ids=list(FAMILIES))
+
+
+@family_kinds
+def test_bitwise_equal_across_thread_counts(family, kind, set_threads, every_region_parallel):
+    assert_bitwise_equal_across_thread_counts(family.make_layer(kind), inputs(90), set_threads,
+                                              every_region_parallel)
+
+
+@families
+def test_empty_input_leaves_the_cache_empty(family):
+    layer = family.make_layer(family.main_kind)
+    cache = layer.new_cache()
+    assert layer(np.zeros((0, H), np.float32), cache).shape == (0, H)
+    assert cache.length == 0 and "length=0" in repr(cache)
+
+
+@families
+@pytest.mark.parametrize("bad,exc,match", bad_x_cases(H)[0], ids=bad_x_cases(H)[1])
+def test_bad_x_raises_and_keeps_the_cache(family, bad, exc, match):
+    layer = family.make_layer(family.main_kind)
+    cache, snap = filled_cache(layer, inputs(20))
+    with pytest.raises(exc, match=match):
+        layer(bad, cache)
+    assert_unchanged(cache, snap)
+
+
+@families
+def test_cache_of_another_layer_raises(family):
+    assert_cache_of_another_layer_raises(family.make_layer(family.main_kind),
+                                         family.make_layer(family.main_kind), inputs(7),
+                                         family.error_name)
+
+
+@families
+def test_positions_past_the_maximum_raise(family):
+    spec = family.spec_type(**{**family.base, "max_position_embeddings": 40})
+    assert_positions_past_the_maximum_raise(family.layer_type(spec), inputs(41))
+
+
+@pytest.mark.parametrize("family,kind", BF16_KINDS, ids=[f"{f.name}-{k}" for f, k in BF16_KINDS])
+def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(family, kind):
+    """bf16 projections are read in place: the same outputs as float32 on the rounded values,
+    and close to the float32 layer itself."""
+    assert_bf16_storage_is_the_float32_layer_on_rounded_weights(
+        family.layer_type, family.make_layer(kind), inputs(70), f"{family.name} {kind}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@families
+def test_prefill_never_holds_a_t_by_t_matrix(family):
+    """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
+    T x T float32 score matrix (144 MB): O(T d) buffers only (measured in a fresh process)."""
+    T = 6000
+    grown = prefill_peak_growth(family.peak_script(), T)
+    assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
