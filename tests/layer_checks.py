@@ -24,8 +24,10 @@ H = 48
 class MixerFamily:
     """A token-mixer class under test: its spec arguments (``base``, then a ``kinds`` entry on
     top), the name its errors give it (``error_name``), a kind for the one-layer checks
-    (``main_kind``), the kinds whose bfloat16 storage is checked, and the spec arguments of
-    the one-head layer of the peak-memory script (``tiny``, at max_position_embeddings T + 1)."""
+    (``main_kind``), the kinds whose bfloat16 storage is checked, the spec arguments of the
+    one-head layer of the peak-memory script (``tiny``, at max_position_embeddings T + 1), spec
+    changes that raise (``bad_specs``: (change, match)) and weights that do (``bad_weights``:
+    a kind and its (name, value, match, strict) loads)."""
     layer_type: type
     spec_type: type
     error_name: str
@@ -34,6 +36,8 @@ class MixerFamily:
     main_kind: str
     bf16_kinds: tuple
     tiny: dict
+    bad_specs: list
+    bad_weights: tuple
 
     @property
     def name(self) -> str:
@@ -86,7 +90,24 @@ ATTENTION_FAMILY = MixerFamily(
                                        rope=dict(rope_type="linear", rope_theta=1e6, factor=4.0)),
     },
     main_kind="sliding-sinks-yarn", bf16_kinds=("gqa-causal", "gated-partial-unit-norm"),
-    tiny=dict(hidden_size=16, num_attention_heads=1, num_key_value_heads=1, head_dim=16))
+    tiny=dict(hidden_size=16, num_attention_heads=1, num_key_value_heads=1, head_dim=16),
+    bad_specs=[
+        (dict(num_key_value_heads=4), "num_attention_heads"),
+        (dict(mask="sliding", window=0), "window"),
+        (dict(qk_norm="rms"), "qk_norm"),
+        (dict(rope=dict(rope_type="dynamic")), "rope_type"),
+        (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
+        (dict(rope=dict(rope_type="default", partial_rotary_factor=0.01)),
+         "partial_rotary_factor"),
+        (dict(softcap=-1.0), "attn_logit_softcapping"),
+        (dict(head_dim=0), "head_dim"),
+    ],
+    bad_weights=("mha-bias-head-norm", [
+        ("q_norm.weight", np.zeros(17, np.float32),
+         r"q_norm.weight: expected \(16,\), got \(17,\)", True),
+        ("o_proj.bias", np.full(H, np.nan, np.float32), "o_proj.bias", True),
+        ("sinks", np.zeros(6, np.float32), "sinks", False),
+    ]))
 
 #: MLA's YaRN rope (DeepSeek-V3's, scaled down).
 MLA_YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, mscale=1.0, mscale_all_dim=1.0,
@@ -105,7 +126,21 @@ MLA_FAMILY = MixerFamily(
     },
     main_kind="yarn-10-heads", bf16_kinds=("q-lora", "q-proj-bias"),
     tiny=dict(hidden_size=16, num_attention_heads=1, q_lora_rank=None, kv_lora_rank=16,
-              qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8))
+              qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8),
+    bad_specs=[
+        (dict(qk_rope_head_dim=7), "qk_rope_head_dim"),
+        (dict(kv_lora_rank=0), "kv_lora_rank"),
+        (dict(q_lora_rank=0), "q_lora_rank"),
+        (dict(rope=dict(rope_type="dynamic")), "rope_type"),
+        (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
+        (dict(v_head_dim=-1), "v_head_dim"),
+    ],
+    bad_weights=("q-lora", [
+        ("kv_b_proj.weight", np.zeros((4 * 28, 33), np.float32),
+         r"kv_b_proj.weight: expected \(112, 32\), got \(112, 33\)", True),
+        ("kv_a_layernorm.weight", np.full(32, np.nan, np.float32), "kv_a_layernorm.weight", True),
+        ("q_proj.weight", np.zeros((96, H), np.float32), "q_proj.weight", False),
+    ]))
 
 FAMILIES = {f.name: f for f in (ATTENTION_FAMILY, MLA_FAMILY)}
 

@@ -1,5 +1,6 @@
 """moelab.Attention on its own: the float64 twin, prefill vs cached decode, the KV cache's
-memory and ring buffer, determinism across thread counts, and bad input.
+memory and ring buffer, Python threads sharing a layer, specs from config.json (the checks it
+shares with MLA, determinism and bad input among them, are test_token_mixers.py's).
 
 The kinds cover every switch of the op; sequences are longer than the key block (64 tokens)
 and than the sliding window / chunk, so block boundaries, ring wrap-around and chunk edges are
@@ -16,8 +17,8 @@ from moelab import reference
 from layer_checks import ATTENTION_FAMILY, H, assert_cached_pieces_equal_one_prefill, inputs
 from tolerances import ATTENTION, assert_close
 
-# Determinism, T = 0, bad x, another layer's cache, positions past the maximum, bfloat16
-# storage and peak memory: test_token_mixers.py, over the kinds of layer_checks.ATTENTION_FAMILY.
+# Determinism, T = 0, bad x, specs and weights, another layer's cache, positions past the
+# maximum, bfloat16 storage and peak memory: test_token_mixers.py, over the kinds of layer_checks.ATTENTION_FAMILY.
 BASE, KINDS = ATTENTION_FAMILY.base, ATTENTION_FAMILY.kinds
 make_layer = ATTENTION_FAMILY.make_layer
 
@@ -80,39 +81,6 @@ def test_repr():
     layer = make_layer("gqa-causal")
     assert "n_h=6" in repr(layer) and "n_kv=2" in repr(layer)
     assert "length=0" in repr(layer.new_cache())
-
-
-# ---- bad input: ValueError naming the argument ------------------------------------------------
-@pytest.mark.parametrize("change,match", [
-    (dict(num_key_value_heads=4), "num_attention_heads"),
-    (dict(mask="sliding", window=0), "window"),
-    (dict(qk_norm="rms"), "qk_norm"),
-    (dict(rope=dict(rope_type="dynamic")), "rope_type"),
-    (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
-    (dict(rope=dict(rope_type="default", partial_rotary_factor=0.01)), "partial_rotary_factor"),
-    (dict(softcap=-1.0), "attn_logit_softcapping"),
-    (dict(head_dim=0), "head_dim"),
-])
-def test_bad_spec_raises(change, match):
-    with pytest.raises(ValueError, match=match):
-        moelab.AttentionSpec(**{**BASE, **change})
-
-
-def test_bad_weights_raise_and_keep_the_layer():
-    layer = make_layer("mha-bias-head-norm")
-    before = {k: v.copy() for k, v in layer.weights.items()}
-    bad = dict(before)
-    bad["q_norm.weight"] = np.zeros(17, np.float32)
-    with pytest.raises(ValueError, match=r"q_norm.weight: expected \(16,\), got \(17,\)"):
-        layer.load_weights(bad)
-    bad = dict(before)
-    bad["o_proj.bias"] = np.full(H, np.nan, np.float32)
-    with pytest.raises(ValueError, match="o_proj.bias"):
-        layer.load_weights(bad)
-    with pytest.raises(ValueError, match="sinks"):
-        layer.load_weights({"sinks": np.zeros(6, np.float32)}, strict=False)
-    for k, v in layer.weights.items():
-        np.testing.assert_array_equal(v, before[k])
 
 
 # ---- memory: the caches of a whole model hold what moelab.costs predicts ----------------------

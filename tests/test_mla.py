@@ -1,6 +1,7 @@
 """moelab.MultiHeadLatentAttention on its own: the float64 twin, the absorbed and expanded forms,
-prefill vs cached decode, the latent cache's memory (and moelab.costs), determinism across
-thread counts, and bad input.
+prefill vs cached decode, the latent cache's memory (and moelab.costs), specs from config.json
+(the checks it shares with Attention, determinism and bad input among them, are
+test_token_mixers.py's).
 
 Sequences are longer than the key block (64) and the query tile (32), so block and tile edges
 are crossed; head counts above the absorbed form's head block (8) cross that edge too.
@@ -18,8 +19,8 @@ from layer_checks import (MLA_FAMILY, MLA_YARN as YARN, H,
                           inputs)
 from tolerances import ATTENTION, assert_close
 
-# Determinism, T = 0, bad x, another layer's cache, positions past the maximum, bfloat16
-# storage and peak memory: test_token_mixers.py, over the kinds of layer_checks.MLA_FAMILY.
+# Determinism, T = 0, bad x, specs and weights, another layer's cache, positions past the
+# maximum, bfloat16 storage and peak memory: test_token_mixers.py, over the kinds of layer_checks.MLA_FAMILY.
 BASE, KINDS = MLA_FAMILY.base, MLA_FAMILY.kinds
 make_layer = MLA_FAMILY.make_layer
 
@@ -116,36 +117,6 @@ def test_bad_cache_and_form_raise_and_keep_the_cache():
     with pytest.raises(ValueError, match="form"):
         layer(inputs(2), cache, form="fast")
     assert_unchanged(cache, rows)
-
-
-@pytest.mark.parametrize("change,match", [
-    (dict(qk_rope_head_dim=7), "qk_rope_head_dim"),
-    (dict(kv_lora_rank=0), "kv_lora_rank"),
-    (dict(q_lora_rank=0), "q_lora_rank"),
-    (dict(rope=dict(rope_type="dynamic")), "rope_type"),
-    (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
-    (dict(v_head_dim=-1), "v_head_dim"),
-])
-def test_bad_spec_raises(change, match):
-    with pytest.raises(ValueError, match=match):
-        moelab.MLASpec(**{**BASE, **change})
-
-
-def test_bad_weights_raise_and_keep_the_layer():
-    layer = make_layer("q-lora")
-    before = {k: v.copy() for k, v in layer.weights.items()}
-    bad = dict(before)
-    bad["kv_b_proj.weight"] = np.zeros((4 * 28, 33), np.float32)
-    with pytest.raises(ValueError, match=r"kv_b_proj.weight: expected \(112, 32\), got \(112, 33\)"):
-        layer.load_weights(bad)
-    bad = dict(before)
-    bad["kv_a_layernorm.weight"] = np.full(32, np.nan, np.float32)
-    with pytest.raises(ValueError, match="kv_a_layernorm.weight"):
-        layer.load_weights(bad)
-    with pytest.raises(ValueError, match="q_proj.weight"):
-        layer.load_weights({"q_proj.weight": np.zeros((96, H), np.float32)}, strict=False)
-    for k, v in layer.weights.items():
-        np.testing.assert_array_equal(v, before[k])
 
 
 # ---- memory: the latent caches of a whole model hold what moelab.costs predicts ---------------

@@ -1,7 +1,8 @@
 """The checks every softmax-attention and MLA layer passes, parametrized over the layer families
 of layer_checks (Attention, MultiHeadLatentAttention) and their kinds: bitwise determinism across
 thread counts, T = 0, bad x, another layer's cache and positions past the maximum (the cache
-left unchanged), bfloat16 storage, and the peak memory of a long prefill."""
+left unchanged), bad specs and weights (the layer left unchanged), bfloat16 storage, and the
+peak memory of a long prefill."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from layer_checks import (FAMILIES, H, assert_bf16_storage_is_the_float32_layer_
                           filled_cache, inputs, prefill_peak_growth)
 
 ALL_KINDS = [(f, kind) for f in FAMILIES.values() for kind in f.kinds]
+BAD_SPECS = [(f, change, match) for f in FAMILIES.values() for change, match in f.bad_specs]
 BF16_KINDS = [(f, kind) for f in FAMILIES.values() for kind in f.bf16_kinds]
 family_kinds = pytest.mark.parametrize("family,kind", ALL_KINDS,
                                        ids=[f"{f.name}-{k}" for f, k in ALL_KINDS])
@@ -58,6 +60,28 @@ def test_cache_of_another_layer_raises(family):
 def test_positions_past_the_maximum_raise(family):
     spec = family.spec_type(**{**family.base, "max_position_embeddings": 40})
     assert_positions_past_the_maximum_raise(family.layer_type(spec), inputs(41))
+
+
+@pytest.mark.parametrize("family,change,match", BAD_SPECS,
+                         ids=[f"{f.name}-{match}" for f, _, match in BAD_SPECS])
+def test_bad_spec_raises(family, change, match):
+    with pytest.raises(ValueError, match=match):
+        family.spec_type(**{**family.base, **change})
+
+
+@families
+def test_bad_weights_raise_and_keep_the_layer(family):
+    """A wrong shape or a NaN (every weight given), or a weight the layer lacks (strict=False):
+    ValueError naming the weight, and the layer unchanged."""
+    kind, loads = family.bad_weights
+    layer = family.make_layer(kind)
+    before = {k: v.copy() for k, v in layer.weights.items()}
+    for name, value, match, strict in loads:
+        with pytest.raises(ValueError, match=match):
+            layer.load_weights({**before, name: value} if strict else {name: value},
+                               strict=strict)
+    for k, v in layer.weights.items():
+        np.testing.assert_array_equal(v, before[k])
 
 
 @pytest.mark.parametrize("family,kind", BF16_KINDS, ids=[f"{f.name}-{k}" for f, k in BF16_KINDS])

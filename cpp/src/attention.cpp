@@ -144,10 +144,9 @@ std::shared_ptr<KvCache> Attention::new_cache() const {
 }
 
 void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const {
-    const ForwardLocks locks = begin_forward(x, T, cache);
-    const Index pos0 = locks.pos0;
-    require_positions(pos0, T, spec_.max_positions);
+    const ForwardLocks locks = begin_positioned_forward(x, T, cache);
     if (T == 0) return;
+    const Index pos0 = locks.pos0;
 
     const AttentionSpec& s = spec_;
     const Index H = s.hidden_size, nh = s.num_heads, nkv = s.num_kv_heads, d = s.head_dim,

@@ -191,10 +191,9 @@ std::shared_ptr<MlaCache> MultiHeadLatentAttention::new_cache() const {
 
 void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCache* cache,
                                        MlaForm form) const {
-    const ForwardLocks locks = begin_forward(x, T, cache);
-    const Index pos0 = locks.pos0;
-    require_positions(pos0, T, spec_.max_positions);
+    const ForwardLocks locks = begin_positioned_forward(x, T, cache);
     if (T == 0) return;
+    const Index pos0 = locks.pos0;
 
     const MlaSpec& s = spec_;
     const Index H = s.hidden_size, nh = s.num_heads, qr = s.q_lora_rank, r = s.kv_lora_rank,

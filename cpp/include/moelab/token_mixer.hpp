@@ -83,6 +83,14 @@ class TokenMixerOf : public TokenMixer {
     ForwardLocks begin_forward(const float* x, Index T, State* state) const {
         return TokenMixer::begin_forward(x, T, spec_.hidden_size, state);
     }
+    // begin_forward, then the positions of x's tokens, pos0 .. pos0 + T - 1, checked against the
+    // spec's max_positions (a layer with positions: Attention, MLA).
+    template <class Cache>
+    ForwardLocks begin_positioned_forward(const float* x, Index T, Cache* cache) const {
+        ForwardLocks locks = begin_forward(x, T, cache);
+        require_positions(locks.pos0, T, spec_.max_positions);
+        return locks;
+    }
 
     Spec spec_;
 };
