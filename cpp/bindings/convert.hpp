@@ -174,16 +174,6 @@ py::array_t<float> read_released(std::vector<py::ssize_t> shape, F&& read) {
     return out;
 }
 
-// The members of one sequence's bound cache or state (KvCache, MlaCache, DeltaNetState):
-// length, nbytes, owner (the id of the layer that made it) and reset (the GIL released).
-template <class Cache, class PyClass>
-PyClass& def_cache_methods(PyClass& cls) {
-    return cls.def_property_readonly("length", &Cache::length)
-        .def_property_readonly("nbytes", &Cache::nbytes)
-        .def_property_readonly("owner", &Cache::owner)
-        .def("reset", &Cache::reset, py::call_guard<py::gil_scoped_release>());
-}
-
 // y (T, H) for a token mixer's x (T, H): x is checked (float32, C-contiguous, H wide; a
 // ValueError names it and its shape), then fn(x, T, y) runs with the GIL released
 // (run_released: the core's allocations counted).

@@ -125,9 +125,8 @@ void register_attention(py::module_& m) {
         .def_property_readonly("use_rope", [](const AttentionSpec& s) { return s.use_rope; })
         .def("__repr__", [](const AttentionSpec& s) { return "AttentionSpec(" + s.describe() + ")"; });
 
-    py::class_<KvCache, std::shared_ptr<KvCache>> cache(
-        m, "KvCache", "One sequence's keys and values of one layer.");
-    def_cache_methods<KvCache>(cache)
+    py::class_<KvCache, SequenceState, std::shared_ptr<KvCache>>(
+        m, "KvCache", "One sequence's keys and values of one layer.")
         .def_property_readonly("tokens_held", &KvCache::tokens_held)
         .def_property_readonly("window", &KvCache::window)
         .def("read", [](const KvCache& c) {

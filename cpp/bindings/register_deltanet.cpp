@@ -47,9 +47,8 @@ void register_deltanet(py::module_& m) {
         .def_readonly("rms_norm_eps", &DeltaNetSpec::norm_eps)
         .def("__repr__", [](const DeltaNetSpec& s) { return "DeltaNetSpec(" + s.describe() + ")"; });
 
-    py::class_<DeltaNetState, std::shared_ptr<DeltaNetState>> state(
-        m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.");
-    def_cache_methods<DeltaNetState>(state)
+    py::class_<DeltaNetState, SequenceState, std::shared_ptr<DeltaNetState>>(
+        m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.")
         .def("recurrent_state", [](const DeltaNetState& st) {
                  const DeltaNetSpec& s = st.spec();
                  return read_released({s.num_value_heads, s.key_head_dim, s.value_head_dim},

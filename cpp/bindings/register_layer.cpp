@@ -4,6 +4,7 @@
 #include "convert.hpp"
 #include "moelab/gated_mlp.hpp"
 #include "moelab/moe_layer.hpp"
+#include "moelab/sequence_state.hpp"
 #include "moelab/token_mixer.hpp"
 
 namespace moelab::bindings {
@@ -74,6 +75,14 @@ void register_layer(py::module_& m) {
              "Uniform in +-1/sqrt(fan_in); norm weights their identity.")
         .def_property_readonly("id", &TokenMixer::id,
                                "Unique per layer object: the owner its caches or states carry.");
+
+    py::class_<SequenceState, std::shared_ptr<SequenceState>>(
+        m, "_SequenceState", "The base of a token mixer's per-sequence object (KvCache, "
+        "MlaCache, DeltaNetState).")
+        .def_property_readonly("length", &SequenceState::length)
+        .def_property_readonly("nbytes", &SequenceState::nbytes)
+        .def_property_readonly("owner", &SequenceState::owner)
+        .def("reset", &SequenceState::reset, py::call_guard<py::gil_scoped_release>());
 
     py::class_<MoELayer, LayerWeights, std::shared_ptr<MoELayer>>(m, "MoELayer", "One MoE layer.")
         .def(py::init([](const MoESpec& spec, const std::string& dtype) {

@@ -39,9 +39,8 @@ void register_mla(py::module_& m) {
         .def_property_readonly("logit_scale", &MlaSpec::logit_scale)
         .def("__repr__", [](const MlaSpec& s) { return "MlaSpec(" + s.describe() + ")"; });
 
-    py::class_<MlaCache, std::shared_ptr<MlaCache>> cache(
-        m, "MlaCache", "One sequence's latent rows of one MLA layer.");
-    def_cache_methods<MlaCache>(cache)
+    py::class_<MlaCache, SequenceState, std::shared_ptr<MlaCache>>(
+        m, "MlaCache", "One sequence's latent rows of one MLA layer.")
         .def_property_readonly("row_dim", &MlaCache::row_dim)
         .def("read", [](const MlaCache& c) {
                  return read_released({c.length(), c.row_dim()}, [&](float* p) { c.read(p); });

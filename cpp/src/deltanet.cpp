@@ -80,14 +80,9 @@ std::string DeltaNetSpec::describe() const {
 // ---- state -----------------------------------------------------------------------------------
 
 DeltaNetState::DeltaNetState(const DeltaNetSpec& spec, std::uint64_t owner)
-    : spec_(spec), owner_(owner) {
+    : SequenceState(owner), spec_(spec) {
     recurrent_.assign(std::size_t(spec.recurrent_floats()), 0.0f);
     conv_.assign(std::size_t(spec.conv_floats()), 0.0f);
-}
-
-Index DeltaNetState::length() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return length_;
 }
 
 std::size_t DeltaNetState::nbytes() const {

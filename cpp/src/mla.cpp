@@ -128,11 +128,6 @@ std::string MlaSpec::describe() const {
 
 // ---- cache -----------------------------------------------------------------------------------
 
-Index MlaCache::length() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return length_;
-}
-
 std::size_t MlaCache::nbytes() const {
     return std::size_t(length()) * std::size_t(row_dim_) * sizeof(float);
 }

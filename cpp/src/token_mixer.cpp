@@ -9,6 +9,19 @@ std::size_t TokenMixer::add_norm(const std::string& name, std::vector<Index> sha
     return i;
 }
 
+TokenMixer::ForwardLocks TokenMixer::begin_forward(const float* x, Index T, Index hidden_size,
+                                                   SequenceState* state) const {
+    if (state) require_own(names_.state, state->owner_, id_, names_.kind, names_.factory);
+    require_finite(x, T * hidden_size, "x");
+    ForwardLocks locks;
+    locks.weights = read_lock();
+    if (state) {
+        locks.state = std::unique_lock<std::mutex>(state->mutex_);
+        locks.pos0 = state->length_;
+    }
+    return locks;
+}
+
 void TokenMixer::init_random(std::uint64_t seed) {
     LayerWeights::init_random(seed);
     if (norms_.empty()) return;

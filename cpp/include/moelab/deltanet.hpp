@@ -13,10 +13,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "moelab/aligned.hpp"
+#include "moelab/sequence_state.hpp"
 #include "moelab/token_mixer.hpp"
 #include "moelab/types.hpp"
 
@@ -53,28 +53,22 @@ class GatedDeltaNet;
 // One sequence's state of one layer: the recurrent matrix of every value head and the conv
 // inputs of the last K - 1 tokens. Its size is fixed by the spec, whatever the length.
 // Created by GatedDeltaNet::new_state; only that layer accepts it.
-class DeltaNetState {
+class DeltaNetState : public SequenceState {
   public:
     const DeltaNetSpec& spec() const { return spec_; }
-    Index length() const;               // tokens seen since creation or reset
-    std::size_t nbytes() const;         // bytes held: (recurrent_floats + conv_floats) * 4
-    std::uint64_t owner() const { return owner_; }
+    std::size_t nbytes() const override;  // bytes held: (recurrent_floats + conv_floats) * 4
     // Copies out: recurrent (n_v, d_k, d_v), conv (K - 1, conv_dim) oldest token first.
     void read_recurrent(float* dst) const;
     void read_conv(float* dst) const;
-    void reset();  // zeros, length 0
+    void reset() override;  // zeros, length 0
 
   private:
     friend class GatedDeltaNet;
-    friend class TokenMixer;  // begin_forward: owner, lock, length
     DeltaNetState(const DeltaNetSpec& spec, std::uint64_t owner);
 
     DeltaNetSpec spec_;
-    std::uint64_t owner_;
-    Index length_ = 0;
     AlignedVector<float> recurrent_;  // (n_v, d_k, d_v): S_h row-major, as HF lays it out
     AlignedVector<float> conv_;       // (K - 1, conv_dim)
-    mutable std::mutex mutex_;        // one forward (or read) at a time
 };
 
 class GatedDeltaNet : public TokenMixerOf<DeltaNetSpec> {

@@ -21,11 +21,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "moelab/aligned.hpp"
 #include "moelab/rope.hpp"
+#include "moelab/sequence_state.hpp"
 #include "moelab/token_mixer.hpp"
 
 namespace moelab {
@@ -62,29 +62,23 @@ class MultiHeadLatentAttention;
 
 // One sequence's latent cache for one MLA layer: per token, the normalised latent c (r) and the
 // roped shared key k_r (d_r), one row [c | k_r]. The next token is at position length().
-class MlaCache {
+class MlaCache : public SequenceState {
   public:
-    Index length() const;
     Index row_dim() const { return row_dim_; }  // r + d_r
     // Bytes held: length() * (r + d_r) * 4.
-    std::size_t nbytes() const;
-    std::uint64_t owner() const { return owner_; }
+    std::size_t nbytes() const override;
     // Copies out the rows held, (length(), r + d_r), oldest first.
     void read(float* rows) const;
-    void reset();
+    void reset() override;
 
   private:
     friend class MultiHeadLatentAttention;
-    friend class TokenMixer;  // begin_forward: owner, lock, length
-    MlaCache(Index row_dim, std::uint64_t owner) : row_dim_(row_dim), owner_(owner) {}
+    MlaCache(Index row_dim, std::uint64_t owner) : SequenceState(owner), row_dim_(row_dim) {}
     void reserve(Index new_length);                              // std::bad_alloc, contents stay
     void append(const float* rows, Index T) noexcept;            // T rows, length += T
 
     Index row_dim_;
-    std::uint64_t owner_;
-    Index length_ = 0;
     AlignedVector<float> rows_;  // (capacity, r + d_r)
-    mutable std::mutex mutex_;
 };
 
 class MultiHeadLatentAttention : public TokenMixerOf<MlaSpec> {

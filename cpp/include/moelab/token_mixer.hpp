@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "moelab/check.hpp"
+#include "moelab/sequence_state.hpp"
 #include "moelab/types.hpp"
 #include "moelab/weights.hpp"
 
@@ -48,18 +49,8 @@ class TokenMixer : public LayerWeights {
     };
     // The checks every forward starts with, then its locks: `state` (nullptr: none) must be this
     // layer's and x (T, hidden_size) finite, else std::invalid_argument with nothing changed.
-    template <class State>
-    ForwardLocks begin_forward(const float* x, Index T, Index hidden_size, State* state) const {
-        if (state) require_own(names_.state, state->owner_, id_, names_.kind, names_.factory);
-        require_finite(x, T * hidden_size, "x");
-        ForwardLocks locks;
-        locks.weights = read_lock();
-        if (state) {
-            locks.state = std::unique_lock<std::mutex>(state->mutex_);
-            locks.pos0 = state->length_;
-        }
-        return locks;
-    }
+    ForwardLocks begin_forward(const float* x, Index T, Index hidden_size,
+                               SequenceState* state) const;
 
   private:
     MixerNames names_;
@@ -79,14 +70,12 @@ class TokenMixerOf : public TokenMixer {
         spec_.validate();
     }
     // begin_forward for x (T, spec().hidden_size).
-    template <class State>
-    ForwardLocks begin_forward(const float* x, Index T, State* state) const {
+    ForwardLocks begin_forward(const float* x, Index T, SequenceState* state) const {
         return TokenMixer::begin_forward(x, T, spec_.hidden_size, state);
     }
     // begin_forward, then the positions of x's tokens, pos0 .. pos0 + T - 1, checked against the
-    // spec's max_positions (a layer with positions: Attention, MLA).
-    template <class Cache>
-    ForwardLocks begin_positioned_forward(const float* x, Index T, Cache* cache) const {
+    // spec's max_positions (a layer with positions: Attention, MLA; instantiated only for them).
+    ForwardLocks begin_positioned_forward(const float* x, Index T, SequenceState* cache) const {
         ForwardLocks locks = begin_forward(x, T, cache);
         require_positions(locks.pos0, T, spec_.max_positions);
         return locks;
