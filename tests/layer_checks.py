@@ -159,6 +159,17 @@ print(hwm() - before)
 """
 
 
+def filled_by_prefill_then_decode(layer, x, prefill: int):
+    """A new cache of ``layer`` after a prefill of x[:prefill], then x's other tokens one at a
+    time; asserts it starts empty (length and nbytes 0)."""
+    cache = layer.new_cache()
+    assert cache.nbytes == 0 and cache.length == 0
+    layer(x[:prefill], cache)
+    for t in range(prefill, len(x)):
+        layer(x[t:t + 1], cache)
+    return cache
+
+
 def assert_cached_pieces_equal_one_prefill(layer, x, pieces, what):
     """x (sum(pieces), H) run in pieces through one cache gives one prefill's outputs."""
     y_full = layer(x)

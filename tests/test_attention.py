@@ -14,7 +14,8 @@ import pytest
 
 import moelab
 from moelab import reference
-from layer_checks import ATTENTION_FAMILY, H, assert_cached_pieces_equal_one_prefill, inputs
+from layer_checks import (ATTENTION_FAMILY, assert_cached_pieces_equal_one_prefill,
+                          filled_by_prefill_then_decode, inputs)
 from tolerances import ATTENTION, assert_close
 
 # Determinism, T = 0, bad x, specs and weights, another layer's cache, positions past the
@@ -57,12 +58,8 @@ def test_cache_memory_and_ring(kind):
     layer = make_layer(kind)
     spec = layer.spec
     per_token = 2 * spec.num_key_value_heads * spec.head_dim * 4
-    cache = layer.new_cache()
-    assert cache.nbytes == 0 and cache.length == 0
     x = inputs(100)
-    layer(x[:30], cache)
-    for t in range(30, 100):
-        layer(x[t:t + 1], cache)
+    cache = filled_by_prefill_then_decode(layer, x, 30)
     held = 100 if spec.mask == "causal" else spec.window
     assert cache.length == 100 and cache.tokens_held == held
     assert cache.nbytes == held * per_token

@@ -16,7 +16,7 @@ import moelab
 from moelab import reference
 from layer_checks import (MLA_FAMILY, MLA_YARN as YARN, H,
                           assert_cached_pieces_equal_one_prefill, assert_unchanged, filled_cache,
-                          inputs)
+                          filled_by_prefill_then_decode, inputs)
 from tolerances import ATTENTION, assert_close
 
 # Determinism, T = 0, bad x, specs and weights, another layer's cache, positions past the
@@ -81,12 +81,8 @@ def test_yarn_mscale_is_on_the_softmax_scale():
 
 def test_cache_holds_the_latent_only():
     layer = make_layer("q-lora")
-    cache = layer.new_cache()
-    assert cache.nbytes == 0 and cache.length == 0
     x = inputs(50)
-    layer(x[:30], cache)
-    for t in range(30, 50):
-        layer(x[t:t + 1], cache)
+    cache = filled_by_prefill_then_decode(layer, x, 30)
     assert cache.length == cache.tokens_held == 50
     assert cache.nbytes == 50 * (32 + 8) * 4
     rows = cache.read()

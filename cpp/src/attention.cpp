@@ -304,11 +304,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
 
     if (!linear(ws.o.data(), T, wo, y, threads, scratch))
         throw std::logic_error("Attention: linear scratch not reserved");
-    bool finite = true;
-    for (Index i = 0; finite && i < T * H; ++i) finite = std::isfinite(y[i]);
-    if (!finite)
-        throw std::invalid_argument(
-            "x: the result is not finite (float32 overflow: the inputs or weights are too large)");
+    require_finite_result(y, T * H);
     if (cache) cache->append(ws.k.data(), ws.v.data(), T, kvd);
 }
 

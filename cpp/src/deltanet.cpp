@@ -292,10 +292,7 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
             std::memmove(window, window + n * C, std::size_t((K - 1) * C) * sizeof(float));
     }
 
-    for (Index i = 0; finite && i < T * H; ++i) finite = std::isfinite(y[i]);
-    if (!finite)
-        throw std::invalid_argument(
-            "x: the result is not finite (float32 overflow: the inputs or weights are too large)");
+    require_finite_result(y, T * H, finite);
     if (state) {
         std::swap(state->recurrent_, ws.state);
         std::copy(ws.window.begin(), ws.window.begin() + (K - 1) * C, state->conv_.begin());

@@ -1,5 +1,8 @@
 #include "moelab/token_mixer.hpp"
 
+#include <cmath>
+#include <stdexcept>
+
 namespace moelab {
 
 std::size_t TokenMixer::add_norm(const std::string& name, std::vector<Index> shape,
@@ -20,6 +23,13 @@ TokenMixer::ForwardLocks TokenMixer::begin_forward(const float* x, Index T, Inde
         locks.pos0 = state->length_;
     }
     return locks;
+}
+
+void TokenMixer::require_finite_result(const float* y, Index n, bool ok) {
+    for (Index i = 0; ok && i < n; ++i) ok = std::isfinite(y[i]);
+    if (!ok)
+        throw std::invalid_argument(
+            "x: the result is not finite (float32 overflow: the inputs or weights are too large)");
 }
 
 void TokenMixer::init_random(std::uint64_t seed) {

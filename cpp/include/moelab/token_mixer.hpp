@@ -51,6 +51,10 @@ class TokenMixer : public LayerWeights {
     // layer's and x (T, hidden_size) finite, else std::invalid_argument with nothing changed.
     ForwardLocks begin_forward(const float* x, Index T, Index hidden_size,
                                SequenceState* state) const;
+    // Throws std::invalid_argument naming x unless `ok` and the n values of a forward's result
+    // y are finite (a float32 overflow: inputs or weights too large). Called before the forward
+    // changes its cache or state, which an error leaves as it was.
+    static void require_finite_result(const float* y, Index n, bool ok = true);
 
   private:
     MixerNames names_;
