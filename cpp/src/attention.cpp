@@ -13,6 +13,7 @@
 #include "moelab/parallel.hpp"
 #include "moelab/spec.hpp"
 #include "moelab/workspace.hpp"
+#include "attention_loops.hpp"
 
 namespace moelab {
 
@@ -191,13 +192,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     const float* q_norm_w = s.qk_norm == QkNorm::Head || s.qk_norm == QkNorm::Full
                                 ? weights_.at(q_norm_).f32.data() : nullptr;
     const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32.data() : nullptr;
-    const int tok_threads = threads_for(double(T) * double(qd + kvd) * 8.0, threads);
-    (void)tok_threads;  // without OpenMP
-    MOELAB_OMP(parallel num_threads(tok_threads) if(tok_threads > 1))
-    {
-    note_region(Region::AttentionPrepare);
-    MOELAB_OMP(for schedule(static))
-    for (Index t = 0; t < T; ++t) {
+    for_each_token(T, double(T) * double(qd + kvd) * 8.0, threads, [&](Index t) {
         float* q = ws.q.data() + t * qrows;  // after the split: (n_h, d) in the first qd floats
         if (s.output_gate) {
             float* gate = ws.gate.data() + t * qd;
@@ -231,8 +226,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                     s.attn_scale + 1.0f;
             for (Index i = 0; i < qd; ++i) q[i] *= scale;
         }
-    }
-    }
+    });
 
     // scores, online softmax and values: one task per (token, kv head), its r query heads
     // together so that each key is read once per group
@@ -243,13 +237,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     const Index tasks = T * nkv;
     const double work = double(T) * double(nh) * double(d) *
                         double(s.mask == AttentionMask::Causal ? pos0 + T : std::min(pos0 + T, s.window));
-    const int attn_threads = threads_for(4.0 * work, threads);
-    (void)attn_threads;
-    MOELAB_OMP(parallel num_threads(attn_threads) if(attn_threads > 1))
-    {
-    note_region(Region::AttentionScores);
-    MOELAB_OMP(for schedule(dynamic, 1))
-    for (Index task = 0; task < tasks; ++task) {
+    for_each_scores_task(tasks, 4.0 * work, threads, [&](Index task) {
         const Index t = task / nkv, g = task % nkv, p = pos0 + t;
         float* scores = ws.task.data() + Index(thread_id()) * per_task;  // (r, kKeyBlock)
         float* acc = scores + r * kKeyBlock;                              // (r, d)
@@ -299,8 +287,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                 for (Index c = 0; c < d; ++c) out[c] *= 1.0f / (1.0f + std::exp(-gate[c]));
             }
         }
-    }
-    }
+    });
 
     if (!linear(ws.o.data(), T, wo, y, threads, scratch))
         throw std::logic_error("Attention: linear scratch not reserved");

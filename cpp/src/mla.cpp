@@ -14,6 +14,7 @@
 #include "moelab/parallel.hpp"
 #include "moelab/spec.hpp"
 #include "moelab/workspace.hpp"
+#include "attention_loops.hpp"
 
 namespace moelab {
 
@@ -36,20 +37,6 @@ struct MlaWorkspace {
 MlaWorkspace& mla_workspace() {
     static thread_local MlaWorkspace ws;
     return ws;
-}
-
-// task(i) for every i in [0, tasks): one OpenMP loop, dynamically scheduled, on the threads
-// that `work` earns (threads_for), counted as an AttentionScores region. task must not throw.
-template <class Task>
-void run_scores_tasks(Index tasks, double work, int threads, const Task& task) noexcept {
-    const int team = threads_for(work, threads);
-    (void)team;  // without OpenMP
-    MOELAB_OMP(parallel num_threads(team) if(team > 1))
-    {
-    note_region(Region::AttentionScores);
-    MOELAB_OMP(for schedule(dynamic, 1))
-    for (Index i = 0; i < tasks; ++i) task(i);
-    }
 }
 
 // x (n) *= w / sqrt(mean(x^2) + eps), the sum in double.
@@ -256,20 +243,13 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
 
     // kv_a_layernorm on c, RoPE on k_r and on each head's q_r
     const float* kv_norm_w = weights_.at(kv_a_norm_).f32.data();
-    const int tok_threads = threads_for(double(T) * double(qd + ld) * 8.0, threads);
-    (void)tok_threads;  // without OpenMP
-    MOELAB_OMP(parallel num_threads(tok_threads) if(tok_threads > 1))
-    {
-    note_region(Region::AttentionPrepare);
-    MOELAB_OMP(for schedule(static))
-    for (Index t = 0; t < T; ++t) {
+    for_each_token(T, double(T) * double(qd + ld) * 8.0, threads, [&](Index t) {
         float* row = ws.rows.data() + t * ld;
         rms_norm(row, r, kv_norm_w, s.norm_eps);
         rope_channels(rope_, s.rope_interleave, row + r, pos0 + t);
         float* q = ws.q.data() + t * qd;
         for (Index h = 0; h < nh; ++h) rope_channels(rope_, s.rope_interleave, q + h * dqk + dn, pos0 + t);
-    }
-    }
+    });
 
     const float scale = s.logit_scale();
     const float* kv_b = weights_.at(kv_b_).f32.data();  // (n_h (d_n + d_v), r)
@@ -288,7 +268,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         // one task per (token, block of heads): each cached row read once per block
         const Index blocks = (nh + hb - 1) / hb, tasks = T * blocks;
         const double work = double(T) * double(nh) * double(2 * r + dr) * double(pos0 + T);
-        run_scores_tasks(tasks, 4.0 * work, threads, [&](Index task) {
+        for_each_scores_task(tasks, 4.0 * work, threads, [&](Index task) {
             const Index t = task / blocks, h0 = (task % blocks) * hb, p = pos0 + t;
             const Index g = std::min(hb, nh - h0);
             float* qc = ws.task.data() + Index(thread_id()) * per_task;  // (hb, r + d_r)
@@ -348,7 +328,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         const double work = double(nh) * (double(T) * double(dqk + dv) +
                                           double(tiles) * double(wkv) * double(r)) *
                             double(pos0 + T);
-        run_scores_tasks(tasks, 2.0 * work, threads, [&](Index task) {
+        for_each_scores_task(tasks, 2.0 * work, threads, [&](Index task) {
             const Index h = task % nh, t0 = (task / nh) * kQueryTile;
             const Index nq = std::min(kQueryTile, T - t0), last = pos0 + t0 + nq - 1;
             float* kv = ws.task.data() + Index(thread_id()) * per_task;  // (kKeyBlock, d_n + d_v)
