@@ -1,8 +1,8 @@
 """The checks every softmax-attention and MLA layer passes, parametrized over the layer families
 of layer_checks (Attention, MultiHeadLatentAttention) and their kinds: bitwise determinism across
 thread counts, T = 0, bad x, another layer's cache and positions past the maximum (the cache
-left unchanged), bad specs and weights (the layer left unchanged), bfloat16 storage, and the
-peak memory of a long prefill."""
+left unchanged), bad seeds, specs and weights (the layer left unchanged), bfloat16 storage,
+and the peak memory of a long prefill."""
 
 from __future__ import annotations
 
@@ -60,6 +60,22 @@ def test_cache_of_another_layer_raises(family):
 def test_positions_past_the_maximum_raise(family):
     spec = family.spec_type(**{**family.base, "max_position_embeddings": 40})
     assert_positions_past_the_maximum_raise(family.layer_type(spec), inputs(41))
+
+
+@families
+def test_seeds_are_unsigned_64_bit(family):
+    """The seed rule of every layer (checked_seed): an int in [0, 2**64), else a TypeError or a
+    ValueError naming seed; the whole range works."""
+    spec = family.spec_type(**family.base)
+    for seed in ("1", 1.5, True, None):
+        with pytest.raises(TypeError, match="seed"):
+            family.layer_type(spec, seed=seed)
+    for seed in (-1, 2**64):
+        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got "):
+            family.layer_type(spec, seed=seed)
+    a, b = (family.layer_type(spec, seed=seed) for seed in (2**64 - 1, np.uint64(2**64 - 1)))
+    for name, w in a.weights.items():
+        np.testing.assert_array_equal(w, b.weights[name])
 
 
 @pytest.mark.parametrize("family,change,match", BAD_SPECS,

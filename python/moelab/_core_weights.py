@@ -10,6 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ._checks import checked_seed
 from ._convert import as_float32_array, as_float32_weights
 
 __all__ = ["CoreWeights", "WEIGHT_DTYPES"]
@@ -28,14 +29,14 @@ class CoreWeights:
 
     def _init_from_spec(self, spec, spec_type: type, core_type, seed, weight_dtype: str,
                         weights) -> None:
-        """Check the arguments of a layer made from a spec (Attention, MultiHeadLatentAttention),
-        make its C++ layer ``core_type(spec.to_core(), weight_dtype)`` with the random init of
-        ``seed``, then load ``weights`` strictly when given."""
+        """Check the arguments of a layer made from a spec (Attention, MultiHeadLatentAttention;
+        the seed by checked_seed, as every layer's), make its C++ layer
+        ``core_type(spec.to_core(), weight_dtype)`` with the random init of ``seed``, then load
+        ``weights`` strictly when given."""
         if not isinstance(spec, spec_type):
             raise TypeError(f"spec must be a moelab.{spec_type.__name__}, got "
                             f"{type(spec).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        seed = checked_seed(seed)
         self._check_weight_dtype(weight_dtype)
         self._spec = spec
         self._attach(core_type(spec.to_core(), weight_dtype), seed)

@@ -47,8 +47,9 @@ class Attention(CoreWeights):
 
     Raises
     ------
-    TypeError : spec not an AttentionSpec, x not numeric, cache not a KVCache.
-    ValueError : x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
+    TypeError : spec not an AttentionSpec, a seed that is not an int, x not numeric, cache not a
+        KVCache.
+    ValueError : a seed outside [0, 2**64), x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
         reaching ``max_position_embeddings``, a result that overflows float32 (the cache is then
         unchanged); bad weight names, shapes or values (the layer is then unchanged).
 

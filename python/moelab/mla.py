@@ -60,8 +60,9 @@ class MultiHeadLatentAttention(CoreWeights):
 
     Raises
     ------
-    TypeError : spec not an MLASpec, x not numeric, cache not an MLACache.
-    ValueError : x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
+    TypeError : spec not an MLASpec, a seed that is not an int, x not numeric, cache not an
+        MLACache.
+    ValueError : a seed outside [0, 2**64), x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
         reaching ``max_position_embeddings``, an unknown form, a result that overflows float32
         (the cache is then unchanged); bad weight names, shapes or values (the layer is then
         unchanged).
