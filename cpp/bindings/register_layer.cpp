@@ -64,7 +64,8 @@ py::tuple layer_forward(const MoELayer& layer, const py::handle& x_obj, bool wan
 
 void register_layer(py::module_& m) {
     py::class_<LayerWeights, std::shared_ptr<LayerWeights>> weights(
-        m, "_LayerWeights", "The weights of a layer (the base of MoELayer and GatedMLP).");
+        m, "_LayerWeights",
+        "The weights of a layer (the base of MoELayer, GatedMLP and _TokenMixer).");
     def_weight_methods<LayerWeights>(weights);
 
     py::class_<TokenMixer, LayerWeights, std::shared_ptr<TokenMixer>>(
