@@ -9,32 +9,37 @@
 
 namespace moelab {
 
-// row(t) for every token t in [0, T): statically scheduled (an AttentionPrepare region).
-// row must not throw.
-template <class Row>
-void for_each_token(Index T, double work, int threads, const Row& row) noexcept {
+// body(i) for every i in [0, n) on the threads `work` earns, counted as `region`: statically
+// scheduled, or with `dynamic` one index at a time (tasks of unequal length share the
+// threads). body must not throw.
+template <class Body>
+void run_attention_loop(Index n, double work, int threads, Region region, bool dynamic,
+                        const Body& body) noexcept {
     const int team = threads_for(work, threads);
     (void)team;  // without OpenMP
     MOELAB_OMP(parallel num_threads(team) if(team > 1))
     {
-    note_region(Region::AttentionPrepare);
-    MOELAB_OMP(for schedule(static))
-    for (Index t = 0; t < T; ++t) row(t);
+    note_region(region);
+    if (dynamic) {
+        MOELAB_OMP(for schedule(dynamic, 1))
+        for (Index i = 0; i < n; ++i) body(i);
+    } else {
+        MOELAB_OMP(for schedule(static))
+        for (Index i = 0; i < n; ++i) body(i);
+    }
     }
 }
 
-// task(i) for every i in [0, tasks): dynamically scheduled, one at a time (an AttentionScores
-// region), so that tasks of unequal length share the threads. task must not throw.
+// row(t) for every token t in [0, T) (an AttentionPrepare region, static).
+template <class Row>
+void for_each_token(Index T, double work, int threads, const Row& row) noexcept {
+    run_attention_loop(T, work, threads, Region::AttentionPrepare, false, row);
+}
+
+// task(i) for every i in [0, tasks) (an AttentionScores region, dynamic).
 template <class Task>
 void for_each_scores_task(Index tasks, double work, int threads, const Task& task) noexcept {
-    const int team = threads_for(work, threads);
-    (void)team;  // without OpenMP
-    MOELAB_OMP(parallel num_threads(team) if(team > 1))
-    {
-    note_region(Region::AttentionScores);
-    MOELAB_OMP(for schedule(dynamic, 1))
-    for (Index i = 0; i < tasks; ++i) task(i);
-    }
+    run_attention_loop(tasks, work, threads, Region::AttentionScores, true, task);
 }
 
 }  // namespace moelab
