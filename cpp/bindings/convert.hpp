@@ -156,6 +156,15 @@ PyClass& def_token_mixer(PyClass& cls, const std::string& name) {
         });
 }
 
+// A bound spec class (MoESpec, AttentionSpec, MlaSpec, DeltaNetSpec) whose repr is
+// "<name>(<spec.describe()>)".
+template <class Spec>
+py::class_<Spec> spec_class(py::module_& m, const std::string& name, const char* doc) {
+    py::class_<Spec> cls(m, name.c_str(), doc);
+    cls.def("__repr__", [name](const Spec& s) { return name + "(" + s.describe() + ")"; });
+    return cls;
+}
+
 // A spec checked (std::invalid_argument naming the field, a ValueError in Python) and returned.
 template <class Spec>
 Spec validated(const Spec& spec) {

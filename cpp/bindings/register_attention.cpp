@@ -104,7 +104,7 @@ void register_attention(py::module_& m) {
                    py::repr(py::float_(s.partial_rotary_factor)).cast<std::string>() + ")";
         });
 
-    py::class_<AttentionSpec>(m, "AttentionSpec", "One softmax-attention layer (validated).")
+    spec_class<AttentionSpec>(m, "AttentionSpec", "One softmax-attention layer (validated).")
         .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
              py::arg("num_attention_heads"), py::arg("num_key_value_heads"), py::arg("head_dim"),
              py::arg("qkv_bias") = false, py::arg("o_bias") = false, py::arg("qk_norm") = "none",
@@ -122,8 +122,7 @@ void register_attention(py::module_& m) {
         .def_readonly("max_position_embeddings", &AttentionSpec::max_positions)
         .def_property_readonly("mask", [](const AttentionSpec& s) { return name_of(kMasks, s.mask); })
         .def_property_readonly("qk_norm", [](const AttentionSpec& s) { return name_of(kQkNorms, s.qk_norm); })
-        .def_property_readonly("use_rope", [](const AttentionSpec& s) { return s.use_rope; })
-        .def("__repr__", [](const AttentionSpec& s) { return "AttentionSpec(" + s.describe() + ")"; });
+        .def_property_readonly("use_rope", [](const AttentionSpec& s) { return s.use_rope; });
 
     py::class_<KvCache, SequenceState, std::shared_ptr<KvCache>>(
         m, "KvCache", "One sequence's keys and values of one layer.")

@@ -33,7 +33,7 @@ std::string state_repr(const DeltaNetState& st) {
 
 void register_deltanet(py::module_& m) {
     m.attr("DELTA_CHUNK") = kDeltaChunk;
-    py::class_<DeltaNetSpec>(m, "DeltaNetSpec", "The dimensions of one Gated DeltaNet layer.")
+    spec_class<DeltaNetSpec>(m, "DeltaNetSpec", "The dimensions of one Gated DeltaNet layer.")
         .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
              py::arg("linear_num_key_heads"), py::arg("linear_num_value_heads"),
              py::arg("linear_key_head_dim"), py::arg("linear_value_head_dim"),
@@ -44,8 +44,7 @@ void register_deltanet(py::module_& m) {
         .def_readonly("linear_key_head_dim", &DeltaNetSpec::key_head_dim)
         .def_readonly("linear_value_head_dim", &DeltaNetSpec::value_head_dim)
         .def_readonly("linear_conv_kernel_dim", &DeltaNetSpec::conv_kernel)
-        .def_readonly("rms_norm_eps", &DeltaNetSpec::norm_eps)
-        .def("__repr__", [](const DeltaNetSpec& s) { return "DeltaNetSpec(" + s.describe() + ")"; });
+        .def_readonly("rms_norm_eps", &DeltaNetSpec::norm_eps);
 
     py::class_<DeltaNetState, SequenceState, std::shared_ptr<DeltaNetState>>(
         m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.")

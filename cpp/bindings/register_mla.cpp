@@ -26,7 +26,7 @@ MlaSpec make_spec(Index hidden_size, Index num_attention_heads, Index q_lora_ran
 }  // namespace
 
 void register_mla(py::module_& m) {
-    py::class_<MlaSpec>(m, "MlaSpec", "One multi-head latent attention layer (validated).")
+    spec_class<MlaSpec>(m, "MlaSpec", "One multi-head latent attention layer (validated).")
         .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
              py::arg("num_attention_heads"), py::arg("q_lora_rank"), py::arg("kv_lora_rank"),
              py::arg("qk_nope_head_dim"), py::arg("qk_rope_head_dim"), py::arg("v_head_dim"),
@@ -36,8 +36,7 @@ void register_mla(py::module_& m) {
         .def_readonly("hidden_size", &MlaSpec::hidden_size)
         .def_readonly("kv_lora_rank", &MlaSpec::kv_lora_rank)
         .def_readonly("qk_rope_head_dim", &MlaSpec::qk_rope_head_dim)
-        .def_property_readonly("logit_scale", &MlaSpec::logit_scale)
-        .def("__repr__", [](const MlaSpec& s) { return "MlaSpec(" + s.describe() + ")"; });
+        .def_property_readonly("logit_scale", &MlaSpec::logit_scale);
 
     py::class_<MlaCache, SequenceState, std::shared_ptr<MlaCache>>(
         m, "MlaCache", "One sequence's latent rows of one MLA layer.")
