@@ -90,7 +90,8 @@ def test_from_pretrained_needs_tokenizer_json(tmp_path):
 
 @pytest.mark.parametrize("name, text, match", [
     ("tokenizer.json", "{not json", "tokenizer.json: not a readable tokenizer.json"),
-    ("tokenizer_config.json", "[1, 2]", "tokenizer_config.json: expected a JSON object"),
+    ("tokenizer_config.json", "[1, 2]",
+     "tokenizer_config.json: .*tokenizer_config.json holds a list, not a JSON object"),
     ("tokenizer_config.json", '{"eos_token": 7}', "eos_token must be a string"),
     ("tokenizer_config.json", '{"chat_template": 7}', "chat_template must be a string"),
     ("generation_config.json", '{"eos_token_id": "x"}', "eos_token_id: expected a token id"),

@@ -118,8 +118,8 @@ inline std::vector<WeightView> weight_views(const py::dict& weights) {
     return views;
 }
 
-// The weight methods of a bound layer class (LayerWeights, GatedDeltaNet: a weights() WeightSet,
-// weight_dtype(), init_random(seed), load_weights(views, strict)), one definition for each.
+// The weight methods of a bound layer class (LayerWeights: a weights() WeightSet,
+// weight_dtype(), init_random(seed), load_weights(views, strict)).
 template <class Layer, class PyClass>
 PyClass& def_weight_methods(PyClass& cls) {
     return cls
@@ -140,30 +140,47 @@ PyClass& def_weight_methods(PyClass& cls) {
              }, py::arg("weights"), py::arg("strict") = true);
 }
 
-// A bound token mixer (Attention, MultiHeadLatentAttention, GatedDeltaNet): its weight methods,
-// a constructor from (spec, weight_dtype), spec, id, and the repr "_core.<name>(<spec>, <dtype>)".
+// A bound token mixer (Attention, MultiHeadLatentAttention, GatedDeltaNet; the weight methods
+// and id are its base _TokenMixer's): a constructor from (spec, weight_dtype), spec, and the repr
+// "_core.<name>(<spec>, <dtype>)".
 template <class Layer, class Spec, class PyClass>
 PyClass& def_token_mixer(PyClass& cls, const std::string& name) {
-    return def_weight_methods<Layer>(cls)
+    return cls
         .def(py::init([](const Spec& spec, const std::string& dtype) {
                  return std::make_shared<Layer>(spec, parse_dtype(dtype));
              }), py::arg("spec"), py::arg("weight_dtype") = "float32")
         .def_property_readonly("spec", &Layer::spec)
-        .def_property_readonly("id", &Layer::id)
         .def("__repr__", [name](const Layer& l) {
             return "_core." + name + "(" + l.spec().describe() + ", " +
                    dtype_name(l.weight_dtype()) + ")";
         });
 }
 
-// The members of one sequence's bound cache or state (KvCache, MlaCache, DeltaNetState):
-// length, nbytes, owner (the id of the layer that made it) and reset (the GIL released).
-template <class Cache, class PyClass>
-PyClass& def_cache_methods(PyClass& cls) {
-    return cls.def_property_readonly("length", &Cache::length)
-        .def_property_readonly("nbytes", &Cache::nbytes)
-        .def_property_readonly("owner", &Cache::owner)
-        .def("reset", &Cache::reset, py::call_guard<py::gil_scoped_release>());
+// A bound spec class (MoESpec, AttentionSpec, MlaSpec, DeltaNetSpec) whose repr is
+// "<name>(<spec.describe()>)".
+template <class Spec>
+py::class_<Spec> spec_class(py::module_& m, const std::string& name, const char* doc) {
+    py::class_<Spec> cls(m, name.c_str(), doc);
+    cls.def("__repr__", [name](const Spec& s) { return name + "(" + s.describe() + ")"; });
+    return cls;
+}
+
+// A spec checked (std::invalid_argument naming the field, a ValueError in Python) and returned.
+template <class Spec>
+Spec validated(const Spec& spec) {
+    spec.validate();
+    return spec;
+}
+
+// A float32 array of `shape` filled by read(data) with the GIL released: a copy out of a cache
+// or state, whose own lock may wait for a running forward.
+template <class F>
+py::array_t<float> read_released(std::vector<py::ssize_t> shape, F&& read) {
+    py::array_t<float> out(shape);
+    float* data = out.mutable_data();
+    py::gil_scoped_release release;
+    read(data);
+    return out;
 }
 
 // y (T, H) for a token mixer's x (T, H): x is checked (float32, C-contiguous, H wide; a

@@ -10,6 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ._checks import checked_seed
 from ._convert import as_float32_array, as_float32_weights
 
 __all__ = ["CoreWeights", "WEIGHT_DTYPES"]
@@ -28,14 +29,14 @@ class CoreWeights:
 
     def _init_from_spec(self, spec, spec_type: type, core_type, seed, weight_dtype: str,
                         weights) -> None:
-        """Check the arguments of a layer made from a spec (Attention, MultiHeadLatentAttention),
-        make its C++ layer ``core_type(spec.to_core(), weight_dtype)`` with the random init of
-        ``seed``, then load ``weights`` strictly when given."""
+        """Check the arguments of a layer made from a spec (Attention, MultiHeadLatentAttention;
+        the seed by checked_seed, as every layer's), make its C++ layer
+        ``core_type(spec.to_core(), weight_dtype)`` with the random init of ``seed``, then load
+        ``weights`` strictly when given."""
         if not isinstance(spec, spec_type):
             raise TypeError(f"spec must be a moelab.{spec_type.__name__}, got "
                             f"{type(spec).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        seed = checked_seed(seed)
         self._check_weight_dtype(weight_dtype)
         self._spec = spec
         self._attach(core_type(spec.to_core(), weight_dtype), seed)
@@ -60,6 +61,14 @@ class CoreWeights:
         if x.ndim != 2 or x.shape[1] != hidden_size:
             raise ValueError(f"x: expected (T, H={hidden_size}), got {x.shape}")
         return x
+
+    def _forward_sequence(self, x, sequence, name: str, kind: type, *options) -> np.ndarray:
+        """A token mixer's forward: y (T, H) float32 from the C++ layer for x (T, H),
+        continuing ``sequence`` (a ``kind`` or None, the argument ``name``d in errors), after
+        the checks of ``_check_sequence`` and ``_checked_tokens``, in that order."""
+        core_sequence = self._check_sequence(sequence, name, kind)
+        x = self._checked_tokens(x, self._core.spec.hidden_size)
+        return self._core.forward(x, core_sequence, *options)
 
     def _dtype_repr(self) -> str:
         """", weight_dtype='bfloat16'" for a bf16 layer, "" for float32 (a repr's tail)."""

@@ -143,14 +143,11 @@ class GatedDeltaNet(CoreWeights):
         """A fresh sequence's state for this layer (zeros, length 0)."""
         return DeltaNetState(self._core.new_state(), self._layer_idx)
 
-    def __call__(self, x, state: Optional[DeltaNetState] = None) -> np.ndarray:
-        return self.forward(x, state)
-
     def forward(self, x, state: Optional[DeltaNetState] = None) -> np.ndarray:
         """y (T, H) float32 for x (T, H), continuing ``state`` when given (T = 0 is allowed)."""
-        core_state = self._check_sequence(state, "state", DeltaNetState)
-        x = self._checked_tokens(x, self._config.hidden_size)
-        return self._core.forward(x, core_state)
+        return self._forward_sequence(x, state, "state", DeltaNetState)
+
+    __call__ = forward
 
     def __repr__(self) -> str:
         a = self._config.attention
