@@ -162,6 +162,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     if (cache) require_own("cache", cache->owner_, id_, "Attention", "new_cache");
     require_finite(x, T * spec_.hidden_size, "x");
     std::shared_lock<std::shared_mutex> weights_lock(mutex_);
+    weights_.require_values();
     std::unique_lock<std::mutex> cache_lock;
     if (cache) cache_lock = std::unique_lock<std::mutex>(cache->mutex_);
     const Index pos0 = cache ? cache->length_ : 0;
@@ -179,7 +180,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
         const Tensor& t = weights_.at(w);
         LinearWeight lw;
         lw.weight = weight_ptr(t);
-        lw.bias = has_bias ? weights_.at(b).f32.data() : nullptr;
+        lw.bias = has_bias ? weights_.at(b).f32_data() : nullptr;
         lw.out_features = t.shape[0];
         lw.in_features = t.shape[1];
         return lw;
@@ -209,8 +210,8 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     // split [q | gate] per head (HF's view(..., n_h, 2d).chunk(2)), q-norm, k-norm, RoPE,
     // temperature tuning
     const float* q_norm_w = s.qk_norm == QkNorm::Head || s.qk_norm == QkNorm::Full
-                                ? weights_.at(q_norm_).f32.data() : nullptr;
-    const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32.data() : nullptr;
+                                ? weights_.at(q_norm_).f32_data() : nullptr;
+    const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32_data() : nullptr;
     const int tok_threads = threads_for(double(T) * double(qd + kvd) * 8.0, threads);
     (void)tok_threads;  // without OpenMP
     MOELAB_OMP(parallel num_threads(tok_threads) if(tok_threads > 1))
@@ -256,7 +257,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
 
     // scores, online softmax and values: one task per (token, kv head), its r query heads
     // together so that each key is read once per group
-    const float* sinks = s.sinks ? weights_.at(sinks_).f32.data() : nullptr;
+    const float* sinks = s.sinks ? weights_.at(sinks_).f32_data() : nullptr;
     const float scale = s.logit_scale(), cap = s.softcap;
     const float* cache_k = cache ? cache->keys_.data() : nullptr;
     const float* cache_v = cache ? cache->values_.data() : nullptr;
