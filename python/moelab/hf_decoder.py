@@ -35,8 +35,8 @@ checkpoint stays bfloat16, exactly). Converted once at load, into storage of the
   stack transposed) and Llama 4's transposed expert stacks (``(E, H, 2I)``, ``(E, I, H)``);
 - what the core keeps in float32 whatever the weight dtype, from a bfloat16 checkpoint: the
   router weights and biases (routing runs in float32), the expert and attention biases, the
-  shared-expert gate and the small per-layer vectors of attention, MLA and DeltaNet (norm
-  weights, sinks, DeltaNet's conv, ``dt_bias`` and ``A_log``);
+  shared-expert gate, MLA's ``kv_b_proj`` and the small per-layer vectors of attention, MLA
+  and DeltaNet (norm weights, sinks, DeltaNet's conv, ``dt_bias`` and ``A_log``);
 - every tensor when ``dtype`` differs from the stored one (bfloat16 -> float32 is exact),
   or when a float32 tensor's data is not 4-byte aligned in the file.
 
