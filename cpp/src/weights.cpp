@@ -47,9 +47,10 @@ namespace {
 
 std::size_t element_size(DType d) { return d == DType::F32 ? sizeof(float) : sizeof(std::uint16_t); }
 
-// Parts of a tensor from a view's blocks, each block holding num_parts / blocks parts.
-void point_parts_into_blocks(Tensor& t, const std::vector<const void*>& blocks) {
-    const Index per_block = t.num_parts / Index(blocks.size()), n = t.part_numel();
+// Parts of a tensor from `count` blocks of its rows, each holding num_parts / count parts.
+// Allocates nothing when t.parts has the capacity.
+void point_parts_into_blocks(Tensor& t, const void* const* blocks, std::size_t count) {
+    const Index per_block = t.num_parts / Index(count), n = t.part_numel();
     t.parts.assign(std::size_t(t.num_parts), WeightPtr{});
     for (Index p = 0; p < t.num_parts; ++p) {
         const Index offset = (p % per_block) * n;
@@ -61,13 +62,31 @@ void point_parts_into_blocks(Tensor& t, const std::vector<const void*>& blocks) 
     }
 }
 
-// Gives the tensor zero-filled storage of its own (if it has none), its parts pointing there.
-void own_storage(Tensor& t) {
-    if (t.dtype == DType::F32 && t.f32.empty()) t.f32.assign(std::size_t(t.numel()), 0.0f);
-    if (t.dtype == DType::BF16 && t.bf16.empty()) t.bf16.assign(std::size_t(t.numel()), 0);
+// What a change of the tensor's values may need, allocated before any change (std::bad_alloc
+// then leaves it as it was): room for its part pointers and owner, and with `storage`, unless
+// it has storage of its own, zero-filled storage for it in f32 or bf16.
+void reserve_for_values(Tensor& t, bool storage, AlignedVector<float>& f32,
+                        AlignedVector<std::uint16_t>& bf16) {
+    t.parts.reserve(std::size_t(t.num_parts));
+    t.owners.reserve(1);
+    if (!storage || t.owned_bytes()) return;
+    if (t.dtype == DType::F32)
+        f32.resize(std::size_t(t.numel()));
+    else
+        bf16.resize(std::size_t(t.numel()));
+}
+
+// The tensor's values in storage of its own (what reserve_for_values gave it, if it had none):
+// its parts point there, a borrow ends. Allocates nothing after reserve_for_values.
+void take_storage(Tensor& t, AlignedVector<float>& f32, AlignedVector<std::uint16_t>& bf16) {
+    if (!t.owned_bytes()) {
+        t.f32.swap(f32);
+        t.bf16.swap(bf16);
+    }
     t.owners.clear();
-    point_parts_into_blocks(t, {t.dtype == DType::F32 ? static_cast<const void*>(t.f32.data())
-                                                      : static_cast<const void*>(t.bf16.data())});
+    const void* data = t.dtype == DType::F32 ? static_cast<const void*>(t.f32.data())
+                                             : static_cast<const void*>(t.bf16.data());
+    point_parts_into_blocks(t, &data, 1);
 }
 
 // The elements of each block a view gives (one block: the whole tensor).
@@ -124,7 +143,18 @@ std::size_t WeightSet::add(const std::string& name, std::vector<Index> shape, In
 }
 
 void WeightSet::init_random(std::uint64_t seed) {
-    for (Tensor& t : tensors_) own_storage(t);  // every allocation before any value changes
+    // Every allocation before any value changes.
+    std::vector<AlignedVector<float>> f32_storage(tensors_.size());
+    std::vector<AlignedVector<std::uint16_t>> bf16_storage(tensors_.size());
+    Index largest_bf16 = 0;
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+        reserve_for_values(tensors_[i], true, f32_storage[i], bf16_storage[i]);
+        if (tensors_[i].dtype == DType::BF16) largest_bf16 = std::max(largest_bf16, tensors_[i].numel());
+    }
+    const Index chunk = Index(1) << 20;
+    std::vector<float> buf(std::size_t(std::min(largest_bf16, chunk)));
+    for (std::size_t i = 0; i < tensors_.size(); ++i)
+        take_storage(tensors_[i], f32_storage[i], bf16_storage[i]);
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
         Tensor& t = tensors_[i];
         const Index n = t.numel();
@@ -133,8 +163,6 @@ void WeightSet::init_random(std::uint64_t seed) {
             continue;
         }
         // bfloat16: the float32 values of the same seed, rounded; in chunks (no full copy)
-        const Index chunk = Index(1) << 20;
-        std::vector<float> buf(std::size_t(std::min(n, chunk)));
         for (Index o = 0; o < n; o += chunk) {
             const Index m = std::min(chunk, n - o);
             fill_uniform(buf.data(), m, t.init_bound, seed, std::uint64_t(i + 1), o);
@@ -223,16 +251,13 @@ void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
     for (const Tensor& t : tensors_)
         if (!t.has_values() && !seen.count(t.name))
             throw std::invalid_argument(t.name + ": missing, and the layer has no value for it yet");
-    // Storage for the copies (the only step that may throw, std::bad_alloc), before any change.
+    // Storage for the copies and room for the part pointers (the only step that may throw,
+    // std::bad_alloc), before any value changes: the commit below allocates nothing.
     std::vector<AlignedVector<float>> f32_storage(views.size());
     std::vector<AlignedVector<std::uint16_t>> bf16_storage(views.size());
     for (std::size_t i = 0; i < views.size(); ++i) {
-        const Tensor& t = find(views[i].name);
-        if (can_borrow(t, views[i]) || t.owned_bytes()) continue;  // borrowed, or copied in place
-        if (t.dtype == DType::F32)
-            f32_storage[i].resize(std::size_t(t.numel()));
-        else
-            bf16_storage[i].resize(std::size_t(t.numel()));
+        Tensor& t = find(views[i].name);
+        reserve_for_values(t, !can_borrow(t, views[i]), f32_storage[i], bf16_storage[i]);
     }
     for (std::size_t i = 0; i < views.size(); ++i) {
         const WeightView& v = views[i];
@@ -241,14 +266,10 @@ void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
             AlignedVector<float>().swap(t.f32);  // the own storage is given back
             AlignedVector<std::uint16_t>().swap(t.bf16);
             t.owners.assign(1, v.owner);
-            point_parts_into_blocks(t, v.data);
+            point_parts_into_blocks(t, v.data.data(), v.data.size());
             continue;
         }
-        if (!t.owned_bytes()) {
-            t.f32.swap(f32_storage[i]);
-            t.bf16.swap(bf16_storage[i]);
-        }
-        own_storage(t);  // allocates nothing now: the parts point into the storage, the borrow ends
+        take_storage(t, f32_storage[i], bf16_storage[i]);
         const Index n = view_piece_numel(t, v);
         for (std::size_t p = 0; p < v.data.size(); ++p) copy_piece(t, v, v.data[p], Index(p) * n, n);
     }
