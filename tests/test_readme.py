@@ -28,7 +28,7 @@ def test_names_the_instruction_sets():
 
 @pytest.mark.parametrize("text", [
     "Inference only, CPU only", "no training", "no GPU", "x86-64", "Nothing is downloaded",
-    "F32, F16, BF16 or F64", "Quantized tensors", "copied once at load",
+    "F32, F16, BF16 or F64", "Quantized tensors", "read in place by the kernels",
     "Other model types are refused by name"])
 def test_says_what_it_does_not_do(text):
     assert text in PROSE

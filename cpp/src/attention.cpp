@@ -160,7 +160,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
         const Tensor& t = weights_.at(w);
         LinearWeight lw;
         lw.weight = weight_ptr(t);
-        lw.bias = has_bias ? weights_.at(b).f32.data() : nullptr;
+        lw.bias = has_bias ? weights_.at(b).f32_data() : nullptr;
         lw.out_features = t.shape[0];
         lw.in_features = t.shape[1];
         return lw;
@@ -190,8 +190,8 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     // split [q | gate] per head (HF's view(..., n_h, 2d).chunk(2)), q-norm, k-norm, RoPE,
     // temperature tuning
     const float* q_norm_w = s.qk_norm == QkNorm::Head || s.qk_norm == QkNorm::Full
-                                ? weights_.at(q_norm_).f32.data() : nullptr;
-    const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32.data() : nullptr;
+                                ? weights_.at(q_norm_).f32_data() : nullptr;
+    const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32_data() : nullptr;
     for_each_token(T, double(T) * double(qd + kvd) * 8.0, threads, [&](Index t) {
         float* q = ws.q.data() + t * qrows;  // after the split: (n_h, d) in the first qd floats
         if (s.output_gate) {
@@ -230,7 +230,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
 
     // scores, online softmax and values: one task per (token, kv head), its r query heads
     // together so that each key is read once per group
-    const float* sinks = s.sinks ? weights_.at(sinks_).f32.data() : nullptr;
+    const float* sinks = s.sinks ? weights_.at(sinks_).f32_data() : nullptr;
     const float scale = s.logit_scale(), cap = s.softcap;
     const float* cache_k = cache ? cache->keys_.data() : nullptr;
     const float* cache_v = cache ? cache->values_.data() : nullptr;

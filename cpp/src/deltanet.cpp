@@ -167,10 +167,10 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
     };
 
     // weights used in place (float32)
-    const float* conv_w = weights_.at(conv_).f32.data();   // (C, 1, K)
-    const float* dt_bias = weights_.at(dt_bias_).f32.data();
-    const float* a_log = weights_.at(a_log_).f32.data();
-    const float* norm_w = weights_.at(norm_).f32.data();
+    const float* conv_w = weights_.at(conv_).f32_data();   // (C, 1, K)
+    const float* dt_bias = weights_.at(dt_bias_).f32_data();
+    const float* a_log = weights_.at(a_log_).f32_data();
+    const float* norm_w = weights_.at(norm_).f32_data();
     for (Index c = 0; c < C; ++c)
         for (Index j = 0; j < K; ++j) ws.conv_t[j * C + c] = conv_w[c * K + j];
 

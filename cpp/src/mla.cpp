@@ -192,7 +192,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         const Tensor& t = weights_.at(w);
         LinearWeight lw;
         lw.weight = weight_ptr(t);
-        lw.bias = s.attention_bias && b ? weights_.at(b).f32.data() : nullptr;
+        lw.bias = s.attention_bias && b ? weights_.at(b).f32_data() : nullptr;
         lw.out_features = t.shape[0];
         lw.in_features = t.shape[1];
         return lw;
@@ -234,7 +234,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         ok = linear(x, T, wq, ws.q.data(), threads, scratch);
     } else {
         ok = linear(x, T, wqa, ws.q_a.data(), threads, scratch);
-        const float* w = weights_.at(q_a_norm_).f32.data();
+        const float* w = weights_.at(q_a_norm_).f32_data();
         for (Index t = 0; ok && t < T; ++t) rms_norm(ws.q_a.data() + t * qr, qr, w, s.norm_eps);
         ok = ok && linear(ws.q_a.data(), T, wqb, ws.q.data(), threads, scratch);
     }
@@ -242,7 +242,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
     if (!ok) throw std::logic_error("MultiHeadLatentAttention: linear scratch not reserved");
 
     // kv_a_layernorm on c, RoPE on k_r and on each head's q_r
-    const float* kv_norm_w = weights_.at(kv_a_norm_).f32.data();
+    const float* kv_norm_w = weights_.at(kv_a_norm_).f32_data();
     for_each_token(T, double(T) * double(qd + ld) * 8.0, threads, [&](Index t) {
         float* row = ws.rows.data() + t * ld;
         rms_norm(row, r, kv_norm_w, s.norm_eps);
@@ -252,7 +252,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
     });
 
     const float scale = s.logit_scale();
-    const float* kv_b = weights_.at(kv_b_).f32.data();  // (n_h (d_n + d_v), r)
+    const float* kv_b = weights_.at(kv_b_).f32_data();  // (n_h (d_n + d_v), r)
     const float* cached = cache ? cache->rows_.data() : nullptr;
     // the rows of keys j0 .. j0 + n - 1 (n <= kKeyBlock, not crossing pos0): cache, then this call
     auto key_rows = [&](Index j0, Index limit, Index& n) -> const float* {

@@ -44,7 +44,7 @@ void TokenMixer::init_random(std::uint64_t seed) {
         WeightView v;
         v.name = t.name;
         v.shape = t.shape;
-        v.data = values.back().data();
+        v.data = {values.back().data()};
         views.push_back(std::move(v));
     }
     LayerWeights::load_weights(views, /*strict=*/false);

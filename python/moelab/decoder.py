@@ -122,8 +122,11 @@ def missing_decoder_features(cfg: ModelConfig) -> List[str]:
 
 
 def all_finite(arr: np.ndarray, rows: int = 4096) -> bool:
-    """No NaN or Inf in a float32 array or in uint16 bfloat16 bits, checked ``rows`` rows at a
-    time (a large table is never converted whole)."""
+    """No NaN or Inf in a float32 array or in uint16 bfloat16 bits: a C-contiguous one scanned
+    by the core, any other checked ``rows`` rows at a time (a large table is never converted
+    whole)."""
+    if arr.dtype in (np.float32, np.uint16) and arr.flags.c_contiguous:
+        return bool(_core.all_finite(arr))
     for start in range(0, max(arr.shape[0], 1) if arr.ndim else 1, rows):
         block = arr[start:start + rows] if arr.ndim else arr
         if not np.isfinite(bf16_to_float32(block) if arr.dtype == np.uint16 else block).all():

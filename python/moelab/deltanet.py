@@ -18,9 +18,8 @@ from typing import Optional
 import numpy as np
 
 from . import _core
-from ._checks import checked_seed
 from ._core_cache import CoreCache
-from ._core_weights import CoreWeights
+from ._core_weights import CoreWeights, seed_or_no_init
 from .model_config import ModelConfig
 
 __all__ = ["GatedDeltaNet", "DeltaNetState", "CHUNK_SIZE"]
@@ -116,7 +115,7 @@ class GatedDeltaNet(CoreWeights):
         if config.hidden_act != "silu":
             raise ValueError(f"config.hidden_act: the Gated DeltaNet's conv activation is "
                              f"hidden_act; only 'silu' is implemented, got {config.hidden_act!r}")
-        seed = checked_seed(seed)
+        seed = seed_or_no_init(seed)
         self._check_weight_dtype(weight_dtype)
         a = config.attention
         spec = _core.DeltaNetSpec(

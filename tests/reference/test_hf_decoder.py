@@ -221,6 +221,36 @@ def test_refuses_a_missing_tensor(qwen3_folder, tmp_path):
         moelab.hf.load_model(bad)
 
 
+@pytest.mark.parametrize("name", ["model.layers.1.self_attn.q_proj.weight",
+                                  "model.layers.0.mlp.down_proj.weight"])
+def test_refuses_nan_in_a_tensor_read_in_place(qwen3_folder, tmp_path, name):
+    """The layers check the mapped tensors they borrow; the error names the checkpoint's."""
+    _assert_refuses_non_finite(qwen3_folder, tmp_path, name, np.nan)
+
+
+def _assert_refuses_non_finite(folder, tmp_path, name: str, value: float) -> None:
+    """A copy of ``folder`` with ``value`` (NaN or Inf) in tensor ``name`` is refused, the
+    tensor named."""
+    def poison(t):
+        t[name] = t[name].copy()
+        t[name].flat[1] = value
+    bad = _copy_with(folder, tmp_path / "poisoned", edit_tensors=poison)
+    with pytest.raises(ValueError, match=name.replace(".", r"\.") + ": holds NaN or Inf"):
+        moelab.hf.load_model(bad)
+
+
+def test_experts_are_read_in_place_and_a_nan_names_the_expert_tensor(tmp_path):
+    folder = tmp_path / "moe"
+    _hf_model("qwen3_moe").save_pretrained(folder)
+    model = moelab.hf.load_model(folder)
+    moe = [layer.ffn for layer in model.layers if isinstance(layer.ffn, moelab.MoELayer)]
+    assert moe and all(f.owned_weight_bytes == 0 for f in moe)  # float32 file: all borrowed
+    assert all(layer.mixer.owned_weight_bytes == 0 for layer in model.layers)
+    with moelab.io.open_checkpoint(folder) as ckpt:
+        name = next(n for n in ckpt.names() if n.endswith("experts.1.up_proj.weight"))
+    _assert_refuses_non_finite(folder, tmp_path, name, np.inf)
+
+
 def test_refuses_a_wrong_shape(qwen3_folder, tmp_path):
     name = "model.layers.0.mlp.up_proj.weight"
 
