@@ -300,6 +300,34 @@ def test_forward_errors():
         model(np.array([], dtype=np.int64))
 
 
+def test_tables_are_checked_once_and_read_only():
+    """The embedding table and the LM head are scanned for NaN/Inf once, at construction, then
+    kept read-only, so that a forward reads them without scanning them again."""
+    model = moelab.build(moelab.preset("qwen3-30b-a3b").scaled())
+    for table in (model.embed, model.lm_head):
+        assert not table.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            table[0, 0] = np.nan
+    parts = dict(config=model.config, embed=np.array(model.embed), layers=model.layers,
+                 final_norm=model.final_norm, lm_head=np.array(model.lm_head))
+    for name in ("embed", "lm_head"):
+        bad = dict(parts)
+        bad[name] = np.array(parts[name])
+        bad[name][5, 1] = np.inf
+        with pytest.raises(ValueError, match=f"{name}: holds NaN or Inf"):
+            moelab.DecoderModel(**bad)
+    # what lets a forward skip the scan: the core ops skip it only when told the table is checked
+    nan_table = np.ones((4, 2), np.float32)
+    nan_table[3, 0] = np.nan
+    with pytest.raises(ValueError, match="table"):
+        moelab.ops.embedding([0], nan_table)
+    assert moelab.ops.embedding([0], nan_table, checked=True).tolist() == [[1.0, 1.0]]
+    with pytest.raises(ValueError, match="weight"):
+        moelab._core.linear(np.ones((1, 2), np.float32), nan_table)
+    assert moelab._core.linear(np.ones((1, 2), np.float32), nan_table[:3].copy(),
+                               checked=True).tolist() == [[2.0, 2.0, 2.0]]
+
+
 def test_progress_bar_flag(capsys):
     cfg = moelab.preset("deepseek-v3").scaled(num_layers=4)
     model = moelab.build(cfg)

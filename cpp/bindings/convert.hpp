@@ -62,10 +62,12 @@ inline py::array_t<float> require_f32(const py::handle& obj, const std::string& 
 }
 
 // A weight as the kernels read it in place: a C-contiguous numpy array of float32, or of uint16
-// holding bfloat16 bits, with `ndim` dimensions (-1: any), every value finite; its pointer set in `ptr`.
-// TypeError / ValueError naming `name` otherwise. The array returned keeps the data alive.
+// holding bfloat16 bits, with `ndim` dimensions (-1: any), every value finite (scanned unless
+// `checked`: the caller checked these values once and keeps them unchanged, as DecoderModel its
+// tables); its pointer set in `ptr`. TypeError / ValueError naming `name` otherwise. The array
+// returned keeps the data alive.
 inline py::array require_weight(const py::handle& obj, const std::string& name, int ndim,
-                                WeightPtr& ptr) {
+                                WeightPtr& ptr, bool checked = false) {
     if (!py::isinstance<py::array>(obj))
         throw py::type_error(name + ": expected a numpy.ndarray, got " +
                              std::string(py::str(py::type::of(obj).attr("__name__"))));
@@ -82,10 +84,10 @@ inline py::array require_weight(const py::handle& obj, const std::string& name, 
     ptr = WeightPtr{};
     if (bf16) {
         ptr.bf16 = static_cast<const std::uint16_t*>(a.data());
-        require_finite(ptr.bf16, a.size(), name.c_str());
+        if (!checked) require_finite(ptr.bf16, a.size(), name.c_str());
     } else {
         ptr.f32 = static_cast<const float*>(a.data());
-        require_finite(ptr.f32, a.size(), name.c_str());
+        if (!checked) require_finite(ptr.f32, a.size(), name.c_str());
     }
     return a;
 }

@@ -52,7 +52,7 @@ py::array_t<float> rms_norm_op(const py::handle& x_obj, const py::handle& weight
 }
 
 py::array_t<float> embedding_op(const py::handle& ids_obj, const py::handle& table_obj,
-                                const py::handle& scale_obj) {
+                                const py::handle& scale_obj, bool checked) {
     if (!py::isinstance<py::array>(ids_obj))
         throw py::type_error("ids: expected a numpy.ndarray, got " +
                              std::string(py::str(py::type::of(ids_obj).attr("__name__"))));
@@ -64,7 +64,7 @@ py::array_t<float> embedding_op(const py::handle& ids_obj, const py::handle& tab
         throw py::value_error("ids: expected a C-contiguous (T,) array, got shape " +
                               shape_string(shape_of(ids_arr)));
     EmbeddingTable t;
-    py::array table = require_weight(table_obj, "table", 2, t.table);
+    py::array table = require_weight(table_obj, "table", 2, t.table, checked);
     t.vocab = table.shape(0);
     t.hidden = table.shape(1);
     if (t.vocab < 1 || t.hidden < 1)
@@ -125,8 +125,10 @@ void register_decoder_ops(py::module_& m) {
           "float32, or uint16 holding bfloat16 bits; offset 0 or 1; math 'float32' (transformers' "
           "steps) or 'double'.");
     m.def("embedding", &embedding_op, py::arg("ids"), py::arg("table"), py::arg("scale") = py::none(),
+          py::arg("checked") = false,
           "out (T, H) float32 = table[ids] (* scale in the table's dtype): ids (T,) int64; table "
-          "(V, H) float32, or uint16 holding bfloat16 bits, read in place.");
+          "(V, H) float32, or uint16 holding bfloat16 bits, read in place; its values scanned for "
+          "NaN/Inf unless checked (the caller checked them once and keeps them unchanged).");
     m.def("logit_softcap", &logit_softcap_op, py::arg("logits"), py::arg("cap"),
           "cap * tanh(logits / cap), float32 of any shape; cap > 0.");
 }

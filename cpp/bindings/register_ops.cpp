@@ -90,10 +90,10 @@ struct LinearCall {
 };
 
 LinearCall linear_call(const py::handle& x_obj, const py::handle& weight_obj,
-                       const py::handle& bias_obj) {
+                       const py::handle& bias_obj, bool checked = false) {
     LinearCall c;
     c.x = require_f32(x_obj, "x", 2);
-    c.weight = require_weight(weight_obj, "weight", -1, c.w.weight);
+    c.weight = require_weight(weight_obj, "weight", -1, c.w.weight, checked);
     if (c.weight.ndim() != 2 || c.weight.shape(0) < 1 || c.weight.shape(1) < 1 ||
         c.weight.shape(1) > kMaxDimension)
         throw py::value_error("weight: expected (N, K) with N >= 1 and 1 <= K <= 2^24, got " +
@@ -121,8 +121,8 @@ LinearCall linear_call(const py::handle& x_obj, const py::handle& weight_obj,
 // y (T, N) of linear (in_region: linear_here, on the calling thread), the scratch planned in
 // the calling thread's workspace.
 py::array_t<float> run_linear(const py::handle& x_obj, const py::handle& weight_obj,
-                              const py::handle& bias_obj, bool in_region) {
-    const LinearCall c = linear_call(x_obj, weight_obj, bias_obj);
+                              const py::handle& bias_obj, bool in_region, bool checked = false) {
+    const LinearCall c = linear_call(x_obj, weight_obj, bias_obj, checked);
     py::array_t<float> y({c.rows, c.w.out_features});
     float* yp = y.mutable_data();
     const float* xp = c.x.data();
@@ -145,11 +145,14 @@ void register_ops(py::module_& m) {
           "(ids (T, k) int32, weights (T, k) float32) from logits (T, E) float32.");
     m.def("activation", &activation, py::arg("kind"), py::arg("gate"), py::arg("up"),
           "act(gate) * up elementwise; gate and up float32 of one shape.");
-    m.def("linear", [](const py::handle& x, const py::handle& weight, const py::handle& bias) {
-              return run_linear(x, weight, bias, false);
+    m.def("linear", [](const py::handle& x, const py::handle& weight, const py::handle& bias,
+                       bool checked) {
+              return run_linear(x, weight, bias, false, checked);
           }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+          py::arg("checked") = false,
           "y (T, N) = x (T, K) . weight^T (+ bias): x float32; weight (N, K) float32, or uint16 "
-          "holding bfloat16 bits, read in place; bias (N,) float32 or None.");
+          "holding bfloat16 bits, read in place (its values scanned for NaN/Inf unless checked: "
+          "the caller checked them once and keeps them unchanged); bias (N,) float32 or None.");
     m.def("_linear_here", [](const py::handle& x, const py::handle& weight, const py::handle& bias) {
               return run_linear(x, weight, bias, true);
           }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),

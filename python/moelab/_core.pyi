@@ -25,6 +25,7 @@ def linear(
     x: npt.NDArray[np.float32],
     weight: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
     bias: Optional[npt.NDArray[np.float32]] = None,
+    checked: bool = False,
 ) -> npt.NDArray[np.float32]: ...
 
 SCORINGS: Tuple[str, ...]
@@ -161,6 +162,7 @@ def embedding(
     ids: npt.NDArray[np.int64],
     table: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
     scale: Optional[float] = None,
+    checked: bool = False,
 ) -> npt.NDArray[np.float32]: ...
 def logit_softcap(logits: npt.NDArray[np.float32], cap: float) -> npt.NDArray[np.float32]: ...
 

@@ -134,6 +134,14 @@ def all_finite(arr: np.ndarray, rows: int = 4096) -> bool:
     return True
 
 
+def _read_only(table: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view of a checked table (a copy only if it is not contiguous):
+    what the model reads without re-checking cannot be written through it."""
+    view = np.ascontiguousarray(table).view()
+    view.flags.writeable = False
+    return view
+
+
 class DecoderModel:
     """A decoder-only LM (module docstring).
 
@@ -148,15 +156,20 @@ class DecoderModel:
     norm_offset : 0.0, or 1.0 for Gemma's ``(1 + w)`` norms.
     final_softcap : None, or c of the final ``c * tanh(logits / c)``.
     source : what the weights are read from (kept open while the model lives), or None.
+    tables_checked : True when the caller has already checked every value of ``embed`` and
+        ``lm_head`` (load_model's reader does), so that they are not scanned a second time.
 
     ``max_positions`` is the (MLA) attention layers' ``max_position_embeddings`` (None without any).
-    The LM head matrix is checked once here (shape, finite); each call then runs the core GEMM
-    directly.
+    The embedding table and the LM head are checked once (shape, dtype, finite: here, unless
+    ``tables_checked``) and kept as read-only views (``model.embed``, ``model.lm_head``): a forward
+    reads one row per token of the (V, H) table and runs the LM head GEMM without scanning either
+    again (a decode step would otherwise read both whole tables twice).
     """
 
     def __init__(self, config: ModelConfig, embed: np.ndarray, layers: Sequence[DecoderLayer],
                  final_norm: np.ndarray, lm_head: np.ndarray, embed_scale: Optional[float] = None,
-                 norm_offset: float = 0.0, final_softcap: Optional[float] = None, source=None):
+                 norm_offset: float = 0.0, final_softcap: Optional[float] = None, source=None,
+                 tables_checked: bool = False):
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a moelab.ModelConfig, got {type(config).__name__}")
         V, H = config.vocab_size, config.hidden_size
@@ -169,18 +182,20 @@ class DecoderModel:
                 raise ValueError(f"{name}: expected shape {shape}, got {tuple(arr.shape)}")
             if arr.dtype not in (np.float32, np.uint16):
                 raise TypeError(f"{name}: expected float32 or uint16 (bfloat16 bits), got {arr.dtype}")
-        if not all_finite(lm_head):
-            raise ValueError("lm_head: holds NaN or Inf")
+        if not tables_checked:
+            for name, arr in (("embed", embed), ("lm_head", lm_head)):
+                if not all_finite(arr):
+                    raise ValueError(f"{name}: holds NaN or Inf")
         slots = NORM_SLOTS[config.norm_placement]
         for i, layer in enumerate(layers):
             if set(layer.norms) != set(slots):
                 raise ValueError(f"layers[{i}].norms: expected {slots} for norm_placement="
                                  f"{config.norm_placement!r}, got {tuple(layer.norms)}")
         self.config = config
-        self.embed = embed
+        self.embed = _read_only(embed)
         self.layers = list(layers)
         self.final_norm = final_norm
-        self.lm_head = np.ascontiguousarray(lm_head)
+        self.lm_head = self.embed if lm_head is embed else _read_only(lm_head)
         self.embed_scale = embed_scale
         self.norm_offset = float(norm_offset)
         self.final_softcap = final_softcap
@@ -220,7 +235,7 @@ class DecoderModel:
                             f"{type(cache).__name__}")
         if np.size(ids) == 0:
             raise ValueError("ids: the prompt is empty (expected (T,) token ids, T >= 1)")
-        x = ops.embedding(ids, self.embed, self.embed_scale)                  # (T, H)
+        x = ops.embedding(ids, self.embed, self.embed_scale, checked=True)   # (T, H)
         start = 0 if cache is None else cache.length
         if self.max_positions is not None and start + len(x) > self.max_positions:
             # checked before any layer runs, so a cache is never left half-advanced
@@ -233,7 +248,7 @@ class DecoderModel:
             layer_cache = None if cache is None else cache.layers[i]
             x = self._layer(i, layer, x, layer_cache, routing)                # (T, H)
         x = self._norm(x, self.final_norm)                                    # (T, H)
-        logits = _core.linear(x, self.lm_head, None)                          # (T, V)
+        logits = _core.linear(x, self.lm_head, None, checked=True)           # (T, V)
         if self.final_softcap is not None:
             logits = ops.logit_softcap(logits, self.final_softcap)
         return logits

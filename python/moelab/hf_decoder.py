@@ -234,7 +234,8 @@ class _Builder:
             cfg, embed, layers, final_norm, lm_head,
             embed_scale=math.sqrt(H) if t in SCALED_EMBEDDING else None,
             norm_offset=1.0 if t in _UNIT_OFFSET_NORMS else 0.0,
-            final_softcap=self.text.get("final_logit_softcapping"), source=self.tensors)
+            final_softcap=self.text.get("final_logit_softcapping"), source=self.tensors,
+            tables_checked=True)  # tensor() checked every value
         self.tensors.release_pages()  # the checks read every page; the kernels map back theirs
         return model
 

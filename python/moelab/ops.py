@@ -92,7 +92,7 @@ def rms_norm(x, weight, eps: float, offset: float = 0.0, math: str = "float32") 
                           float(offset), math)
 
 
-def embedding(ids, table, scale: Optional[float] = None) -> np.ndarray:
+def embedding(ids, table, scale: Optional[float] = None, *, checked: bool = False) -> np.ndarray:
     """The token embedding: rows ``table[ids]`` as float32 ``(T, H)``.
 
     ids : (T,) integers (a list, a NumPy or torch integer array), each in [0, V).
@@ -101,6 +101,9 @@ def embedding(ids, table, scale: Optional[float] = None) -> np.ndarray:
     scale : None, or the factor Gemma multiplies embeddings by (sqrt(H)), applied as
         transformers applies it: rounded to the table's dtype and multiplied in it (a bfloat16
         table gives bfloat16 values).
+    checked : False: the table's values are scanned for NaN/Inf on every call. True: the caller
+        has checked them once and keeps them unchanged (DecoderModel, whose tables are
+        read-only), so a decode step does not re-read a (V, H) table it reads one row of.
     Bitwise identical for any thread count.
 
     Raises ``TypeError`` for ids that are not integers, ``ValueError`` for ids that are not 1-D
@@ -120,7 +123,7 @@ def embedding(ids, table, scale: Optional[float] = None) -> np.ndarray:
     ids64 = np.ascontiguousarray(arr, dtype=np.int64)
     if scale is not None:
         scale = float(scale)
-    return _core.embedding(ids64, _as_weight(table, "table"), scale)
+    return _core.embedding(ids64, _as_weight(table, "table"), scale, checked=bool(checked))
 
 
 def logit_softcap(logits, cap: float) -> np.ndarray:
