@@ -116,3 +116,22 @@ def test_prefill_never_holds_a_t_by_t_matrix(family):
     T = 6000
     grown = prefill_peak_growth(family.peak_script(), T)
     assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
+
+
+@family_kinds
+def test_random_init_gives_norm_weights_their_identity(family, kind):
+    """init_random (the constructor's seed) sets every norm weight to its identity (1 for w x,
+    0 for Gemma's (1 + w) x) in the same step as the random matrices; the matrices differ per
+    seed and are uniform in +-1/sqrt(fan_in)."""
+    spec = family.spec_type(**{**family.base, **family.kinds[kind]})
+    a = family.layer_type(spec, seed=1).weights
+    b = family.layer_type(spec, seed=2).weights
+    identity = 0.0 if getattr(spec, "norm_unit_offset", False) else 1.0
+    norms = [n for n in a if "norm" in n]
+    for name in norms:
+        assert np.array_equal(a[name], np.full_like(a[name], identity)), name
+        assert np.array_equal(a[name], b[name]), name
+    for name in set(a) - set(norms) - {"sinks"}:
+        if a[name].ndim == 2:
+            assert not np.array_equal(a[name], b[name]), name
+            assert np.abs(a[name]).max() <= a[name].shape[1] ** -0.5, name

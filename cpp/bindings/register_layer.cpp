@@ -71,9 +71,6 @@ void register_layer(py::module_& m) {
     py::class_<TokenMixer, LayerWeights, std::shared_ptr<TokenMixer>>(
         m, "_TokenMixer",
         "The base of the token mixers (Attention, MultiHeadLatentAttention, GatedDeltaNet).")
-        .def("init_random", &TokenMixer::init_random, py::arg("seed"),
-             py::call_guard<py::gil_scoped_release>(),
-             "Uniform in +-1/sqrt(fan_in); norm weights their identity.")
         .def_property_readonly("id", &TokenMixer::id,
                                "Unique per layer object: the owner its caches or states carry.");
 

@@ -158,6 +158,10 @@ void WeightSet::init_random(std::uint64_t seed) {
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
         Tensor& t = tensors_[i];
         const Index n = t.numel();
+        if (t.init_constant && t.dtype == DType::F32) {
+            std::fill(t.f32.data(), t.f32.data() + n, t.init_value);
+            continue;
+        }
         if (t.dtype == DType::F32) {
             fill_uniform(t.f32.data(), n, t.init_bound, seed, std::uint64_t(i + 1), 0);
             continue;

@@ -107,7 +107,6 @@ class GatedMLP(_LayerWeights):
 class _TokenMixer(_LayerWeights):
     """The base of the token mixers (Attention, MultiHeadLatentAttention, GatedDeltaNet)."""
     id: Final[int]
-    def init_random(self, seed: int) -> None: ...
 
 class _SequenceState:
     """The base of a token mixer's per-sequence object (KvCache, MlaCache, DeltaNetState)."""

@@ -29,16 +29,12 @@ class TokenMixer : public LayerWeights {
   public:
     // Unique per layer object in this process: the owner its caches or states carry.
     std::uint64_t id() const { return id_; }
-    // Uniform in +-1/sqrt(fan_in) per tensor (LayerWeights::init_random), then each norm weight
-    // set to its identity (add_norm); deterministic for a seed. Two steps, each waiting for
-    // running forwards: a forward that starts between them sees the random norm weights.
-    void init_random(std::uint64_t seed);
-
   protected:
     TokenMixer(MixerNames names, DType weight_dtype)
         : LayerWeights(weight_dtype), names_(names), id_(next_layer_id()) {}
     // Adds a float32 norm weight (fan_in 1) that init_random sets to `identity` (1 for w x,
-    // 0 for (1 + w) x); returns its index in weights_.
+    // 0 for (1 + w) x) in the same step as the random matrices (one write lock: a forward sees
+    // the layer before or after, never between); returns its index in weights_.
     std::size_t add_norm(const std::string& name, std::vector<Index> shape, float identity);
 
     // What a forward holds from its first check to its end.
@@ -59,7 +55,6 @@ class TokenMixer : public LayerWeights {
   private:
     MixerNames names_;
     std::uint64_t id_;
-    std::vector<std::pair<std::size_t, float>> norms_;  // (index in weights_, identity value)
 };
 
 // A token mixer with its spec, validated before any weight is added.

@@ -37,6 +37,8 @@ struct Tensor {
     std::vector<WeightPtr> parts;       // (num_parts): where each part's data lies
     std::vector<std::shared_ptr<const void>> owners;  // keep borrowed data alive
     float init_bound = 0.0f;  // random init: uniform in ±init_bound (1/sqrt(fan_in))
+    bool init_constant = false;  // random init: every value init_value instead (a norm weight's
+    float init_value = 0.0f;     // identity), so that one init under one lock sets the layer
 
     Index numel() const;
     Index part_numel() const { return numel() / num_parts; }
@@ -117,8 +119,9 @@ class LayerWeights {
     DType weight_dtype() const { return dtype_; }
     const WeightSet& weights() const { return weights_; }
     WeightSet& weights() { return weights_; }
-    // Uniform in ±1/sqrt(fan_in) per tensor (biases: of their matrix), as torch.nn.Linear;
-    // deterministic for a seed, whatever the thread count.
+    // Uniform in ±1/sqrt(fan_in) per tensor (biases: of their matrix), as torch.nn.Linear; a
+    // tensor marked init_constant (a token mixer's norm weight) its init_value; deterministic for
+    // a seed, whatever the thread count; one step under the write lock.
     void init_random(std::uint64_t seed);
     // All or nothing (WeightSet::load).
     void load_weights(const std::vector<WeightView>& views, bool strict);
