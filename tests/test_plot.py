@@ -290,3 +290,21 @@ def test_docs_make_figures(tmp_path):
     assert 10_000 < png.stat().st_size < 200_000                    # small enough for the README
     committed = script.parent / "active_parameters.png"
     assert committed.is_file() and committed.stat().st_size < 200_000
+
+
+def test_token_experts_grid_and_errors():
+    ids = np.array([[3, 0], [1, 1], [0, 2]])                         # (N=3 tokens, M=2 layers)
+    ax = plot.token_experts(ids, ["The", " dog", "."], num_experts=4, layers=[1, 3])
+    np.testing.assert_array_equal(ax.images[0].get_array(), ids.T)  # rows: layers
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["The", " dog", "."]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "3"]
+    assert [t.get_text() for t in ax.texts] == ["3", "0", "1", "1", "0", "2"]
+    assert ax.get_xlabel() and ax.get_ylabel()
+    with pytest.raises(ValueError, match="ids: expected an"):
+        plot.token_experts(ids[:, 0], ["a", "b", "c"], 4)
+    with pytest.raises(ValueError, match=r"ids: values must be in \[0, 3\)"):
+        plot.token_experts(ids, ["a", "b", "c"], 3)
+    with pytest.raises(ValueError, match="tokens: expected 3"):
+        plot.token_experts(ids, ["a"], 4)
+    with pytest.raises(ValueError, match="layers: expected 2"):
+        plot.token_experts(ids, ["a", "b", "c"], 4, layers=[0])

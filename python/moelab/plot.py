@@ -21,6 +21,8 @@ layer_pattern         each model's layers drawn as a strip: token mixer above, F
 load_heatmap          expert load per layer (tokens per expert / mean), from RoutingStats.
 router_comparison     the (T, E) weights several routers apply to the same tokens, one panel each
                       on one colour scale.
+token_experts         the top expert of each token in each MoE layer over a passage, tokens as
+                      column labels.
 param_segments, dense_weights   the data behind param_bars and router_comparison (no matplotlib).
 """
 
@@ -46,6 +48,7 @@ __all__ = [
     "load_heatmap",
     "router_comparison",
     "dense_weights",
+    "token_experts",
 ]
 
 #: Components of ``param_bars``, in drawing order; they sum to ``ParamCount.total``.
@@ -496,3 +499,45 @@ def router_comparison(routings: Mapping[str, object], num_experts: Optional[int]
     fig.colorbar(im, ax=list(axes[:n]), shrink=0.9,
                  label="weight applied (blank: expert not selected)")
     return fig
+
+
+def token_experts(ids, tokens: Sequence[str], num_experts: int,
+                  layers: Optional[Sequence[int]] = None, ax=None, annotate: bool = True):
+    """The expert each token went to in each MoE layer, over a passage: one row per layer, one
+    column per token (its text as the column label), coloured by expert id.
+
+    ids : (N, M) int, the expert of token n in MoE layer m (e.g. ``trace.ids[:, :, 0]``, the
+        top-weighted one, of an ``ExpertTrace``). tokens : N strings, the tokens' text.
+    num_experts : E (the colour scale runs over [0, E)). layers : M row labels (default 0..M-1;
+        pass ``trace.layers``). annotate : write each cell's expert id in it.
+    Returns the Axes (one image of shape (M, N)).
+
+    Raises ValueError (ids not 2-D, ids outside [0, E), wrong numbers of tokens or layers).
+    """
+    plt = _pyplot()
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"ids: expected an (N tokens, M layers) array, got shape {ids.shape}")
+    N, M = ids.shape
+    if ids.size and (ids.min() < 0 or ids.max() >= num_experts):
+        raise ValueError(f"ids: values must be in [0, {num_experts}), got "
+                         f"[{ids.min()}, {ids.max()}]")
+    if len(tokens) != N:
+        raise ValueError(f"tokens: expected {N} strings (one per row of ids), got {len(tokens)}")
+    layers = list(range(M)) if layers is None else list(layers)
+    if len(layers) != M:
+        raise ValueError(f"layers: expected {M} labels (one per column of ids), got {len(layers)}")
+    ax = _new_axes(ax, (max(6.0, 0.32 * N + 1.5), 0.45 * M + 1.8))
+    colors = plt.get_cmap("tab20" if num_experts <= 20 else "turbo", num_experts)
+    ax.imshow(ids.T, aspect="auto", interpolation="nearest", cmap=colors, vmin=-0.5,
+              vmax=num_experts - 0.5)                                  # (M, N)
+    if annotate:
+        for (n, m), e in np.ndenumerate(ids):
+            ax.text(n, m, str(e), ha="center", va="center", fontsize=7)
+    ax.set_xticks(np.arange(N))
+    ax.set_xticklabels([repr(t)[1:-1] for t in tokens], rotation=90, fontsize=8)
+    ax.set_yticks(np.arange(M))
+    ax.set_yticklabels([str(l) for l in layers])
+    ax.set_xlabel("token")
+    ax.set_ylabel("MoE layer")
+    return ax
