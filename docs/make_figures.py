@@ -10,7 +10,7 @@
   against context for every preset (``moelab.costs``, bf16).
 - experts_on_real_text.png: notebooks/06_experts_on_real_text.ipynb's top expert per token and
   MoE layer of the shipped checkpoint notebooks/data/tiny-moe over an English passage
-  (``moelab.plot.token_experts``).
+  (``moelab.plot.expert_trace``).
 
 Needs matplotlib (``pip install moelab[plot]``).
 """
@@ -74,8 +74,7 @@ def experts_on_real_text(path: Path, dpi: int = 80) -> Path:
     model, tok = moelab.hf.load_model(folder), moelab.Tokenizer.from_pretrained(folder)
     text = 'a large boat that carries people across a river; "we took the ferry in 1969"'
     trace = model.generate(tok.encode(text), max_new_tokens=1, trace=True).trace
-    ax = plot.token_experts(trace.ids[:, :, 0], [tok.decode([t]) for t in trace.tokens],
-                            num_experts=model.config.moe.num_experts, layers=trace.layers)
+    ax = plot.expert_trace(trace, tokens=tok, num_experts=model.config.moe.num_experts)
     ax.set_title("Top expert per token and MoE layer (notebooks/data/tiny-moe, trained on English)")
     ax.figure.set_size_inches(11, 3.4)
     ax.figure.savefig(path, dpi=dpi, bbox_inches="tight", pil_kwargs={"optimize": True})

@@ -1,5 +1,6 @@
 """moelab.Attention on its own: the float64 twin, prefill vs cached decode, the KV cache's
-memory and ring buffer, determinism across thread counts, and bad input.
+memory and ring buffer, Python threads sharing a layer, specs from config.json (the checks it
+shares with MLA, determinism and bad input among them, are test_token_mixers.py's).
 
 The kinds cover every switch of the op; sequences are longer than the key block (64 tokens)
 and than the sliding window / chunk, so block boundaries, ring wrap-around and chunk edges are
@@ -8,57 +9,19 @@ all crossed.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 import moelab
 from moelab import reference
-from layer_checks import (assert_bf16_storage_is_the_float32_layer_on_rounded_weights,
-                          assert_bitwise_equal_across_thread_counts,
-                          assert_cache_of_another_layer_raises,
-                          assert_cached_pieces_equal_one_prefill,
-                          assert_positions_past_the_maximum_raise, assert_unchanged,
-                          bad_x_cases, filled_cache, prefill_peak_growth)
+from layer_checks import (ATTENTION_FAMILY, assert_cached_pieces_equal_one_prefill,
+                          filled_by_prefill_then_decode, inputs)
 from tolerances import ATTENTION, assert_close
 
-H = 48
-BASE = dict(hidden_size=H, num_attention_heads=6, num_key_value_heads=2, head_dim=16,
-            max_position_embeddings=512)
-KINDS = {
-    "gqa-causal": dict(),
-    "mha-bias-head-norm": dict(num_key_value_heads=6, qkv_bias=True, o_bias=True,
-                               qk_norm="head"),
-    "mqa-full-norm": dict(num_key_value_heads=1, qk_norm="full"),
-    "sliding-sinks-yarn": dict(mask="sliding", window=11, sinks=True, qkv_bias=True,
-                               rope=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0,
-                                         original_max_position_embeddings=64, truncate=False)),
-    "chunked-l2-interleaved": dict(mask="chunked", window=13, qk_norm="l2", rope_interleaved=True,
-                                   rope=dict(rope_type="llama3", rope_theta=5e5, factor=8.0,
-                                             low_freq_factor=1.0, high_freq_factor=4.0,
-                                             original_max_position_embeddings=64)),
-    "nope-temperature": dict(rope=None, temperature_tuning=True, floor_scale=8.0, attn_scale=0.1),
-    "gated-partial-unit-norm": dict(output_gate=True, qk_norm="head", norm_unit_offset=True,
-                                    rope=dict(rope_type="default", rope_theta=1e7,
-                                              partial_rotary_factor=0.25)),
-    "softcap-scaling-linear": dict(softcap=3.0, scaling=0.5,
-                                   rope=dict(rope_type="linear", rope_theta=1e6, factor=4.0)),
-}
-
-
-def make_layer(kind: str, seed: int = 0) -> moelab.Attention:
-    spec = moelab.AttentionSpec(**{**BASE, **KINDS[kind]})
-    layer = moelab.Attention(spec, seed=seed)
-    rng = np.random.default_rng(seed + 100)
-    for name, w in layer.weights.items():  # norms and sinks away from their init values
-        if "norm" in name or name == "sinks":
-            w[:] = rng.uniform(0.5, 1.5, w.shape)
-    return layer
-
-
-def inputs(T: int, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((T, H)).astype(np.float32)
+# Determinism, T = 0, bad x, specs and weights, another layer's cache, positions past the
+# maximum, bfloat16 storage and peak memory: test_token_mixers.py, over the kinds of layer_checks.ATTENTION_FAMILY.
+BASE, KINDS = ATTENTION_FAMILY.base, ATTENTION_FAMILY.kinds
+make_layer = ATTENTION_FAMILY.make_layer
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -95,12 +58,8 @@ def test_cache_memory_and_ring(kind):
     layer = make_layer(kind)
     spec = layer.spec
     per_token = 2 * spec.num_key_value_heads * spec.head_dim * 4
-    cache = layer.new_cache()
-    assert cache.nbytes == 0 and cache.length == 0
     x = inputs(100)
-    layer(x[:30], cache)
-    for t in range(30, 100):
-        layer(x[t:t + 1], cache)
+    cache = filled_by_prefill_then_decode(layer, x, 30)
     held = 100 if spec.mask == "causal" else spec.window
     assert cache.length == 100 and cache.tokens_held == held
     assert cache.nbytes == held * per_token
@@ -115,79 +74,10 @@ def test_cache_memory_and_ring(kind):
     assert cache.length == 0 and cache.nbytes == 0
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_bitwise_equal_across_thread_counts(kind, set_threads, every_region_parallel):
-    assert_bitwise_equal_across_thread_counts(make_layer(kind), inputs(90), set_threads,
-                                              every_region_parallel)
-
-
-def test_empty_input_and_repr():
+def test_repr():
     layer = make_layer("gqa-causal")
-    cache = layer.new_cache()
-    assert layer(np.zeros((0, H)), cache).shape == (0, H)
-    assert cache.length == 0
     assert "n_h=6" in repr(layer) and "n_kv=2" in repr(layer)
-    assert "length=0" in repr(cache)
-
-
-# ---- bad input: ValueError / TypeError naming the argument; the cache unchanged ----------------
-@pytest.mark.parametrize("bad,exc,match", bad_x_cases(H)[0], ids=bad_x_cases(H)[1])
-def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
-    layer = make_layer("sliding-sinks-yarn")
-    cache, snap = filled_cache(layer, inputs(20))
-    with pytest.raises(exc, match=match):
-        layer(bad, cache)
-    assert_unchanged(cache, snap)
-
-
-def test_cache_of_another_layer_raises():
-    assert_cache_of_another_layer_raises(make_layer("gqa-causal"), make_layer("gqa-causal"),
-                                         inputs(7), "Attention")
-
-
-def test_positions_past_the_maximum_raise():
-    layer = moelab.Attention(moelab.AttentionSpec(**{**BASE, "max_position_embeddings": 40}))
-    assert_positions_past_the_maximum_raise(layer, inputs(41))
-
-
-@pytest.mark.parametrize("change,match", [
-    (dict(num_key_value_heads=4), "num_attention_heads"),
-    (dict(mask="sliding", window=0), "window"),
-    (dict(qk_norm="rms"), "qk_norm"),
-    (dict(rope=dict(rope_type="dynamic")), "rope_type"),
-    (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
-    (dict(rope=dict(rope_type="default", partial_rotary_factor=0.01)), "partial_rotary_factor"),
-    (dict(softcap=-1.0), "attn_logit_softcapping"),
-    (dict(head_dim=0), "head_dim"),
-])
-def test_bad_spec_raises(change, match):
-    with pytest.raises(ValueError, match=match):
-        moelab.AttentionSpec(**{**BASE, **change})
-
-
-def test_bad_weights_raise_and_keep_the_layer():
-    layer = make_layer("mha-bias-head-norm")
-    before = {k: v.copy() for k, v in layer.weights.items()}
-    bad = dict(before)
-    bad["q_norm.weight"] = np.zeros(17, np.float32)
-    with pytest.raises(ValueError, match=r"q_norm.weight: expected \(16,\), got \(17,\)"):
-        layer.load_weights(bad)
-    bad = dict(before)
-    bad["o_proj.bias"] = np.full(H, np.nan, np.float32)
-    with pytest.raises(ValueError, match="o_proj.bias"):
-        layer.load_weights(bad)
-    with pytest.raises(ValueError, match="sinks"):
-        layer.load_weights({"sinks": np.zeros(6, np.float32)}, strict=False)
-    for k, v in layer.weights.items():
-        np.testing.assert_array_equal(v, before[k])
-
-
-@pytest.mark.parametrize("kind", ["gqa-causal", "gated-partial-unit-norm"])
-def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
-    """bf16 projections are read in place: the same outputs as float32 on the rounded values,
-    and close to the float32 layer itself."""
-    assert_bf16_storage_is_the_float32_layer_on_rounded_weights(moelab.Attention, make_layer(kind),
-                                                                inputs(70), kind)
+    assert "length=0" in repr(layer.new_cache())
 
 
 # ---- memory: the caches of a whole model hold what moelab.costs predicts ----------------------
@@ -217,32 +107,6 @@ def test_caches_hold_what_costs_predicts(name, context):
         total += cache.nbytes
     c = moelab.costs(cfg, context=context, kv_dtype_bytes=4)
     assert total == c.kv_cache_bytes - c.linear_state_bytes
-
-
-_PEAK_SCRIPT = r"""
-import sys, numpy as np, moelab
-def hwm():
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
-T = int(sys.argv[1])
-spec = moelab.AttentionSpec(hidden_size=16, num_attention_heads=1, num_key_value_heads=1,
-                            head_dim=16, max_position_embeddings=T + 1)
-layer = moelab.Attention(spec)
-x = np.random.default_rng(0).standard_normal((T, 16)).astype(np.float32)
-layer(x[:64])
-before = hwm()
-layer(x)
-print(hwm() - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_prefill_never_holds_a_t_by_t_matrix():
-    """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
-    T x T float32 score matrix (144 MB): O(T d) buffers only (measured in a fresh process)."""
-    T = 6000
-    grown = prefill_peak_growth(_PEAK_SCRIPT, T)
-    assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
 
 
 def test_python_threads_share_one_layer(restore_threads):

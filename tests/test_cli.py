@@ -37,11 +37,12 @@ def test_run_subprocess_reports_balance_and_throughput():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "deepseek-v3-scaled" in lines[0]
-    rows = [ln.split() for ln in lines if re.match(r"^\s+\d+\s+(moe|dense)", ln)]
-    assert [row[1] for row in rows] == ["dense", "dense", "dense", "moe"]
+    rows = [ln.split() for ln in lines if re.match(r"^\s+\d+\s+\S+\s+(moe|dense)", ln)]
+    assert [row[1] for row in rows] == ["mla"] * 4           # the token mixer of each layer
+    assert [row[2] for row in rows] == ["dense", "dense", "dense", "moe"]
     moe_row = rows[3]
-    assert float(moe_row[2]) >= 1.0            # max/mean tokens per expert
-    assert float(moe_row[6]) > 0.0              # aux loss
+    assert float(moe_row[3]) >= 1.0            # max/mean tokens per expert
+    assert float(moe_row[7]) > 0.0              # aux loss
     assert re.search(r"throughput: [\d,]+ tokens/s \(64 tokens", r.stdout)
 
 
@@ -75,12 +76,23 @@ def test_unknown_preset_in_process(capsys):
 
 
 def test_run_options_in_process(capsys, restore_threads):
-    assert main(["run", "grok-2", "--tokens", "32", "--hidden", "32", "--layers", "2",
-                 "--experts", "4", "--top-k", "1", "--repeats", "1", "--threads", "1",
+    assert main(["run", "qwen3-next-80b-a3b", "--tokens", "32", "--hidden", "32", "--layers",
+                 "4", "--experts", "4", "--top-k", "1", "--repeats", "1", "--threads", "1",
                  "--seed", "5"]) == 0
     out = capsys.readouterr().out
-    assert "H=32, layers=2 [MM]" in out and "threads=1" in out
+    assert "L=4, H=32" in out and "ffn=MMMM" in out and "threads=1" in out
+    mixers = [ln.split()[1] for ln in out.splitlines() if re.match(r"^\s+\d+\s", ln)]
+    assert mixers == ["linear_attention"] * 3 + ["full_attention"]
     assert moelab.get_num_threads() == 1
+
+
+def test_run_refuses_grok_with_one_line(capsys):
+    """Grok-2's whole decoder is not reproduced: a usage error naming it, no traceback."""
+    with pytest.raises(SystemExit) as info:
+        main(["run", "grok-2", "--tokens", "8"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "residual MoE" in err and "Traceback" not in err
 
 
 def test_compare_options_in_process(capsys):

@@ -1,6 +1,7 @@
 """moelab.MultiHeadLatentAttention on its own: the float64 twin, the absorbed and expanded forms,
-prefill vs cached decode, the latent cache's memory (and moelab.costs), determinism across
-thread counts, and bad input.
+prefill vs cached decode, the latent cache's memory (and moelab.costs), specs from config.json
+(the checks it shares with Attention, determinism and bad input among them, are
+test_token_mixers.py's).
 
 Sequences are longer than the key block (64) and the query tile (32), so block and tile edges
 are crossed; head counts above the absorbed form's head block (8) cross that edge too.
@@ -8,45 +9,20 @@ are crossed; head counts above the absorbed form's head block (8) cross that edg
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 import moelab
 from moelab import reference
-from layer_checks import (assert_bf16_storage_is_the_float32_layer_on_rounded_weights,
-                          assert_bitwise_equal_across_thread_counts,
-                          assert_cache_of_another_layer_raises,
-                          assert_cached_pieces_equal_one_prefill,
-                          assert_positions_past_the_maximum_raise, assert_unchanged,
-                          bad_x_cases, filled_cache, prefill_peak_growth)
+from layer_checks import (MLA_FAMILY, MLA_YARN as YARN, H,
+                          assert_cached_pieces_equal_one_prefill, assert_unchanged, filled_cache,
+                          filled_by_prefill_then_decode, inputs)
 from tolerances import ATTENTION, assert_close
 
-H = 48
-BASE = dict(hidden_size=H, num_attention_heads=4, q_lora_rank=24, kv_lora_rank=32,
-            qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12, max_position_embeddings=512)
-YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, mscale=1.0, mscale_all_dim=1.0,
-            beta_fast=32.0, beta_slow=1.0, original_max_position_embeddings=64)
-KINDS = {
-    "q-lora": dict(),
-    "q-proj-bias": dict(q_lora_rank=None, attention_bias=True),
-    "yarn-10-heads": dict(num_attention_heads=10, rope=YARN),
-    "halves": dict(rope_interleave=False, rope=dict(rope_type="default", rope_theta=1e4)),
-}
-
-
-def make_layer(kind: str, seed: int = 0) -> moelab.MultiHeadLatentAttention:
-    layer = moelab.MultiHeadLatentAttention(moelab.MLASpec(**{**BASE, **KINDS[kind]}), seed=seed)
-    rng = np.random.default_rng(seed + 100)
-    for name, w in layer.weights.items():  # norms away from their init value
-        if "norm" in name:
-            w[:] = rng.uniform(0.5, 1.5, w.shape)
-    return layer
-
-
-def inputs(T: int, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((T, H)).astype(np.float32)
+# Determinism, T = 0, bad x, specs and weights, another layer's cache, positions past the
+# maximum, bfloat16 storage and peak memory: test_token_mixers.py, over the kinds of layer_checks.MLA_FAMILY.
+BASE, KINDS = MLA_FAMILY.base, MLA_FAMILY.kinds
+make_layer = MLA_FAMILY.make_layer
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -105,12 +81,8 @@ def test_yarn_mscale_is_on_the_softmax_scale():
 
 def test_cache_holds_the_latent_only():
     layer = make_layer("q-lora")
-    cache = layer.new_cache()
-    assert cache.nbytes == 0 and cache.length == 0
     x = inputs(50)
-    layer(x[:30], cache)
-    for t in range(30, 50):
-        layer(x[t:t + 1], cache)
+    cache = filled_by_prefill_then_decode(layer, x, 30)
     assert cache.length == cache.tokens_held == 50
     assert cache.nbytes == 50 * (32 + 8) * 4
     rows = cache.read()
@@ -124,75 +96,23 @@ def test_cache_holds_the_latent_only():
     assert cache.length == 0 and cache.nbytes == 0
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_bitwise_equal_across_thread_counts(kind, set_threads, every_region_parallel):
-    assert_bitwise_equal_across_thread_counts(make_layer(kind), inputs(90), set_threads,
-                                              every_region_parallel)
-
-
-def test_empty_input_and_repr():
+def test_repr():
     layer = make_layer("q-lora")
-    cache = layer.new_cache()
-    assert layer(np.zeros((0, H), np.float32), cache).shape == (0, H)
-    assert cache.length == 0
-    assert "kv_lora_rank=32" in repr(layer) and "length=0" in repr(cache)
+    assert "kv_lora_rank=32" in repr(layer) and "length=0" in repr(layer.new_cache())
 
 
 # ---- bad input: ValueError / TypeError naming the argument; the cache unchanged ----------------
-@pytest.mark.parametrize("bad,exc,match", bad_x_cases(H)[0], ids=bad_x_cases(H)[1])
-def test_bad_x_raises_and_keeps_the_cache(bad, exc, match):
-    layer = make_layer("yarn-10-heads")
-    cache, rows = filled_cache(layer, inputs(20))
-    with pytest.raises(exc, match=match):
-        layer(bad, cache)
-    assert_unchanged(cache, rows)
-
-
-def test_cache_of_another_layer_and_bad_arguments_raise():
-    a, b = make_layer("q-lora"), make_layer("q-lora")
-    cache, rows = assert_cache_of_another_layer_raises(a, b, inputs(7), "MLA")
+def test_bad_cache_and_form_raise_and_keep_the_cache():
+    """A cache of another layer type is a TypeError, an unknown form a ValueError."""
+    layer = make_layer("q-lora")
+    cache, rows = filled_cache(layer, inputs(7))
     with pytest.raises(TypeError, match="cache"):
-        a(inputs(2), cache=moelab.Attention(moelab.AttentionSpec(
+        layer(inputs(2), cache=moelab.Attention(moelab.AttentionSpec(
             hidden_size=H, num_attention_heads=2, num_key_value_heads=2, head_dim=8,
             max_position_embeddings=8)).new_cache())
     with pytest.raises(ValueError, match="form"):
-        a(inputs(2), cache, form="fast")
+        layer(inputs(2), cache, form="fast")
     assert_unchanged(cache, rows)
-
-
-def test_positions_past_the_maximum_raise():
-    layer = moelab.MultiHeadLatentAttention(moelab.MLASpec(**{**BASE, "max_position_embeddings": 40}))
-    assert_positions_past_the_maximum_raise(layer, inputs(41))
-
-
-@pytest.mark.parametrize("change,match", [
-    (dict(qk_rope_head_dim=7), "qk_rope_head_dim"),
-    (dict(kv_lora_rank=0), "kv_lora_rank"),
-    (dict(q_lora_rank=0), "q_lora_rank"),
-    (dict(rope=dict(rope_type="dynamic")), "rope_type"),
-    (dict(rope=dict(rope_type="default", rope_theta=-1.0)), "rope_theta"),
-    (dict(v_head_dim=-1), "v_head_dim"),
-])
-def test_bad_spec_raises(change, match):
-    with pytest.raises(ValueError, match=match):
-        moelab.MLASpec(**{**BASE, **change})
-
-
-def test_bad_weights_raise_and_keep_the_layer():
-    layer = make_layer("q-lora")
-    before = {k: v.copy() for k, v in layer.weights.items()}
-    bad = dict(before)
-    bad["kv_b_proj.weight"] = np.zeros((4 * 28, 33), np.float32)
-    with pytest.raises(ValueError, match=r"kv_b_proj.weight: expected \(112, 32\), got \(112, 33\)"):
-        layer.load_weights(bad)
-    bad = dict(before)
-    bad["kv_a_layernorm.weight"] = np.full(32, np.nan, np.float32)
-    with pytest.raises(ValueError, match="kv_a_layernorm.weight"):
-        layer.load_weights(bad)
-    with pytest.raises(ValueError, match="q_proj.weight"):
-        layer.load_weights({"q_proj.weight": np.zeros((96, H), np.float32)}, strict=False)
-    for k, v in layer.weights.items():
-        np.testing.assert_array_equal(v, before[k])
 
 
 # ---- memory: the latent caches of a whole model hold what moelab.costs predicts ---------------
@@ -253,38 +173,9 @@ def test_from_hf_reads_a_config_json_dict(preset, config):
         moelab.MLASpec.from_hf(dict(config, model_type="qwen3"), 0)
 
 
-_PEAK_SCRIPT = r"""
-import sys, numpy as np, moelab
-def hwm():
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
-T = int(sys.argv[1])
-spec = moelab.MLASpec(hidden_size=16, num_attention_heads=1, q_lora_rank=None, kv_lora_rank=16,
-                      qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8,
-                      max_position_embeddings=T + 1)
-layer = moelab.MultiHeadLatentAttention(spec)
-x = np.random.default_rng(0).standard_normal((T, 16)).astype(np.float32)
-layer(x[:64])
-before = hwm()
-layer(x)
-print(hwm() - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_prefill_never_holds_a_t_by_t_matrix():
-    """A prefill of T = 6000 tokens raises the process's peak memory by far less than one
-    T x T float32 score matrix (144 MB): O(T (r + d)) buffers only (in a fresh process)."""
-    T = 6000
-    grown = prefill_peak_growth(_PEAK_SCRIPT, T)
-    assert grown < T * T * 4 / 10, f"peak memory grew by {grown / 2**20:.1f} MiB"
-
-
-@pytest.mark.parametrize("kind", ["q-lora", "q-proj-bias"])
-def test_bfloat16_storage_is_the_float32_layer_on_rounded_weights(kind):
-    """bf16 projections are read in place: the same outputs as float32 on the rounded values
-    (kv_b_proj stays float32), and close to the float32 layer itself."""
-    layer16 = assert_bf16_storage_is_the_float32_layer_on_rounded_weights(
-        moelab.MultiHeadLatentAttention, make_layer(kind), inputs(70), kind)
+def test_bfloat16_storage_keeps_kv_b_proj_float32():
+    """With bfloat16 storage the projections run by linear() are bfloat16 (read-only float32
+    copies in Python), kv_b_proj (read by the attention kernels) stays float32 (a view)."""
+    layer16 = moelab.MultiHeadLatentAttention(make_layer("q-lora").spec, weight_dtype="bfloat16")
     assert not layer16.weights["kv_a_proj_with_mqa.weight"].flags.writeable
     assert layer16.weights["kv_b_proj.weight"].flags.writeable  # float32, a view

@@ -1,4 +1,5 @@
-"""Scaled models: structure kept, runnable, deterministic; build() and the block maths."""
+"""Scaled models: structure kept, runnable, deterministic; build() (a DecoderModel with random
+weights) and the maths of its FFN view (FFNStack)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import numpy as np
 import pytest
 
 import moelab
-from moelab.model import DecoderBlock, MoEModel, RMSNorm
+from moelab.ffn_stack import FFNStack
+from moelab.model import MAX_POSITIONS
 
 PRESETS = moelab.list_presets()
+#: presets build() assembles (Grok-2's whole decoder is refused: test_build_refuses_grok)
+BUILT = [n for n in PRESETS if not moelab.preset(n).residual_moe]
 
 
 def _x(rng, *shape):
@@ -91,12 +95,29 @@ def test_scaled_capacity_needs_moe():
 
 
 # --- the built model ----------------------------------------------------------------------
-@pytest.mark.parametrize("name", PRESETS)
+def _rms(x, eps, w=1.0):
+    return moelab.reference.rms_norm(x.astype(np.float64), np.ones(x.shape[-1]) * w, eps)
+
+
+@pytest.mark.parametrize("name", BUILT)
 def test_scaled_model_runs_and_is_deterministic(name, rng):
     cfg = moelab.preset(name).scaled()
     model = moelab.build(cfg, seed=3)
-    x = _x(rng, 2, 8, cfg.hidden_size)                    # (B, S, H)
-    y, stats = model(x, return_stats=True)
+    assert isinstance(model, moelab.DecoderModel) and model.config is cfg
+    ids = rng.integers(0, cfg.vocab_size, 12)                       # (T,)
+    routing = {}
+    logits = model(ids, routing=routing)                            # (T, V)
+    assert logits.shape == (12, cfg.vocab_size) and logits.dtype == np.float32
+    assert np.isfinite(logits).all() and logits.std() > 0
+    assert sorted(routing) == list(cfg.moe_layer_indices)
+    for st in routing.values():
+        assert st.topk_ids.shape == (12, cfg.moe.num_experts_per_tok)
+    np.testing.assert_array_equal(moelab.build(cfg, seed=3)(ids), logits)
+    assert not np.array_equal(moelab.build(cfg, seed=4)(ids), logits)
+    # the FFN view: hidden states in, per-layer stats out
+    stack = model.ffn_stack()
+    x = _x(rng, 2, 8, cfg.hidden_size)                              # (B, S, H)
+    y, stats = stack(x, return_stats=True)
     assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
     assert len(stats) == cfg.num_hidden_layers
     for kind, st in zip(cfg.ffn_kinds, stats):
@@ -106,85 +127,143 @@ def test_scaled_model_runs_and_is_deterministic(name, rng):
             assert isinstance(st, moelab.RoutingStats)
             assert st.topk_ids.shape == (16, cfg.moe.num_experts_per_tok)
             assert int(st.tokens_per_expert.sum()) + st.dropped == 16 * cfg.moe.num_experts_per_tok
-    again = moelab.build(cfg, seed=3)(x)
-    np.testing.assert_array_equal(y, again)
-    np.testing.assert_array_equal(model(x.reshape(16, -1)), y.reshape(16, -1))  # (T, H) too
-    other = moelab.build(cfg, seed=4)(x)
-    assert not np.array_equal(y, other)
+    np.testing.assert_array_equal(stack(x.reshape(16, -1)), y.reshape(16, -1))  # (T, H) too
 
 
-def test_pre_norm_block_maths(rng):
+@pytest.mark.parametrize("name", BUILT)
+def test_built_layers_follow_the_config(name):
+    """Each layer's mixer is the kind its layer type and attention kind say, the FFN the kind
+    ffn_kinds says, the norms those of the placement; cached decode continues the prompt."""
+    cfg = moelab.preset(name).scaled()
+    model = moelab.build(cfg)
+    for i, layer in enumerate(model.layers):
+        kind = cfg.layer_type(i)
+        if kind == "linear_attention":
+            assert isinstance(layer.mixer, moelab.GatedDeltaNet)
+        elif cfg.attention.kind == "mla":
+            assert isinstance(layer.mixer, moelab.MultiHeadLatentAttention)
+            assert layer.mixer.spec.max_position_embeddings == MAX_POSITIONS
+        else:
+            spec = layer.mixer.spec
+            assert isinstance(layer.mixer, moelab.Attention)
+            assert spec.mask == {"sliding_attention": "sliding",
+                                 "chunked_attention": "chunked"}.get(kind, "causal")
+            assert spec.window == {"sliding_attention": cfg.attention.sliding_window,
+                                   "chunked_attention": cfg.attention.attention_chunk_size
+                                   }.get(kind, 0)
+            nope = cfg.no_rope_layers is not None and not cfg.no_rope_layers[i]
+            assert (spec.rope is None) == nope
+            assert spec.sinks == cfg.attention.attention_sinks
+            assert spec.output_gate == cfg.attention.output_gate
+            assert (spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim) == (
+                cfg.attention.num_attention_heads, cfg.attention.num_key_value_heads,
+                cfg.attention.head_dim)
+        ffn = moelab.MoELayer if cfg.ffn_kind(i) == "moe" else moelab.GatedMLP
+        assert isinstance(layer.ffn, ffn)
+        if ffn is moelab.MoELayer:
+            assert layer.ffn.config == cfg.moe
+        assert len(layer.norms) == cfg.norms_per_layer
+    assert (model.lm_head is model.embed) == cfg.tie_word_embeddings
+    ids = np.arange(10) % cfg.vocab_size
+    full = model(ids)                                              # (T, V)
+    cache = model.new_cache()
+    model(ids[:7], cache=cache)
+    steps = np.concatenate([model(ids[t:t + 1], cache=cache) for t in range(7, 10)])
+    np.testing.assert_allclose(steps, full[7:], rtol=1e-4, atol=1e-4)
+    assert cache.length == 10
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_built_params_are_count_params(name):
+    """build() allocates exactly the parameters moelab.count_params counts (one home each),
+    plus DeepSeek's selection bias (E per MoE layer), a buffer in transformers, not a parameter."""
+    cfg = moelab.preset(name).scaled()
+    buffers = cfg.num_moe_layers * cfg.moe.num_experts if cfg.is_moe and cfg.moe.correction_bias else 0
+    assert moelab.build(cfg).num_params == moelab.count_params(cfg).total + buffers
+
+
+def test_pre_norm_ffn_maths(rng):
     cfg = moelab.preset("qwen3-30b-a3b").scaled(num_layers=1)
-    model = moelab.build(cfg, seed=0)
-    block = model.blocks[0]
+    stack = moelab.build(cfg, seed=0).ffn_stack()
+    moe = stack.layers[0].ffn
     x = _x(rng, 5, 64)
-    norm = RMSNorm(64, cfg.rms_norm_eps)
-    h = x + block.moe(norm(x))                             # (T, H)
-    np.testing.assert_allclose(model(x), norm(h), rtol=1e-6, atol=1e-6)
+    h = x + moe(_rms(x, cfg.rms_norm_eps).astype(np.float32))       # (T, H)
+    np.testing.assert_allclose(stack(x), _rms(h, cfg.rms_norm_eps), rtol=1e-5, atol=1e-5)
 
 
-def test_grok_residual_moe_and_sandwich_norms(rng):
-    cfg = moelab.preset("grok-2").scaled(num_layers=1)
+def test_sandwich_ffn_maths_with_unit_offset_norms(rng):
+    """Gemma 3: x + norm_out(FFN(norm_in(x))), norms (1 + w), w = 0 at init."""
+    cfg = moelab.preset("gemma3-27b").scaled(num_layers=1)
     model = moelab.build(cfg, seed=0)
-    block = model.blocks[0]
-    assert block.kind == "moe" and block.mlp is not None and block.post_ffn_norm is not None
+    layer = model.layers[0]
+    assert set(layer.norms) == {"mixer_in", "mixer_out", "ffn_in", "ffn_out"}
+    assert model.norm_offset == 1.0 and not layer.norms["ffn_out"].any()
+    layer.norms["ffn_out"][:] = 1.0                                 # (1 + w) = 2
+    eps = cfg.rms_norm_eps
     x = _x(rng, 6, 64)
-    block.post_ffn_norm.weight[:] = np.linspace(0.5, 1.5, 64, dtype=np.float32)
-    norm = RMSNorm(64, cfg.rms_norm_eps)
-    hn = norm(x)
-    ffn = (block.mlp(hn) + block.moe(hn)) / math.sqrt(2.0)  # (T, H)
-    expected = x + block.post_ffn_norm(ffn)
-    y, _ = block(x)
-    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    h = x + _rms(layer.ffn(_rms(x, eps).astype(np.float32)), eps, w=2.0)
+    np.testing.assert_allclose(model.ffn_stack()(x), _rms(h, eps), rtol=1e-5, atol=1e-5)
 
 
-def test_post_norm_block(rng):
+def test_post_norm_ffn_maths(rng):
     cfg = moelab.preset("olmo2-7b").scaled(num_layers=1)
-    block = moelab.build(cfg, seed=0).blocks[0]
-    block.ffn_norm.weight[:] = 2.0
+    stack = moelab.build(cfg, seed=0).ffn_stack()
+    layer = stack.layers[0]
+    assert set(layer.norms) == {"mixer_out", "ffn_out"}
+    layer.norms["ffn_out"][:] = 2.0
     x = _x(rng, 3, 64)
-    y, st = block(x)
-    assert st is None
-    np.testing.assert_allclose(y, x + block.ffn_norm(block.mlp(x)), rtol=1e-6, atol=1e-6)
+    y, stats = stack(x, return_stats=True)
+    assert stats == [None]
+    h = x + _rms(layer.ffn(x), cfg.rms_norm_eps, w=2.0)
+    np.testing.assert_allclose(y, _rms(h, cfg.rms_norm_eps), rtol=1e-5, atol=1e-5)
 
 
-def test_attention_slot(rng):
-    cfg = moelab.preset("mixtral-8x7b").scaled(num_layers=1)
-    model = moelab.build(cfg, seed=0)
-    x = _x(rng, 4, 64)
-    before = model(x)
-    block = model.blocks[0]
-    assert block.attention is None
-    block.attention = lambda h: 0.5 * h                    # (T, H) -> (T, H)
-    after = model(x)
-    norm = RMSNorm(64, cfg.rms_norm_eps)
-    x1 = x + 0.5 * block.attn_norm(x)
-    np.testing.assert_allclose(after, norm(x1 + block.moe(norm(x1))), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(before, after)
-    assert "attention=function" in repr(block)
+def test_build_refuses_grok_and_residual_moe_is_grok_ffn(rng):
+    cfg = moelab.preset("grok-2").scaled(num_layers=1)
+    with pytest.raises(ValueError, match=r"'grok'.*residual MoE.*moelab\.ResidualMoE"):
+        moelab.build(cfg)
+    with pytest.raises(ValueError, match="residual MoE"):
+        moelab.build(moelab.preset("grok-2"))                       # refused before its size
+    ffn = moelab.ResidualMoE(cfg, seed=0)
+    x = _x(rng, 6, 64)
+    y, st = ffn(x, return_stats=True)
+    np.testing.assert_allclose(y, (ffn.mlp(x) + ffn.moe(x)) / math.sqrt(2.0), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(ffn(x), y)
+    assert st.topk_ids.shape == (6, cfg.moe.num_experts_per_tok)
+    assert ffn.num_params == cfg.moe.num_params + 3 * 64 * cfg.intermediate_size
+    assert "sqrt(2)" in repr(ffn)
+    with pytest.raises(ValueError, match="residual_moe=False"):
+        moelab.ResidualMoE(moelab.preset("mixtral-8x7b").scaled())
+    with pytest.raises(TypeError, match="ModelConfig"):
+        moelab.ResidualMoE(cfg.moe)
 
 
-def test_empty_input_and_benchmark(rng):
-    model = moelab.build(moelab.preset("gpt-oss-20b").scaled())
-    y, stats = model(np.zeros((0, 64), np.float32), return_stats=True)
+@pytest.mark.parametrize("flag, value", [("norm_bias", True), ("lm_head_bias", True),
+                                         ("mlp_bias", True), ("router_variant", "sparsemixer")])
+def test_build_refuses_features_the_decoder_lacks(flag, value):
+    cfg = moelab.preset("mixtral-8x7b").scaled().replace(**{flag: value})
+    with pytest.raises(ValueError, match=f"model_type 'mixtral': .*{value}"):
+        moelab.build(cfg)
+
+
+def test_empty_input():
+    stack = moelab.build(moelab.preset("gpt-oss-20b").scaled()).ffn_stack()
+    y, stats = stack(np.zeros((0, 64), np.float32), return_stats=True)
     assert y.shape == (0, 64) and all(st.aux_loss == 0.0 for st in stats)
-    b = model.benchmark(_x(rng, 32, 64), repeats=2)
-    assert b["tokens"] == 32 and b["seconds"] > 0 and b["tokens_per_s"] > 0
+    assert "FFNStack(DecoderModel(gpt_oss" in repr(stack) and isinstance(stack, FFNStack)
 
 
 def test_repr_and_params():
     cfg = moelab.preset("llama4-maverick").scaled()
     model = moelab.build(cfg)
-    assert "[DMDM]" in repr(model) and "llama4-maverick-scaled" in repr(model)
-    expected = (sum(cfg.moe.num_params for _ in cfg.moe_layer_indices)
-                + cfg.num_dense_layers * 3 * 64 * cfg.intermediate_size
-                + cfg.num_hidden_layers * 2 * 64 + 64)
-    assert model.num_params == expected
-    assert isinstance(model, MoEModel) and isinstance(model.blocks[1], DecoderBlock)
+    assert "ffn=DMDM" in repr(model) and "llama4_text" in repr(model)
+    assert isinstance(model.layers[1].ffn, moelab.MoELayer)
+    assert isinstance(model.layers[0].ffn, moelab.GatedMLP)
 
 
 # --- errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", BUILT)
 def test_full_size_build_refuses(name):
     with pytest.raises(ValueError, match=r"GiB in float32 .* cfg\.scaled\(\)"):
         moelab.build(moelab.preset(name))
@@ -204,46 +283,44 @@ def test_build_errors():
 
 def test_forward_errors():
     model = moelab.build(moelab.preset("qwen3-30b-a3b").scaled())
+    stack = model.ffn_stack()
     with pytest.raises(ValueError, match=r"expected \(T, H=64\) or \(B, S, H=64\), got \(3, 32\)"):
-        model(np.zeros((3, 32), np.float32))
+        stack(np.zeros((3, 32), np.float32))
     with pytest.raises(ValueError, match="got \\(64,\\)"):
-        model(np.zeros(64, np.float32))
+        stack(np.zeros(64, np.float32))
     bad = np.zeros((2, 64), np.float32)
     bad[1, 3] = np.nan
     with pytest.raises(ValueError, match="NaN or Inf"):
-        model(bad)
+        stack(bad)
     with pytest.raises(TypeError):
-        model(np.array([["a"] * 64]))
-
-
-def test_rms_norm(rng):
-    norm = RMSNorm(8, eps=1e-6)
-    x = _x(rng, 3, 8)
-    expected = x / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True) + 1e-6)
-    np.testing.assert_allclose(norm(x), expected, rtol=1e-6)
-    assert norm(x).dtype == np.float32 and norm.num_params == 8 and "H=8" in repr(norm)
-    with pytest.raises(ValueError, match=r"expected \(\.\.\., H=8\)"):
-        norm(_x(rng, 3, 7))
-    with pytest.raises(ValueError, match="hidden_size must be >= 1"):
-        RMSNorm(0)
-    with pytest.raises(ValueError, match="eps must be > 0"):
-        RMSNorm(8, eps=0.0)
-    with pytest.raises(TypeError, match="hidden_size must be an int"):
-        RMSNorm(8.0)
+        stack(np.array([["a"] * 64]))
+    with pytest.raises(IndexError, match="ids"):
+        model(np.array([0, 512]))
+    with pytest.raises(ValueError, match="empty"):
+        model(np.array([], dtype=np.int64))
 
 
 def test_progress_bar_flag(capsys):
     cfg = moelab.preset("deepseek-v3").scaled(num_layers=4)
     model = moelab.build(cfg)
     x = np.ones((4, cfg.hidden_size), np.float32)                 # (T, H)
-    y_on = model(x, progress=True)
+    stack = model.ffn_stack()
+    y_on = stack(x, progress=True)
     err_on = capsys.readouterr().err
-    y_off = model(x, progress=False)
+    y_off = stack(x, progress=False)
     err_off = capsys.readouterr().err
-    y_auto = model(x)                                             # stderr is not a TTY here
+    y_auto = stack(x)                                             # stderr is not a TTY here
     err_auto = capsys.readouterr().err
     assert "/4 [" in err_on and "layer" in err_on and err_off == "" and err_auto == ""
     np.testing.assert_array_equal(y_on, y_off)
     np.testing.assert_array_equal(y_on, y_auto)
     with pytest.raises(TypeError, match="progress"):
-        model(x, progress=1)
+        stack(x, progress=1)
+    ids = np.arange(6)
+    on = model(ids, progress=True)
+    err_on = capsys.readouterr().err
+    off = model(ids)
+    assert "/4 [" in err_on and capsys.readouterr().err == ""
+    np.testing.assert_array_equal(on, off)
+    with pytest.raises(TypeError, match="progress"):
+        model(ids, progress="yes")

@@ -31,7 +31,7 @@ def small_model_stats():
     """RoutingStats of a scaled DeepSeek-V3 (3 dense layers, then MoE) on 64 tokens."""
     cfg = moelab.preset("deepseek-v3").scaled(hidden_size=32, num_layers=5)
     x = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)  # (T, H)
-    _, stats = moelab.build(cfg, seed=0)(x, return_stats=True, progress=False)
+    _, stats = moelab.build(cfg, seed=0).ffn_stack()(x, return_stats=True, progress=False)
     return cfg, stats
 
 
@@ -293,19 +293,81 @@ def test_docs_make_figures(tmp_path):
         assert committed.is_file() and committed.stat().st_size < 200_000
 
 
-def test_token_experts_grid_and_errors():
-    ids = np.array([[3, 0], [1, 1], [0, 2]])                         # (N=3 tokens, M=2 layers)
-    ax = plot.token_experts(ids, ["The", " dog", "."], num_experts=4, layers=[1, 3])
-    np.testing.assert_array_equal(ax.images[0].get_array(), ids.T)  # rows: layers
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["The", " dog", "."]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "3"]
-    assert [t.get_text() for t in ax.texts] == ["3", "0", "1", "1", "0", "2"]
-    assert ax.get_xlabel() and ax.get_ylabel()
-    with pytest.raises(ValueError, match="ids: expected an"):
-        plot.token_experts(ids[:, 0], ["a", "b", "c"], 4)
-    with pytest.raises(ValueError, match=r"ids: values must be in \[0, 3\)"):
-        plot.token_experts(ids, ["a", "b", "c"], 3)
-    with pytest.raises(ValueError, match="tokens: expected 3"):
-        plot.token_experts(ids, ["a"], 4)
-    with pytest.raises(ValueError, match="layers: expected 2"):
-        plot.token_experts(ids, ["a", "b", "c"], 4, layers=[0])
+# -- expert_trace ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def generation():
+    """A greedy generation with trace=True on a built (random) Qwen3-MoE: 3 MoE layers."""
+    cfg = moelab.preset("qwen3-30b-a3b").scaled(num_layers=3, num_experts=8)
+    model = moelab.build(cfg, seed=0)
+    return cfg, model.generate(np.arange(5) * 7, max_new_tokens=6, trace=True)
+
+
+def test_expert_trace_top1(generation):
+    cfg, out = generation
+    trace = out.trace
+    N, M = len(trace.tokens), len(trace.layers)
+    assert (N, M) == (10, 3)
+    ax = plot.expert_trace(trace)
+    (image,) = ax.get_images()
+    np.testing.assert_array_equal(image.get_array(), trace.ids[:, :, 0].T)   # (M, N)
+    assert ax.get_xlabel() == "token" and ax.get_ylabel() == "MoE layer"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(t) for t in trace.tokens]
+    cells = [t.get_text() for t in ax.texts]
+    assert cells == [str(e) for e in trace.ids[:, :, 0].T.ravel()]          # annotated
+    assert len(ax.figure.axes) == 2                                          # + the colorbar
+    # two ids get two colours, one id one colour, whatever the other ids
+    cmap, norm = image.get_cmap(), image.norm
+    colours = {int(e): cmap(norm(e)) for e in np.unique(trace.ids[:, :, 0])}
+    assert len(set(colours.values())) == len(colours)
+
+
+def test_expert_trace_heat_labels_and_own_axes(generation):
+    cfg, out = generation
+    trace = out.trace
+    fig, ax = plt.subplots()
+    labels = [f"<{t}>" for t in trace.tokens]
+    e = int(trace.ids[0, 0, 0])
+    assert plot.expert_trace(trace, tokens=labels, ax=ax, expert=e) is ax
+    heat = ax.get_images()[0].get_array()                                    # (M, N)
+    assert heat.shape == (3, 10) and heat[0, 0] == pytest.approx(trace.weights[0, 0, 0])
+    chosen = (trace.ids == e).any(axis=2).T                                  # (M, N)
+    assert (heat[~chosen] == 0).all() and (heat[chosen] > 0).all()
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    assert len(ax.texts) == 0 and f"expert {e}" in ax.get_title()
+
+
+def test_expert_trace_tokenizer_labels(tmp_path, generation):
+    from tokenizers import Tokenizer as Backend
+    from tokenizers import models, pre_tokenizers
+
+    vocab = {f"w{i}": i for i in range(1, 512)}
+    vocab[" \n"] = 0  # a label with a newline and a space is drawn escaped
+    backend = Backend(models.WordLevel(vocab, unk_token="w1"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.save(str(tmp_path / "tokenizer.json"))
+    tok = moelab.Tokenizer.from_pretrained(tmp_path)
+    _, out = generation
+    ax = plot.expert_trace(out.trace, tokens=tok)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == [repr(tok.decode([int(t)]))[1:-1] for t in out.trace.tokens]
+    assert labels[0] == " \\n"
+
+
+def test_expert_trace_errors(generation):
+    _, out = generation
+    trace = out.trace
+    with pytest.raises(TypeError, match="ExpertTrace"):
+        plot.expert_trace(trace.ids)
+    with pytest.raises(ValueError, match="expected 10 labels"):
+        plot.expert_trace(trace, tokens=["a", "b"])
+    with pytest.raises(TypeError, match="tokens must be"):
+        plot.expert_trace(trace, tokens="abc")
+    with pytest.raises(ValueError, match=r"expert: expected an id in \[0, 8\)"):
+        plot.expert_trace(trace, expert=8, num_experts=8)
+    with pytest.raises(ValueError, match="num_experts"):
+        plot.expert_trace(trace, num_experts=1)
+    dense = moelab.build(moelab.preset("olmo2-7b").scaled(num_layers=1)).generate(
+        [1, 2], max_new_tokens=2, trace=True).trace
+    with pytest.raises(ValueError, match="dense model"):
+        plot.expert_trace(dense)

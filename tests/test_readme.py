@@ -28,8 +28,8 @@ def test_names_the_instruction_sets():
 
 @pytest.mark.parametrize("text", [
     "Inference only, CPU only", "no training", "no GPU", "x86-64", "Nothing is downloaded",
-    "F32, F16, BF16 or F64", "Quantized tensors", "copied once at load",
-    "no `generate` command in the CLI", "Other model types are refused by name"])
+    "F32, F16, BF16 or F64", "Quantized tensors", "read in place by the kernels",
+    "Other model types are refused by name"])
 def test_says_what_it_does_not_do(text):
     assert text in PROSE
 
@@ -47,3 +47,30 @@ def test_set_up_commands():
     marker = README.index("<!-- test-command")
     assert README[marker:].split("```bash\n", 1)[1].startswith(
         "pip install \".[test,reference]\" && python -m pytest\n")
+
+
+def test_shows_generate_on_a_local_checkpoint():
+    """The generate section: the command on a local path, weights read from disk, no Hub
+    download, and the model types that load (every one of load_model's, no other)."""
+    import moelab.hf_decoder
+
+    section = README.split("## Generate from a local checkpoint", 1)[1].split("\n## ", 1)[0]
+    assert 'python -m moelab generate path/to/checkpoint "' in section and "--trace" in section
+    prose = " ".join(section.split())
+    assert "The weights are read from disk" in prose and "Nothing is downloaded" in prose
+    listed = re.findall(r"`([a-z0-9_]+)`", prose.split("The model types that load", 1)[1]
+                        .split(";", 1)[0])
+    assert sorted(listed) == sorted(moelab.hf_decoder.DECODER_MODEL_TYPES)
+
+
+def test_generate_doc_names_the_api_and_the_model_types():
+    import moelab.hf_decoder
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "generate.md").read_text("utf-8")
+    for name in ("moelab.build(", "moelab.hf.load_model(", "model.generate(", "ExpertTrace",
+                 "moelab.plot.expert_trace(", "python -m moelab generate"):
+        assert name in doc, name
+    prose = " ".join(doc.split())
+    listed = re.findall(r"`([a-z0-9_]+)`", prose.split("Model types that load", 1)[1]
+                        .split("(`moelab.hf_decoder", 1)[0])
+    assert sorted(listed) == sorted(moelab.hf_decoder.DECODER_MODEL_TYPES)

@@ -9,23 +9,16 @@ import json
 
 import jinja2
 import pytest
-from tokenizers import Tokenizer as Backend
-from tokenizers import decoders, models, pre_tokenizers, trainers
 
 import moelab
+from tiny_tokenizer import save_byte_level_bpe
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A checkpoint folder with a tiny byte-level BPE, a config and a chat template."""
     path = tmp_path_factory.mktemp("tok")
-    tok = Backend(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["experts route tokens", "a router picks experts"] * 10, trainer=trainer)
-    tok.save(str(path / "tokenizer.json"))
+    save_byte_level_bpe(path, ["experts route tokens", "a router picks experts"] * 10)
     (path / "tokenizer_config.json").write_text(json.dumps({
         "eos_token": "<eos>", "pad_token": "<pad>",
         "chat_template": "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -97,7 +90,8 @@ def test_from_pretrained_needs_tokenizer_json(tmp_path):
 
 @pytest.mark.parametrize("name, text, match", [
     ("tokenizer.json", "{not json", "tokenizer.json: not a readable tokenizer.json"),
-    ("tokenizer_config.json", "[1, 2]", "tokenizer_config.json: expected a JSON object"),
+    ("tokenizer_config.json", "[1, 2]",
+     "tokenizer_config.json: .*tokenizer_config.json holds a list, not a JSON object"),
     ("tokenizer_config.json", '{"eos_token": 7}', "eos_token must be a string"),
     ("tokenizer_config.json", '{"chat_template": 7}', "chat_template must be a string"),
     ("generation_config.json", '{"eos_token_id": "x"}', "eos_token_id: expected a token id"),

@@ -26,24 +26,10 @@ RopeSpec make_rope_spec(const std::string& rope_type, double rope_theta, Index h
                         double original_max_position_embeddings, double beta_fast,
                         double beta_slow, double mscale, double mscale_all_dim,
                         double attention_factor, bool truncate) {
-    RopeSpec s;
-    s.type = parse_name(kRopeTypes, rope_type, "rope_type");
-    s.theta = rope_theta;
-    s.head_dim = head_dim;
-    s.partial_rotary_factor = partial_rotary_factor;
-    s.interleaved = interleaved;
-    s.factor = factor;
-    s.low_freq_factor = low_freq_factor;
-    s.high_freq_factor = high_freq_factor;
-    s.original_max_position_embeddings = original_max_position_embeddings;
-    s.beta_fast = beta_fast;
-    s.beta_slow = beta_slow;
-    s.mscale = mscale;
-    s.mscale_all_dim = mscale_all_dim;
-    s.attention_factor = attention_factor;
-    s.truncate = truncate;
-    s.validate();
-    return s;
+    return validated(RopeSpec{parse_name(kRopeTypes, rope_type, "rope_type"), rope_theta, head_dim,
+                              partial_rotary_factor, interleaved, factor, low_freq_factor,
+                              high_freq_factor, original_max_position_embeddings, beta_fast,
+                              beta_slow, mscale, mscale_all_dim, attention_factor, truncate});
 }
 
 AttentionSpec make_spec(Index hidden_size, Index num_attention_heads, Index num_key_value_heads,
@@ -53,30 +39,12 @@ AttentionSpec make_spec(Index hidden_size, Index num_attention_heads, Index num_
                         Index window, bool sinks, float softcap, float scaling, bool output_gate,
                         bool temperature_tuning, float attn_scale, float floor_scale,
                         Index max_position_embeddings) {
-    AttentionSpec s;
-    s.hidden_size = hidden_size;
-    s.num_heads = num_attention_heads;
-    s.num_kv_heads = num_key_value_heads;
-    s.head_dim = head_dim;
-    s.qkv_bias = qkv_bias;
-    s.o_bias = o_bias;
-    s.qk_norm = parse_name(kQkNorms, qk_norm, "qk_norm");
-    s.norm_unit_offset = norm_unit_offset;
-    s.norm_eps = rms_norm_eps;
-    s.use_rope = rope.has_value();
-    if (rope) s.rope = *rope;
-    s.mask = parse_name(kMasks, mask, "mask");
-    s.window = window;
-    s.sinks = sinks;
-    s.softcap = softcap;
-    s.scaling = scaling;
-    s.output_gate = output_gate;
-    s.temperature_tuning = temperature_tuning;
-    s.attn_scale = attn_scale;
-    s.floor_scale = floor_scale;
-    s.max_positions = max_position_embeddings;
-    s.validate();
-    return s;
+    return validated(AttentionSpec{
+        hidden_size, num_attention_heads, num_key_value_heads, head_dim, qkv_bias, o_bias,
+        parse_name(kQkNorms, qk_norm, "qk_norm"), norm_unit_offset, rms_norm_eps,
+        rope.has_value(), rope.value_or(RopeSpec{}), parse_name(kMasks, mask, "mask"), window,
+        sinks, softcap, scaling, output_gate, temperature_tuning, attn_scale, floor_scale,
+        max_position_embeddings});
 }
 
 py::array_t<float> forward(const Attention& layer, const py::handle& x_obj,
@@ -136,7 +104,7 @@ void register_attention(py::module_& m) {
                    py::repr(py::float_(s.partial_rotary_factor)).cast<std::string>() + ")";
         });
 
-    py::class_<AttentionSpec>(m, "AttentionSpec", "One softmax-attention layer (validated).")
+    spec_class<AttentionSpec>(m, "AttentionSpec", "One softmax-attention layer (validated).")
         .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
              py::arg("num_attention_heads"), py::arg("num_key_value_heads"), py::arg("head_dim"),
              py::arg("qkv_bias") = false, py::arg("o_bias") = false, py::arg("qk_norm") = "none",
@@ -154,23 +122,17 @@ void register_attention(py::module_& m) {
         .def_readonly("max_position_embeddings", &AttentionSpec::max_positions)
         .def_property_readonly("mask", [](const AttentionSpec& s) { return name_of(kMasks, s.mask); })
         .def_property_readonly("qk_norm", [](const AttentionSpec& s) { return name_of(kQkNorms, s.qk_norm); })
-        .def_property_readonly("use_rope", [](const AttentionSpec& s) { return s.use_rope; })
-        .def("__repr__", [](const AttentionSpec& s) { return "AttentionSpec(" + s.describe() + ")"; });
+        .def_property_readonly("use_rope", [](const AttentionSpec& s) { return s.use_rope; });
 
-    py::class_<KvCache, std::shared_ptr<KvCache>> cache(
-        m, "KvCache", "One sequence's keys and values of one layer.");
-    def_cache_methods<KvCache>(cache)
+    py::class_<KvCache, SequenceState, std::shared_ptr<KvCache>>(
+        m, "KvCache", "One sequence's keys and values of one layer.")
         .def_property_readonly("tokens_held", &KvCache::tokens_held)
         .def_property_readonly("window", &KvCache::window)
         .def("read", [](const KvCache& c) {
                  const Index n = c.tokens_held();
-                 py::array_t<float> k({n, c.kv_dim()}), v({n, c.kv_dim()});
-                 float* kp = k.mutable_data();
+                 py::array_t<float> v({n, c.kv_dim()});
                  float* vp = v.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     c.read(kp, vp);
-                 }
+                 py::array_t<float> k = read_released({n, c.kv_dim()}, [&](float* kp) { c.read(kp, vp); });
                  return py::make_tuple(k, v);
              }, "Copies (keys, values), each (tokens_held, n_kv d), oldest token first.")
         .def("__repr__", [](const KvCache& c) {
@@ -179,7 +141,7 @@ void register_attention(py::module_& m) {
                    ", nbytes=" + std::to_string(c.nbytes()) + ")";
         });
 
-    py::class_<Attention, std::shared_ptr<Attention>> layer(m, "Attention",
+    py::class_<Attention, TokenMixer, std::shared_ptr<Attention>> layer(m, "Attention",
                                                             "One softmax-attention token mixer.");
     def_token_mixer<Attention, AttentionSpec>(layer, "Attention")
         .def("new_cache", &Attention::new_cache)

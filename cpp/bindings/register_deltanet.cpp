@@ -13,16 +13,8 @@ namespace {
 DeltaNetSpec make_spec(Index hidden_size, Index num_key_heads, Index num_value_heads,
                        Index key_head_dim, Index value_head_dim, Index conv_kernel,
                        float rms_norm_eps) {
-    DeltaNetSpec s;
-    s.hidden_size = hidden_size;
-    s.num_key_heads = num_key_heads;
-    s.num_value_heads = num_value_heads;
-    s.key_head_dim = key_head_dim;
-    s.value_head_dim = value_head_dim;
-    s.conv_kernel = conv_kernel;
-    s.norm_eps = rms_norm_eps;
-    s.validate();
-    return s;
+    return validated(DeltaNetSpec{hidden_size, num_key_heads, num_value_heads, key_head_dim,
+                                  value_head_dim, conv_kernel, rms_norm_eps});
 }
 
 py::array_t<float> forward(const GatedDeltaNet& layer, const py::handle& x_obj,
@@ -41,7 +33,7 @@ std::string state_repr(const DeltaNetState& st) {
 
 void register_deltanet(py::module_& m) {
     m.attr("DELTA_CHUNK") = kDeltaChunk;
-    py::class_<DeltaNetSpec>(m, "DeltaNetSpec", "The dimensions of one Gated DeltaNet layer.")
+    spec_class<DeltaNetSpec>(m, "DeltaNetSpec", "The dimensions of one Gated DeltaNet layer.")
         .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
              py::arg("linear_num_key_heads"), py::arg("linear_num_value_heads"),
              py::arg("linear_key_head_dim"), py::arg("linear_value_head_dim"),
@@ -52,31 +44,23 @@ void register_deltanet(py::module_& m) {
         .def_readonly("linear_key_head_dim", &DeltaNetSpec::key_head_dim)
         .def_readonly("linear_value_head_dim", &DeltaNetSpec::value_head_dim)
         .def_readonly("linear_conv_kernel_dim", &DeltaNetSpec::conv_kernel)
-        .def_readonly("rms_norm_eps", &DeltaNetSpec::norm_eps)
-        .def("__repr__", [](const DeltaNetSpec& s) { return "DeltaNetSpec(" + s.describe() + ")"; });
+        .def_readonly("rms_norm_eps", &DeltaNetSpec::norm_eps);
 
-    py::class_<DeltaNetState, std::shared_ptr<DeltaNetState>> state(
-        m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.");
-    def_cache_methods<DeltaNetState>(state)
+    py::class_<DeltaNetState, SequenceState, std::shared_ptr<DeltaNetState>>(
+        m, "DeltaNetState", "One sequence's state of one Gated DeltaNet layer.")
         .def("recurrent_state", [](const DeltaNetState& st) {
                  const DeltaNetSpec& s = st.spec();
-                 py::array_t<float> out({s.num_value_heads, s.key_head_dim, s.value_head_dim});
-                 float* p = out.mutable_data();
-                 py::gil_scoped_release release;
-                 st.read_recurrent(p);
-                 return out;
+                 return read_released({s.num_value_heads, s.key_head_dim, s.value_head_dim},
+                                      [&](float* p) { st.read_recurrent(p); });
              }, "A copy (n_v, d_k, d_v) of the recurrent matrices.")
         .def("conv_state", [](const DeltaNetState& st) {
                  const DeltaNetSpec& s = st.spec();
-                 py::array_t<float> out({s.conv_kernel - 1, s.conv_dim()});
-                 float* p = out.mutable_data();
-                 py::gil_scoped_release release;
-                 st.read_conv(p);
-                 return out;
+                 return read_released({s.conv_kernel - 1, s.conv_dim()},
+                                      [&](float* p) { st.read_conv(p); });
              }, "A copy (K - 1, conv_dim) of the last conv inputs, oldest first.")
         .def("__repr__", &state_repr);
 
-    py::class_<GatedDeltaNet, std::shared_ptr<GatedDeltaNet>> layer(
+    py::class_<GatedDeltaNet, TokenMixer, std::shared_ptr<GatedDeltaNet>> layer(
         m, "GatedDeltaNet", "One Gated DeltaNet token mixer.");
     def_token_mixer<GatedDeltaNet, DeltaNetSpec>(layer, "GatedDeltaNet")
         .def("new_state", &GatedDeltaNet::new_state)

@@ -4,6 +4,8 @@
 #include "convert.hpp"
 #include "moelab/gated_mlp.hpp"
 #include "moelab/moe_layer.hpp"
+#include "moelab/sequence_state.hpp"
+#include "moelab/token_mixer.hpp"
 
 namespace moelab::bindings {
 
@@ -62,8 +64,26 @@ py::tuple layer_forward(const MoELayer& layer, const py::handle& x_obj, bool wan
 
 void register_layer(py::module_& m) {
     py::class_<LayerWeights, std::shared_ptr<LayerWeights>> weights(
-        m, "_LayerWeights", "The weights of a layer (the base of MoELayer and GatedMLP).");
+        m, "_LayerWeights",
+        "The weights of a layer (the base of MoELayer, GatedMLP and _TokenMixer).");
     def_weight_methods<LayerWeights>(weights);
+
+    py::class_<TokenMixer, LayerWeights, std::shared_ptr<TokenMixer>>(
+        m, "_TokenMixer",
+        "The base of the token mixers (Attention, MultiHeadLatentAttention, GatedDeltaNet).")
+        .def("init_random", &TokenMixer::init_random, py::arg("seed"),
+             py::call_guard<py::gil_scoped_release>(),
+             "Uniform in +-1/sqrt(fan_in); norm weights their identity.")
+        .def_property_readonly("id", &TokenMixer::id,
+                               "Unique per layer object: the owner its caches or states carry.");
+
+    py::class_<SequenceState, std::shared_ptr<SequenceState>>(
+        m, "_SequenceState", "The base of a token mixer's per-sequence object (KvCache, "
+        "MlaCache, DeltaNetState).")
+        .def_property_readonly("length", &SequenceState::length)
+        .def_property_readonly("nbytes", &SequenceState::nbytes)
+        .def_property_readonly("owner", &SequenceState::owner)
+        .def("reset", &SequenceState::reset, py::call_guard<py::gil_scoped_release>());
 
     py::class_<MoELayer, LayerWeights, std::shared_ptr<MoELayer>>(m, "MoELayer", "One MoE layer.")
         .def(py::init([](const MoESpec& spec, const std::string& dtype) {

@@ -17,28 +17,16 @@ MlaSpec make_spec(Index hidden_size, Index num_attention_heads, Index q_lora_ran
                   Index v_head_dim, bool attention_bias, float rms_norm_eps,
                   const RopeSpec& rope, bool rope_interleave, float scaling,
                   Index max_position_embeddings) {
-    MlaSpec s;
-    s.hidden_size = hidden_size;
-    s.num_heads = num_attention_heads;
-    s.q_lora_rank = q_lora_rank;
-    s.kv_lora_rank = kv_lora_rank;
-    s.qk_nope_head_dim = qk_nope_head_dim;
-    s.qk_rope_head_dim = qk_rope_head_dim;
-    s.v_head_dim = v_head_dim;
-    s.attention_bias = attention_bias;
-    s.norm_eps = rms_norm_eps;
-    s.rope = rope;
-    s.rope_interleave = rope_interleave;
-    s.scaling = scaling;
-    s.max_positions = max_position_embeddings;
-    s.validate();
-    return s;
+    return validated(MlaSpec{hidden_size, num_attention_heads, q_lora_rank, kv_lora_rank,
+                             qk_nope_head_dim, qk_rope_head_dim, v_head_dim, attention_bias,
+                             rms_norm_eps, rope, rope_interleave, scaling,
+                             max_position_embeddings});
 }
 
 }  // namespace
 
 void register_mla(py::module_& m) {
-    py::class_<MlaSpec>(m, "MlaSpec", "One multi-head latent attention layer (validated).")
+    spec_class<MlaSpec>(m, "MlaSpec", "One multi-head latent attention layer (validated).")
         .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"),
              py::arg("num_attention_heads"), py::arg("q_lora_rank"), py::arg("kv_lora_rank"),
              py::arg("qk_nope_head_dim"), py::arg("qk_rope_head_dim"), py::arg("v_head_dim"),
@@ -48,28 +36,20 @@ void register_mla(py::module_& m) {
         .def_readonly("hidden_size", &MlaSpec::hidden_size)
         .def_readonly("kv_lora_rank", &MlaSpec::kv_lora_rank)
         .def_readonly("qk_rope_head_dim", &MlaSpec::qk_rope_head_dim)
-        .def_property_readonly("logit_scale", &MlaSpec::logit_scale)
-        .def("__repr__", [](const MlaSpec& s) { return "MlaSpec(" + s.describe() + ")"; });
+        .def_property_readonly("logit_scale", &MlaSpec::logit_scale);
 
-    py::class_<MlaCache, std::shared_ptr<MlaCache>> cache(
-        m, "MlaCache", "One sequence's latent rows of one MLA layer.");
-    def_cache_methods<MlaCache>(cache)
+    py::class_<MlaCache, SequenceState, std::shared_ptr<MlaCache>>(
+        m, "MlaCache", "One sequence's latent rows of one MLA layer.")
         .def_property_readonly("row_dim", &MlaCache::row_dim)
         .def("read", [](const MlaCache& c) {
-                 py::array_t<float> rows({c.length(), c.row_dim()});
-                 float* p = rows.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     c.read(p);
-                 }
-                 return rows;
+                 return read_released({c.length(), c.row_dim()}, [&](float* p) { c.read(p); });
              }, "A copy of the rows [c | k_r], (length, kv_lora_rank + qk_rope_head_dim).")
         .def("__repr__", [](const MlaCache& c) {
             return "_core.MlaCache(row_dim=" + std::to_string(c.row_dim()) + ", length=" +
                    std::to_string(c.length()) + ", nbytes=" + std::to_string(c.nbytes()) + ")";
         });
 
-    py::class_<MultiHeadLatentAttention, std::shared_ptr<MultiHeadLatentAttention>> layer(
+    py::class_<MultiHeadLatentAttention, TokenMixer, std::shared_ptr<MultiHeadLatentAttention>> layer(
         m, "MultiHeadLatentAttention", "DeepSeek's multi-head latent attention.");
     def_token_mixer<MultiHeadLatentAttention, MlaSpec>(layer, "MultiHeadLatentAttention")
         .def("new_cache", &MultiHeadLatentAttention::new_cache)

@@ -39,7 +39,7 @@ void register_spec(py::module_& m) {
     m.attr("SCORINGS") = py::tuple(py::cast(scoring_names()));
     m.attr("ACTIVATIONS") = py::tuple(py::cast(activation_names()));
 
-    py::class_<MoESpec>(m, "MoESpec",
+    spec_class<MoESpec>(m, "MoESpec",
                         "One MoE layer's dimensions and switches: moelab.MoEConfig's fields, with "
                         "its meanings and value rules (ValueError with its messages).")
         .def(py::init(&make_spec), py::kw_only(), py::arg("hidden_size"), py::arg("num_experts"),
@@ -63,8 +63,7 @@ void register_spec(py::module_& m) {
              "[(name, shape)] of the layer's weights, in canonical order (docs/semantics.md, "
              "\"Weights\").")
         .def("capacity", &MoESpec::capacity, py::arg("num_tokens"),
-             "Pairs each expert keeps for T tokens; -1 when dropless.")
-        .def("__repr__", [](const MoESpec& s) { return "MoESpec(" + s.describe() + ")"; });
+             "Pairs each expert keeps for T tokens; -1 when dropless.");
 }
 
 }  // namespace moelab::bindings

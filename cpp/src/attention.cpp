@@ -13,6 +13,7 @@
 #include "moelab/parallel.hpp"
 #include "moelab/spec.hpp"
 #include "moelab/workspace.hpp"
+#include "attention_loops.hpp"
 
 namespace moelab {
 
@@ -114,8 +115,7 @@ std::string AttentionSpec::describe() const {
 // ---- layer -----------------------------------------------------------------------------------
 
 Attention::Attention(const AttentionSpec& spec, DType weight_dtype)
-    : spec_(spec), dtype_(weight_dtype), id_(next_layer_id()) {
-    spec_.validate();
+    : TokenMixerOf(spec, {"Attention", "cache", "new_cache"}, weight_dtype) {
     if (spec_.use_rope) rope_ = make_rope(spec_.rope);
     const Index H = spec.hidden_size, d = spec.head_dim;
     q_ = weights_.add("q_proj.weight", {spec.q_proj_rows(), H}, H, weight_dtype);
@@ -128,45 +128,26 @@ Attention::Attention(const AttentionSpec& spec, DType weight_dtype)
         v_bias_ = weights_.add("v_proj.bias", {spec.kv_dim()}, H);
     }
     if (spec.o_bias) o_bias_ = weights_.add("o_proj.bias", {H}, spec.q_dim());
+    const float identity = spec.norm_unit_offset ? 0.0f : 1.0f;
     if (spec.qk_norm == QkNorm::Head) {
-        q_norm_ = weights_.add("q_norm.weight", {d}, 1);
-        k_norm_ = weights_.add("k_norm.weight", {d}, 1);
+        q_norm_ = add_norm("q_norm.weight", {d}, identity);
+        k_norm_ = add_norm("k_norm.weight", {d}, identity);
     } else if (spec.qk_norm == QkNorm::Full) {
-        q_norm_ = weights_.add("q_norm.weight", {spec.q_dim()}, 1);
-        k_norm_ = weights_.add("k_norm.weight", {spec.kv_dim()}, 1);
+        q_norm_ = add_norm("q_norm.weight", {spec.q_dim()}, identity);
+        k_norm_ = add_norm("k_norm.weight", {spec.kv_dim()}, identity);
     }
     if (spec.sinks) sinks_ = weights_.add("sinks", {spec.num_heads}, 1);
 }
 
-void Attention::init_random(std::uint64_t seed) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.init_random(seed);
-    if (spec_.qk_norm == QkNorm::Head || spec_.qk_norm == QkNorm::Full)
-        for (std::size_t i : {q_norm_, k_norm_}) {
-            AlignedVector<float>& w = weights_.at(i).f32;
-            std::fill(w.begin(), w.end(), spec_.norm_unit_offset ? 0.0f : 1.0f);
-        }
-}
-
-void Attention::load_weights(const std::vector<WeightView>& views, bool strict) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.load(views, strict);
-}
-
 std::shared_ptr<KvCache> Attention::new_cache() const {
     const Index window = spec_.mask == AttentionMask::Causal ? 0 : spec_.window;
-    return std::shared_ptr<KvCache>(new KvCache(spec_.kv_dim(), window, id_));
+    return std::shared_ptr<KvCache>(new KvCache(spec_.kv_dim(), window, id()));
 }
 
 void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const {
-    if (cache) require_own("cache", cache->owner_, id_, "Attention", "new_cache");
-    require_finite(x, T * spec_.hidden_size, "x");
-    std::shared_lock<std::shared_mutex> weights_lock(mutex_);
-    std::unique_lock<std::mutex> cache_lock;
-    if (cache) cache_lock = std::unique_lock<std::mutex>(cache->mutex_);
-    const Index pos0 = cache ? cache->length_ : 0;
-    require_positions(pos0, T, spec_.max_positions);
+    const ForwardLocks locks = begin_positioned_forward(x, T, cache);
     if (T == 0) return;
+    const Index pos0 = locks.pos0;
 
     const AttentionSpec& s = spec_;
     const Index H = s.hidden_size, nh = s.num_heads, nkv = s.num_kv_heads, d = s.head_dim,
@@ -179,7 +160,7 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
         const Tensor& t = weights_.at(w);
         LinearWeight lw;
         lw.weight = weight_ptr(t);
-        lw.bias = has_bias ? weights_.at(b).f32.data() : nullptr;
+        lw.bias = has_bias ? weights_.at(b).f32_data() : nullptr;
         lw.out_features = t.shape[0];
         lw.in_features = t.shape[1];
         return lw;
@@ -209,15 +190,9 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     // split [q | gate] per head (HF's view(..., n_h, 2d).chunk(2)), q-norm, k-norm, RoPE,
     // temperature tuning
     const float* q_norm_w = s.qk_norm == QkNorm::Head || s.qk_norm == QkNorm::Full
-                                ? weights_.at(q_norm_).f32.data() : nullptr;
-    const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32.data() : nullptr;
-    const int tok_threads = threads_for(double(T) * double(qd + kvd) * 8.0, threads);
-    (void)tok_threads;  // without OpenMP
-    MOELAB_OMP(parallel num_threads(tok_threads) if(tok_threads > 1))
-    {
-    note_region(Region::AttentionPrepare);
-    MOELAB_OMP(for schedule(static))
-    for (Index t = 0; t < T; ++t) {
+                                ? weights_.at(q_norm_).f32_data() : nullptr;
+    const float* k_norm_w = q_norm_w ? weights_.at(k_norm_).f32_data() : nullptr;
+    for_each_token(T, double(T) * double(qd + kvd) * 8.0, threads, [&](Index t) {
         float* q = ws.q.data() + t * qrows;  // after the split: (n_h, d) in the first qd floats
         if (s.output_gate) {
             float* gate = ws.gate.data() + t * qd;
@@ -251,25 +226,18 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                     s.attn_scale + 1.0f;
             for (Index i = 0; i < qd; ++i) q[i] *= scale;
         }
-    }
-    }
+    });
 
     // scores, online softmax and values: one task per (token, kv head), its r query heads
     // together so that each key is read once per group
-    const float* sinks = s.sinks ? weights_.at(sinks_).f32.data() : nullptr;
+    const float* sinks = s.sinks ? weights_.at(sinks_).f32_data() : nullptr;
     const float scale = s.logit_scale(), cap = s.softcap;
     const float* cache_k = cache ? cache->keys_.data() : nullptr;
     const float* cache_v = cache ? cache->values_.data() : nullptr;
     const Index tasks = T * nkv;
     const double work = double(T) * double(nh) * double(d) *
                         double(s.mask == AttentionMask::Causal ? pos0 + T : std::min(pos0 + T, s.window));
-    const int attn_threads = threads_for(4.0 * work, threads);
-    (void)attn_threads;
-    MOELAB_OMP(parallel num_threads(attn_threads) if(attn_threads > 1))
-    {
-    note_region(Region::AttentionScores);
-    MOELAB_OMP(for schedule(dynamic, 1))
-    for (Index task = 0; task < tasks; ++task) {
+    for_each_scores_task(tasks, 4.0 * work, threads, [&](Index task) {
         const Index t = task / nkv, g = task % nkv, p = pos0 + t;
         float* scores = ws.task.data() + Index(thread_id()) * per_task;  // (r, kKeyBlock)
         float* acc = scores + r * kKeyBlock;                              // (r, d)
@@ -319,16 +287,11 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
                 for (Index c = 0; c < d; ++c) out[c] *= 1.0f / (1.0f + std::exp(-gate[c]));
             }
         }
-    }
-    }
+    });
 
     if (!linear(ws.o.data(), T, wo, y, threads, scratch))
         throw std::logic_error("Attention: linear scratch not reserved");
-    bool finite = true;
-    for (Index i = 0; finite && i < T * H; ++i) finite = std::isfinite(y[i]);
-    if (!finite)
-        throw std::invalid_argument(
-            "x: the result is not finite (float32 overflow: the inputs or weights are too large)");
+    require_finite_result(y, T * H);
     if (cache) cache->append(ws.k.data(), ws.v.data(), T, kvd);
 }
 

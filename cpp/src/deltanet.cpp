@@ -80,14 +80,9 @@ std::string DeltaNetSpec::describe() const {
 // ---- state -----------------------------------------------------------------------------------
 
 DeltaNetState::DeltaNetState(const DeltaNetSpec& spec, std::uint64_t owner)
-    : spec_(spec), owner_(owner) {
+    : SequenceState(owner), spec_(spec) {
     recurrent_.assign(std::size_t(spec.recurrent_floats()), 0.0f);
     conv_.assign(std::size_t(spec.conv_floats()), 0.0f);
-}
-
-Index DeltaNetState::length() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return length_;
 }
 
 std::size_t DeltaNetState::nbytes() const {
@@ -114,41 +109,24 @@ void DeltaNetState::reset() {
 // ---- layer -----------------------------------------------------------------------------------
 
 GatedDeltaNet::GatedDeltaNet(const DeltaNetSpec& spec, DType weight_dtype)
-    : spec_(spec), dtype_(weight_dtype), id_(next_layer_id()) {
-    spec_.validate();
+    : TokenMixerOf(spec, {"GatedDeltaNet", "state", "new_state"}, weight_dtype) {
     const Index H = spec.hidden_size, nv = spec.num_value_heads;
     qkvz_ = weights_.add("in_proj_qkvz.weight", {spec.qkvz_dim(), H}, H, weight_dtype);
     ba_ = weights_.add("in_proj_ba.weight", {2 * nv, H}, H, weight_dtype);
     conv_ = weights_.add("conv1d.weight", {spec.conv_dim(), 1, spec.conv_kernel}, spec.conv_kernel);
     dt_bias_ = weights_.add("dt_bias", {nv}, 1);
     a_log_ = weights_.add("A_log", {nv}, 1);
-    norm_ = weights_.add("norm.weight", {spec.value_head_dim}, 1);
+    norm_ = add_norm("norm.weight", {spec.value_head_dim}, 1.0f);
     out_ = weights_.add("out_proj.weight", {H, spec.value_dim()}, spec.value_dim(), weight_dtype);
 }
 
-void GatedDeltaNet::init_random(std::uint64_t seed) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.init_random(seed);
-    AlignedVector<float>& w = weights_.at(norm_).f32;
-    std::fill(w.begin(), w.end(), 1.0f);
-}
-
-void GatedDeltaNet::load_weights(const std::vector<WeightView>& views, bool strict) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.load(views, strict);
-}
-
 std::shared_ptr<DeltaNetState> GatedDeltaNet::new_state() const {
-    return std::shared_ptr<DeltaNetState>(new DeltaNetState(spec_, id_));
+    return std::shared_ptr<DeltaNetState>(new DeltaNetState(spec_, id()));
 }
 
 void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* state) const {
-    if (state) require_own("state", state->owner_, id_, "GatedDeltaNet", "new_state");
-    require_finite(x, T * spec_.hidden_size, "x");
+    const ForwardLocks locks = begin_forward(x, T, state);
     if (T == 0) return;
-    std::shared_lock<std::shared_mutex> weights_lock(mutex_);
-    std::unique_lock<std::mutex> state_lock;
-    if (state) state_lock = std::unique_lock<std::mutex>(state->mutex_);
 
     const DeltaNetSpec& s = spec_;
     const Index H = s.hidden_size, nk = s.num_key_heads, nv = s.num_value_heads,
@@ -189,10 +167,10 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
     };
 
     // weights used in place (float32)
-    const float* conv_w = weights_.at(conv_).f32.data();   // (C, 1, K)
-    const float* dt_bias = weights_.at(dt_bias_).f32.data();
-    const float* a_log = weights_.at(a_log_).f32.data();
-    const float* norm_w = weights_.at(norm_).f32.data();
+    const float* conv_w = weights_.at(conv_).f32_data();   // (C, 1, K)
+    const float* dt_bias = weights_.at(dt_bias_).f32_data();
+    const float* a_log = weights_.at(a_log_).f32_data();
+    const float* norm_w = weights_.at(norm_).f32_data();
     for (Index c = 0; c < C; ++c)
         for (Index j = 0; j < K; ++j) ws.conv_t[j * C + c] = conv_w[c * K + j];
 
@@ -314,10 +292,7 @@ void GatedDeltaNet::forward(const float* x, Index T, float* y, DeltaNetState* st
             std::memmove(window, window + n * C, std::size_t((K - 1) * C) * sizeof(float));
     }
 
-    for (Index i = 0; finite && i < T * H; ++i) finite = std::isfinite(y[i]);
-    if (!finite)
-        throw std::invalid_argument(
-            "x: the result is not finite (float32 overflow: the inputs or weights are too large)");
+    require_finite_result(y, T * H, finite);
     if (state) {
         std::swap(state->recurrent_, ws.state);
         std::copy(ws.window.begin(), ws.window.begin() + (K - 1) * C, state->conv_.begin());

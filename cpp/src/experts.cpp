@@ -73,15 +73,16 @@ ExpertPlan plan_expert(const ExpertStack& s, Index row0, Index rows, Index first
     p.panels = (p.panel_rows + kPanel - 1) / kPanel;
     // gate/up: float32 weights cut a long H in chunks; bfloat16 rows, widened a chunk at a time
     // and prefetched in whole rows, gain nothing from it [long H].
-    if (s.gate_up.f32 && H > kGateUpChunkK)
+    if (s.gated() && s.gate(0).f32 && H > kGateUpChunkK)
         p.gate_up = {kMaxChunkedGateUpPanels * kPanel, kGateUpCols, kGateUpChunkK, false};
     else
-        p.gate_up = {panels_per_group(H) * kPanel, kGateUpCols, H, prefetch_rows_of(s.gate_up, H)};
+        p.gate_up = {panels_per_group(H) * kPanel, kGateUpCols, H,
+                     s.gated() && prefetch_rows_of(s.gate(0), H)};
     // down: a long K is cut in chunks, one panel per task (the group is counted on the whole K).
     if (K > kDownChunkK)
         p.down = {panels_per_group(K) * kPanel, kDownCols, kDownChunkK, false};
     else
-        p.down = {panels_per_group(K) * kPanel, kDownCols, K, prefetch_rows_of(s.down, K)};
+        p.down = {panels_per_group(K) * kPanel, kDownCols, K, prefetch_rows_of(s.down[0], K)};
     return p;
 }
 
@@ -195,13 +196,12 @@ void gate_up_dot(const ExpertBatch& b, Index e, Index row0, Index rows, Index co
                  Index cols) noexcept {
     const ExpertStack& s = b.stack;
     const Index H = s.input_width, I = s.intermediate, ld = 2 * I;
-    const Index first = e * 2 * I;  // the expert's first weight row
     const float* X = dot_input(b) + row0 * H;
     float* g0 = b.hidden + row0 * ld + col0;
     float* u0 = g0 + I;
-    gemm_rows(X, H, s.gate_up, first + col0, g0, ld, rows, cols, H);      // gate (rows, cols)
-    gemm_rows(X, H, s.gate_up, first + I + col0, u0, ld, rows, cols, H);  // up (rows, cols)
-    const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
+    gemm_rows(X, H, s.gate(e), col0, g0, ld, rows, cols, H);  // gate (rows, cols)
+    gemm_rows(X, H, s.up(e), col0, u0, ld, rows, cols, H);    // up (rows, cols)
+    const float* bias = s.gate_up_bias ? s.gate_up_bias + e * 2 * I : nullptr;
     for (Index r = 0; r < rows; ++r) {
         float* g = g0 + r * ld;
         float* u = u0 + r * ld;
@@ -223,7 +223,7 @@ void down_dot(const ExpertBatch& b, Index e, Index row0, Index rows, Index col0,
     const Index ld = s.gated() ? 2 * s.intermediate : K;
     const float* in = (s.gated() ? b.hidden : dot_input(b)) + row0 * ld;
     float* Y = b.output + row0 * N + col0;
-    gemm_rows(in, ld, s.down, e * N + col0, Y, N, rows, cols, K);  // (rows, cols)
+    gemm_rows(in, ld, s.down[e], col0, Y, N, rows, cols, K);  // (rows, cols)
     if (s.down_bias) {
         const float* bias = s.down_bias + e * N + col0;
         for (Index r = 0; r < rows; ++r)
@@ -233,7 +233,7 @@ void down_dot(const ExpertBatch& b, Index e, Index row0, Index rows, Index col0,
 
 // ---- Panel path kernels -----------------------------------------------------------------------
 
-// Weight rows [row0, row0 + R) of a stack tensor whose rows have length K, over columns
+// Weight rows [row0, row0 + R) of an expert's weight whose rows have length K, over columns
 // [k0, k0 + kc) (the whole row by default), against the same range of the panel, as the panel
 // kernel takes them; `next` is the block the following call will read (prefetched meanwhile);
 // `accumulate` continues the sums in out (the previous chunk of K).
@@ -245,9 +245,9 @@ void panel_block(const WeightPtr& W, Index row0, Index R, Index K, const float* 
                panel + k0 * kPanel, kc < 0 ? K : kc, lanes, out, next, accumulate);
 }
 
-// Rows [row0, row0 + rows) of a stack tensor with rows of length K, for the panel kernel to
+// Rows [row0, row0 + rows) of an expert's weight with rows of length K, for the panel kernel to
 // prefetch while it computes the current block: nothing unless the plan says so, or past the
-// tensor's last row (rows <= 0).
+// weight's last row (rows <= 0).
 PanelPrefetch next_block(const WeightPtr& W, bool prefetch, Index row0, Index rows, Index K) {
     if (!prefetch || rows <= 0) return {};
     if (W.f32) return {W.f32 + row0 * K, rows};
@@ -278,8 +278,7 @@ void gate_up_panels_chunked(const ExpertBatch& b, ExpertScratch::PanelBuffers& p
                             const ExpertPlan& p, const Task& t) noexcept {
     const ExpertStack& s = b.stack;
     const Index H = s.input_width, I = s.intermediate;
-    const Index first = t.expert * 2 * I;  // the expert's first weight row
-    const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
+    const float* bias = s.gate_up_bias ? s.gate_up_bias + t.expert * 2 * I : nullptr;
     constexpr Index kBlocks = (kGateUpCols + kPanelRows - 1) / kPanelRows;
     alignas(64) float g[kMaxChunkedGateUpPanels][kBlocks][kPanelRows * kPanel];
     alignas(64) float u[kMaxChunkedGateUpPanels][kBlocks][kPanelRows * kPanel];
@@ -288,12 +287,12 @@ void gate_up_panels_chunked(const ExpertBatch& b, ExpertScratch::PanelBuffers& p
         const Index kc = std::min(p.gate_up.chunk_k, H - k0);
         for (Index j = t.col0, blk = 0; j < end; j += kPanelRows, ++blk) {
             const Index R = std::min(kPanelRows, end - j);
-            for (const Index half : {Index(0), I})  // the gate block, then the up block
+            for (const bool up : {false, true})  // the gate block, then the up block
                 for (Index i = 0; i < t.panels; ++i) {
                     const Index lanes = std::min(kPanel, t.rows - i * kPanel);
                     const float* Xp = pb.input.data() + (t.panel0 + i) * H * kPanel;
-                    float* sums = half == 0 ? g[i][blk] : u[i][blk];
-                    panel_block(s.gate_up, first + half + j, R, H, Xp, lanes, sums,
+                    float* sums = up ? u[i][blk] : g[i][blk];
+                    panel_block(up ? s.up(t.expert) : s.gate(t.expert), j, R, H, Xp, lanes, sums,
                                 PanelPrefetch{}, k0, kc, k0 > 0);  // (R, lanes)
                 }
         }
@@ -319,8 +318,9 @@ void gate_up_panels(const ExpertBatch& b, ExpertScratch::PanelBuffers& pb, const
         gate_up_panels_chunked(b, pb, p, t);
         return;
     }
-    const Index first = t.expert * 2 * I;  // the expert's first weight row
-    const float* bias = s.gate_up_bias ? s.gate_up_bias + first : nullptr;
+    const float* bias = s.gate_up_bias ? s.gate_up_bias + t.expert * 2 * I : nullptr;
+    const WeightPtr& gate = s.gate(t.expert);
+    const WeightPtr& up = s.up(t.expert);
     const bool prefetch = p.gate_up.prefetch;
     alignas(64) float g[kPanelRows * kPanel], u[kPanelRows * kPanel];
     for (Index j = t.col0; j < t.col0 + t.cols; j += kPanelRows) {
@@ -328,16 +328,16 @@ void gate_up_panels(const ExpertBatch& b, ExpertScratch::PanelBuffers& pb, const
         // The call order is gate j, up j, gate j + kPanelRows (the expert's next gate rows,
         // possibly the next tile's): the first panel's calls prefetch the block of the next call.
         const Index j_next = j + kPanelRows;
-        const PanelPrefetch before_up = next_block(s.gate_up, prefetch, first + I + j, R, H);
+        const PanelPrefetch before_up = next_block(up, prefetch, j, R, H);
         const PanelPrefetch after_up =
-            next_block(s.gate_up, prefetch, first + j_next, std::min(kPanelRows, I - j_next), H);
+            next_block(gate, prefetch, j_next, std::min(kPanelRows, I - j_next), H);
         for (Index i = 0; i < t.panels; ++i) {
             const Index lanes = std::min(kPanel, t.rows - i * kPanel);
             const float* Xp = pb.input.data() + (t.panel0 + i) * H * kPanel;
             float* Hp = pb.hidden.data() + (t.panel0 + i) * I * kPanel;
-            panel_block(s.gate_up, first + j, R, H, Xp, lanes, g,
+            panel_block(gate, j, R, H, Xp, lanes, g,
                         i == 0 ? before_up : PanelPrefetch{});  // (R, lanes) gate
-            panel_block(s.gate_up, first + I + j, R, H, Xp, lanes, u,
+            panel_block(up, j, R, H, Xp, lanes, u,
                         i == 0 ? after_up : PanelPrefetch{});  // (R, lanes) up
             gated_panel_rows(s, bias, j, R, lanes, g, u, Hp);
         }
@@ -361,7 +361,7 @@ void down_panels_chunked(const ExpertBatch& b, const ExpertScratch::PanelBuffers
     const ExpertStack& s = b.stack;
     const Index K = s.down_k(), N = s.output_width;
     const float* bias = s.down_bias ? s.down_bias + t.expert * N : nullptr;
-    const Index first = t.expert * N;  // the expert's first down row
+    const WeightPtr& down = s.down[t.expert];  // (N, K)
     const Index end = t.col0 + t.cols;
     static_assert(kDownCols % kPanelRows == 0, "a tile is whole blocks");
     alignas(64) float o[kDownCols / kPanelRows][kPanelRows * kPanel];
@@ -371,7 +371,7 @@ void down_panels_chunked(const ExpertBatch& b, const ExpertScratch::PanelBuffers
         for (Index k0 = 0; k0 < K; k0 += p.down.chunk_k) {
             const Index kc = std::min(p.down.chunk_k, K - k0);
             for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk)
-                panel_block(s.down, first + m, std::min(kPanelRows, end - m), K, Hp, lanes, o[blk],
+                panel_block(down, m, std::min(kPanelRows, end - m), K, Hp, lanes, o[blk],
                             PanelPrefetch{}, k0, kc, k0 > 0);
         }
         for (Index m = t.col0, blk = 0; m < end; m += kPanelRows, ++blk)
@@ -394,7 +394,7 @@ void down_panels(const ExpertBatch& b, const ExpertScratch::PanelBuffers& pb, co
         return;
     }
     const float* bias = s.down_bias ? s.down_bias + t.expert * N : nullptr;
-    const Index first = t.expert * N;  // the expert's first down row
+    const WeightPtr& down = s.down[t.expert];  // (N, K)
     const Index end = t.col0 + t.cols;
     static_assert(kDownCols % kPanelRows == 0, "a tile is whole blocks");
     alignas(64) float o[kMaxDeferredPanels][kDownCols / kPanelRows][kPanelRows * kPanel];
@@ -403,11 +403,11 @@ void down_panels(const ExpertBatch& b, const ExpertScratch::PanelBuffers& pb, co
         const Index R = std::min(kPanelRows, end - m);
         const Index m_next = m + kPanelRows;  // the expert's next rows (possibly the next tile's)
         const PanelPrefetch next =
-            next_block(s.down, p.down.prefetch, first + m_next, std::min(kPanelRows, N - m_next), K);
+            next_block(down, p.down.prefetch, m_next, std::min(kPanelRows, N - m_next), K);
         for (Index i = 0; i < t.panels; ++i) {
             const Index lanes = std::min(kPanel, t.rows - i * kPanel);
             float* out = defer ? o[i][blk] : o[0][0];
-            panel_block(s.down, first + m, R, K, down_input_panel(s, pb, t.panel0 + i), lanes, out,
+            panel_block(down, m, R, K, down_input_panel(s, pb, t.panel0 + i), lanes, out,
                         i == 0 ? next : PanelPrefetch{});  // (R, lanes)
             if (!defer)
                 panel_store(out, R, lanes, bias ? bias + m : nullptr,

@@ -22,7 +22,7 @@ GatedMLP::GatedMLP(Index hidden, Index intermediate, Activation activation, DTyp
                                     std::to_string(intermediate));
     if (double(hidden) * double(intermediate) * 3.0 > kMaxLayerParams)
         throw std::invalid_argument("GatedMLP: more than 2^36 parameters");
-    weights_.add("gate_up_proj", {2 * intermediate, hidden}, hidden, weight_dtype);
+    weights_.add("gate_up_proj", {2 * intermediate, hidden}, hidden, weight_dtype, 2);  // gate, up
     weights_.add("down_proj", {hidden, intermediate}, intermediate, weight_dtype);
 }
 
@@ -33,8 +33,8 @@ void GatedMLP::forward(const float* x, Index T, float* y) const {
     const int threads = num_threads();
     const Index offsets[2] = {0, T};
     ExpertBatch b;
-    b.stack.gate_up = weight_ptr(weights_.at(0));
-    b.stack.down = weight_ptr(weights_.at(1));
+    b.stack.gate_up = weights_.at(0).parts.data();
+    b.stack.down = weights_.at(1).parts.data();
     b.stack.num_experts = 1;
     b.stack.input_width = b.stack.output_width = hidden_;
     b.stack.intermediate = intermediate_;

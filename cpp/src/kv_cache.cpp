@@ -6,12 +6,7 @@
 namespace moelab {
 
 KvCache::KvCache(Index kv_dim, Index window, std::uint64_t owner)
-    : kv_dim_(kv_dim), window_(window), owner_(owner) {}
-
-Index KvCache::length() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return length_;
-}
+    : SequenceState(owner), kv_dim_(kv_dim), window_(window) {}
 
 Index KvCache::tokens_held() const {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -6,7 +6,7 @@ namespace {
 
 ExpertStack projection(const LinearWeight& w) {
     ExpertStack s;
-    s.down = w.weight;
+    s.down = &w.weight;  // one expert
     s.down_bias = w.bias;
     s.num_experts = 1;
     s.input_width = w.in_features;

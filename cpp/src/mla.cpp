@@ -14,6 +14,7 @@
 #include "moelab/parallel.hpp"
 #include "moelab/spec.hpp"
 #include "moelab/workspace.hpp"
+#include "attention_loops.hpp"
 
 namespace moelab {
 
@@ -114,11 +115,6 @@ std::string MlaSpec::describe() const {
 
 // ---- cache -----------------------------------------------------------------------------------
 
-Index MlaCache::length() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return length_;
-}
-
 std::size_t MlaCache::nbytes() const {
     return std::size_t(length()) * std::size_t(row_dim_) * sizeof(float);
 }
@@ -151,8 +147,7 @@ void MlaCache::append(const float* rows, Index T) noexcept {
 // ---- layer -----------------------------------------------------------------------------------
 
 MultiHeadLatentAttention::MultiHeadLatentAttention(const MlaSpec& spec, DType weight_dtype)
-    : spec_(spec), dtype_(weight_dtype), id_(next_layer_id()) {
-    spec_.validate();
+    : TokenMixerOf(spec, {"MLA", "cache", "new_cache"}, weight_dtype) {
     rope_ = make_rope(spec_.rope);
     const MlaSpec& s = spec_;
     const Index H = s.hidden_size, qr = s.q_lora_rank, r = s.kv_lora_rank;
@@ -161,46 +156,26 @@ MultiHeadLatentAttention::MultiHeadLatentAttention(const MlaSpec& spec, DType we
     } else {
         q_a_ = weights_.add("q_a_proj.weight", {qr, H}, H, weight_dtype);
         if (s.attention_bias) q_a_bias_ = weights_.add("q_a_proj.bias", {qr}, H);
-        q_a_norm_ = weights_.add("q_a_layernorm.weight", {qr}, 1);
+        q_a_norm_ = add_norm("q_a_layernorm.weight", {qr}, 1.0f);
         q_b_ = weights_.add("q_b_proj.weight", {s.q_dim(), qr}, qr, weight_dtype);
     }
     kv_a_ = weights_.add("kv_a_proj_with_mqa.weight", {s.latent_dim(), H}, H, weight_dtype);
     if (s.attention_bias) kv_a_bias_ = weights_.add("kv_a_proj_with_mqa.bias", {s.latent_dim()}, H);
-    kv_a_norm_ = weights_.add("kv_a_layernorm.weight", {r}, 1);
+    kv_a_norm_ = add_norm("kv_a_layernorm.weight", {r}, 1.0f);
     kv_b_ = weights_.add("kv_b_proj.weight", {s.kv_b_rows(), r}, r);
     o_ = weights_.add("o_proj.weight", {H, s.o_dim()}, s.o_dim(), weight_dtype);
     if (s.attention_bias) o_bias_ = weights_.add("o_proj.bias", {H}, s.o_dim());
 }
 
-void MultiHeadLatentAttention::init_random(std::uint64_t seed) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.init_random(seed);
-    for (std::size_t i : {q_a_norm_, kv_a_norm_}) {
-        if (i == q_a_norm_ && spec_.q_lora_rank == 0) continue;  // no q_a_layernorm
-        AlignedVector<float>& w = weights_.at(i).f32;
-        std::fill(w.begin(), w.end(), 1.0f);
-    }
-}
-
-void MultiHeadLatentAttention::load_weights(const std::vector<WeightView>& views, bool strict) {
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    weights_.load(views, strict);
-}
-
 std::shared_ptr<MlaCache> MultiHeadLatentAttention::new_cache() const {
-    return std::shared_ptr<MlaCache>(new MlaCache(spec_.latent_dim(), id_));
+    return std::shared_ptr<MlaCache>(new MlaCache(spec_.latent_dim(), id()));
 }
 
 void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCache* cache,
                                        MlaForm form) const {
-    if (cache) require_own("cache", cache->owner_, id_, "MLA", "new_cache");
-    require_finite(x, T * spec_.hidden_size, "x");
-    std::shared_lock<std::shared_mutex> weights_lock(mutex_);
-    std::unique_lock<std::mutex> cache_lock;
-    if (cache) cache_lock = std::unique_lock<std::mutex>(cache->mutex_);
-    const Index pos0 = cache ? cache->length_ : 0;
-    require_positions(pos0, T, spec_.max_positions);
+    const ForwardLocks locks = begin_positioned_forward(x, T, cache);
     if (T == 0) return;
+    const Index pos0 = locks.pos0;
 
     const MlaSpec& s = spec_;
     const Index H = s.hidden_size, nh = s.num_heads, qr = s.q_lora_rank, r = s.kv_lora_rank,
@@ -217,7 +192,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         const Tensor& t = weights_.at(w);
         LinearWeight lw;
         lw.weight = weight_ptr(t);
-        lw.bias = s.attention_bias && b ? weights_.at(b).f32.data() : nullptr;
+        lw.bias = s.attention_bias && b ? weights_.at(b).f32_data() : nullptr;
         lw.out_features = t.shape[0];
         lw.in_features = t.shape[1];
         return lw;
@@ -259,7 +234,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         ok = linear(x, T, wq, ws.q.data(), threads, scratch);
     } else {
         ok = linear(x, T, wqa, ws.q_a.data(), threads, scratch);
-        const float* w = weights_.at(q_a_norm_).f32.data();
+        const float* w = weights_.at(q_a_norm_).f32_data();
         for (Index t = 0; ok && t < T; ++t) rms_norm(ws.q_a.data() + t * qr, qr, w, s.norm_eps);
         ok = ok && linear(ws.q_a.data(), T, wqb, ws.q.data(), threads, scratch);
     }
@@ -267,24 +242,17 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
     if (!ok) throw std::logic_error("MultiHeadLatentAttention: linear scratch not reserved");
 
     // kv_a_layernorm on c, RoPE on k_r and on each head's q_r
-    const float* kv_norm_w = weights_.at(kv_a_norm_).f32.data();
-    const int tok_threads = threads_for(double(T) * double(qd + ld) * 8.0, threads);
-    (void)tok_threads;  // without OpenMP
-    MOELAB_OMP(parallel num_threads(tok_threads) if(tok_threads > 1))
-    {
-    note_region(Region::AttentionPrepare);
-    MOELAB_OMP(for schedule(static))
-    for (Index t = 0; t < T; ++t) {
+    const float* kv_norm_w = weights_.at(kv_a_norm_).f32_data();
+    for_each_token(T, double(T) * double(qd + ld) * 8.0, threads, [&](Index t) {
         float* row = ws.rows.data() + t * ld;
         rms_norm(row, r, kv_norm_w, s.norm_eps);
         rope_channels(rope_, s.rope_interleave, row + r, pos0 + t);
         float* q = ws.q.data() + t * qd;
         for (Index h = 0; h < nh; ++h) rope_channels(rope_, s.rope_interleave, q + h * dqk + dn, pos0 + t);
-    }
-    }
+    });
 
     const float scale = s.logit_scale();
-    const float* kv_b = weights_.at(kv_b_).f32.data();  // (n_h (d_n + d_v), r)
+    const float* kv_b = weights_.at(kv_b_).f32_data();  // (n_h (d_n + d_v), r)
     const float* cached = cache ? cache->rows_.data() : nullptr;
     // the rows of keys j0 .. j0 + n - 1 (n <= kKeyBlock, not crossing pos0): cache, then this call
     auto key_rows = [&](Index j0, Index limit, Index& n) -> const float* {
@@ -300,13 +268,7 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
         // one task per (token, block of heads): each cached row read once per block
         const Index blocks = (nh + hb - 1) / hb, tasks = T * blocks;
         const double work = double(T) * double(nh) * double(2 * r + dr) * double(pos0 + T);
-        const int attn_threads = threads_for(4.0 * work, threads);
-        (void)attn_threads;
-        MOELAB_OMP(parallel num_threads(attn_threads) if(attn_threads > 1))
-        {
-        note_region(Region::AttentionScores);
-        MOELAB_OMP(for schedule(dynamic, 1))
-        for (Index task = 0; task < tasks; ++task) {
+        for_each_scores_task(tasks, 4.0 * work, threads, [&](Index task) {
             const Index t = task / blocks, h0 = (task % blocks) * hb, p = pos0 + t;
             const Index g = std::min(hb, nh - h0);
             float* qc = ws.task.data() + Index(thread_id()) * per_task;  // (hb, r + d_r)
@@ -359,21 +321,14 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
                     out[i] = sum;
                 }
             }
-        }
-        }
+        });
     } else {
         // one task per (tile of queries, head): k_n and v rebuilt once per key block for the tile
         const Index tiles = (T + kQueryTile - 1) / kQueryTile, tasks = tiles * nh;
         const double work = double(nh) * (double(T) * double(dqk + dv) +
                                           double(tiles) * double(wkv) * double(r)) *
                             double(pos0 + T);
-        const int attn_threads = threads_for(2.0 * work, threads);
-        (void)attn_threads;
-        MOELAB_OMP(parallel num_threads(attn_threads) if(attn_threads > 1))
-        {
-        note_region(Region::AttentionScores);
-        MOELAB_OMP(for schedule(dynamic, 1))
-        for (Index task = 0; task < tasks; ++task) {
+        for_each_scores_task(tasks, 2.0 * work, threads, [&](Index task) {
             const Index h = task % nh, t0 = (task / nh) * kQueryTile;
             const Index nq = std::min(kQueryTile, T - t0), last = pos0 + t0 + nq - 1;
             float* kv = ws.task.data() + Index(thread_id()) * per_task;  // (kKeyBlock, d_n + d_v)
@@ -417,17 +372,12 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
                 float* out = ws.o.data() + (t0 + q) * od + h * dv;
                 for (Index c = 0; c < dv; ++c) out[c] = acc[q * dv + c] * inv;
             }
-        }
-        }
+        });
     }
 
     if (!linear(ws.o.data(), T, wo, y, threads, scratch))
         throw std::logic_error("MultiHeadLatentAttention: linear scratch not reserved");
-    bool finite = true;
-    for (Index i = 0; finite && i < T * H; ++i) finite = std::isfinite(y[i]);
-    if (!finite)
-        throw std::invalid_argument(
-            "x: the result is not finite (float32 overflow: the inputs or weights are too large)");
+    require_finite_result(y, T * H);
     if (cache) cache->append(ws.rows.data(), T);
 }
 

@@ -231,18 +231,39 @@ void report_stats(const MoESpec& s, Index T, int threads, Workspace& ws, const S
 
 }  // namespace
 
+namespace {
+
+// How many parts the kernels read a tensor in (ExpertStack): per expert its gate and up rows, or
+// its down rows; one for the other tensors.
+Index parts_of(LayerTensor kind, Index num_experts) {
+    switch (kind) {
+        case LayerTensor::GateUp: return 2 * num_experts;
+        case LayerTensor::Down: return num_experts;
+        case LayerTensor::SharedGateUp: return 2;
+        default: return 1;
+    }
+}
+
+}  // namespace
+
 MoELayer::MoELayer(const MoESpec& spec, DType weight_dtype)
     : LayerWeights(weight_dtype), spec_(spec) {
     spec_.validate();
     slot_.fill(kAbsent);
     for (const TensorSpec& t : spec_.tensors())
         slot_[std::size_t(t.kind)] =
-            weights_.add(t.name, t.shape, t.fan_in, t.in_weight_dtype ? weight_dtype : DType::F32);
+            weights_.add(t.name, t.shape, t.fan_in, t.in_weight_dtype ? weight_dtype : DType::F32,
+                         parts_of(t.kind, spec_.num_experts));
 }
 
 WeightPtr MoELayer::tensor(LayerTensor kind) const {
     const std::size_t i = slot_[std::size_t(kind)];
     return i == kAbsent ? WeightPtr{} : weight_ptr(weights_.at(i));
+}
+
+const WeightPtr* MoELayer::parts(LayerTensor kind) const {
+    const std::size_t i = slot_[std::size_t(kind)];
+    return i == kAbsent ? nullptr : weights_.at(i).parts.data();
 }
 
 void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats) const {
@@ -255,11 +276,11 @@ void MoELayer::forward(const float* x, Index T, float* y, RoutingStatsOut* stats
     w.router_weight = f32_tensor(Kind::RouterWeight);
     w.router_bias = f32_tensor(Kind::RouterBias);
     w.correction_bias = f32_tensor(Kind::CorrectionBias);
-    w.routed = {tensor(Kind::GateUp), tensor(Kind::Down), f32_tensor(Kind::GateUpBias),
+    w.routed = {parts(Kind::GateUp), parts(Kind::Down), f32_tensor(Kind::GateUpBias),
                 f32_tensor(Kind::DownBias), s.num_experts, s.hidden_size, s.moe_intermediate_size,
                 s.hidden_size, s.activation};
     if (s.shared_width())
-        w.shared = {tensor(Kind::SharedGateUp), tensor(Kind::SharedDown), nullptr, nullptr, 1,
+        w.shared = {parts(Kind::SharedGateUp), parts(Kind::SharedDown), nullptr, nullptr, 1,
                     s.hidden_size, s.shared_width(), s.hidden_size, s.activation};
     w.shared_gate = f32_tensor(Kind::SharedGate);
     const int threads = num_threads();

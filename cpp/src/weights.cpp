@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -24,14 +25,7 @@ std::string shape_string(const std::vector<Index>& shape) {
     return s.str();
 }
 
-WeightPtr weight_ptr(const Tensor& t) {
-    WeightPtr w;
-    if (t.dtype == DType::F32)
-        w.f32 = t.f32.data();
-    else
-        w.bf16 = t.bf16.data();
-    return w;
-}
+WeightPtr weight_ptr(const Tensor& t) { return t.parts.empty() ? WeightPtr{} : t.parts[0]; }
 
 Index Tensor::numel() const {
     Index n = 1;
@@ -39,22 +33,128 @@ Index Tensor::numel() const {
     return n;
 }
 
+std::vector<Index> Tensor::part_shape() const {
+    const Index cols = shape.empty() ? 1 : shape.back();
+    const Index rows = cols ? numel() / cols : 0;
+    return {rows / num_parts, cols};
+}
+
+std::size_t Tensor::owned_bytes() const {
+    return f32.size() * sizeof(float) + bf16.size() * sizeof(std::uint16_t);
+}
+
+namespace {
+
+std::size_t element_size(DType d) { return d == DType::F32 ? sizeof(float) : sizeof(std::uint16_t); }
+
+// Parts of a tensor from `count` blocks of its rows, each holding num_parts / count parts.
+// Allocates nothing when t.parts has the capacity.
+void point_parts_into_blocks(Tensor& t, const void* const* blocks, std::size_t count) {
+    const Index per_block = t.num_parts / Index(count), n = t.part_numel();
+    t.parts.assign(std::size_t(t.num_parts), WeightPtr{});
+    for (Index p = 0; p < t.num_parts; ++p) {
+        const Index offset = (p % per_block) * n;
+        const void* block = blocks[std::size_t(p / per_block)];
+        if (t.dtype == DType::F32)
+            t.parts[std::size_t(p)].f32 = static_cast<const float*>(block) + offset;
+        else
+            t.parts[std::size_t(p)].bf16 = static_cast<const std::uint16_t*>(block) + offset;
+    }
+}
+
+// What a change of the tensor's values may need, allocated before any change (std::bad_alloc
+// then leaves it as it was): room for its part pointers and owner, and with `storage`, unless
+// it has storage of its own, zero-filled storage for it in f32 or bf16.
+void reserve_for_values(Tensor& t, bool storage, AlignedVector<float>& f32,
+                        AlignedVector<std::uint16_t>& bf16) {
+    t.parts.reserve(std::size_t(t.num_parts));
+    t.owners.reserve(1);
+    if (!storage || t.owned_bytes()) return;
+    if (t.dtype == DType::F32)
+        f32.resize(std::size_t(t.numel()));
+    else
+        bf16.resize(std::size_t(t.numel()));
+}
+
+// The tensor's values in storage of its own (what reserve_for_values gave it, if it had none):
+// its parts point there, a borrow ends. Allocates nothing after reserve_for_values.
+void take_storage(Tensor& t, AlignedVector<float>& f32, AlignedVector<std::uint16_t>& bf16) {
+    if (!t.owned_bytes()) {
+        t.f32.swap(f32);
+        t.bf16.swap(bf16);
+    }
+    t.owners.clear();
+    const void* data = t.dtype == DType::F32 ? static_cast<const void*>(t.f32.data())
+                                             : static_cast<const void*>(t.bf16.data());
+    point_parts_into_blocks(t, &data, 1);
+}
+
+// The elements of each block a view gives (one block: the whole tensor).
+Index view_piece_numel(const Tensor& t, const WeightView& v) {
+    return t.numel() / Index(v.data.size());
+}
+
+// The shape of each block of a view of `blocks` blocks: the tensor's for one, else
+// (rows / blocks, last dimension).
+std::vector<Index> block_shape(const Tensor& t, Index blocks) {
+    if (blocks == 1) return t.shape;
+    const std::vector<Index> part = t.part_shape();
+    return {part[0] * t.num_parts / blocks, part[1]};
+}
+
+bool can_borrow(const Tensor& t, const WeightView& v) {
+    if (!v.owner || v.dtype != t.dtype) return false;
+    const std::size_t align = element_size(t.dtype);
+    for (const void* p : v.data)
+        if (reinterpret_cast<std::uintptr_t>(p) % align != 0) return false;
+    return true;
+}
+
+// Copies a block of a view (n elements at src) into the tensor's own storage at element
+// `offset`, converting to the tensor's dtype.
+void copy_piece(Tensor& t, const WeightView& v, const void* src, Index offset, Index n) noexcept {
+    if (t.dtype == DType::F32) {
+        float* dst = t.f32.data() + offset;
+        if (v.dtype == DType::F32)
+            std::memcpy(dst, src, std::size_t(n) * sizeof(float));
+        else
+            convert_from_bf16(static_cast<const std::uint16_t*>(src), dst, n);
+    } else {
+        std::uint16_t* dst = t.bf16.data() + offset;
+        if (v.dtype == DType::BF16)
+            std::memcpy(dst, src, std::size_t(n) * sizeof(std::uint16_t));
+        else
+            convert_to_bf16(static_cast<const float*>(src), dst, n);
+    }
+}
+
+}  // namespace
+
 std::size_t WeightSet::add(const std::string& name, std::vector<Index> shape, Index fan_in,
-                           DType dtype) {
+                           DType dtype, Index num_parts) {
     Tensor t;
     t.name = name;
     t.shape = std::move(shape);
     t.dtype = dtype;
-    if (dtype == DType::F32)
-        t.f32.assign(std::size_t(t.numel()), 0.0f);
-    else
-        t.bf16.assign(std::size_t(t.numel()), 0);
+    t.num_parts = num_parts;
     t.init_bound = float(1.0 / std::sqrt(double(fan_in)));
     tensors_.push_back(std::move(t));
     return tensors_.size() - 1;
 }
 
 void WeightSet::init_random(std::uint64_t seed) {
+    // Every allocation before any value changes.
+    std::vector<AlignedVector<float>> f32_storage(tensors_.size());
+    std::vector<AlignedVector<std::uint16_t>> bf16_storage(tensors_.size());
+    Index largest_bf16 = 0;
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+        reserve_for_values(tensors_[i], true, f32_storage[i], bf16_storage[i]);
+        if (tensors_[i].dtype == DType::BF16) largest_bf16 = std::max(largest_bf16, tensors_[i].numel());
+    }
+    const Index chunk = Index(1) << 20;
+    std::vector<float> buf(std::size_t(std::min(largest_bf16, chunk)));
+    for (std::size_t i = 0; i < tensors_.size(); ++i)
+        take_storage(tensors_[i], f32_storage[i], bf16_storage[i]);
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
         Tensor& t = tensors_[i];
         const Index n = t.numel();
@@ -63,8 +163,6 @@ void WeightSet::init_random(std::uint64_t seed) {
             continue;
         }
         // bfloat16: the float32 values of the same seed, rounded; in chunks (no full copy)
-        const Index chunk = Index(1) << 20;
-        std::vector<float> buf(std::size_t(std::min(n, chunk)));
         for (Index o = 0; o < n; o += chunk) {
             const Index m = std::min(chunk, n - o);
             fill_uniform(buf.data(), m, t.init_bound, seed, std::uint64_t(i + 1), o);
@@ -73,11 +171,28 @@ void WeightSet::init_random(std::uint64_t seed) {
     }
 }
 
+void WeightSet::require_values() const {
+    for (const Tensor& t : tensors_)
+        if (!t.has_values())
+            throw std::invalid_argument(t.name + ": the layer has no weights yet (init_random or "
+                                        "load_weights first)");
+}
+
+std::size_t WeightSet::owned_bytes() const {
+    std::size_t n = 0;
+    for (const Tensor& t : tensors_) n += t.owned_bytes();
+    return n;
+}
+
 void WeightSet::copy_to_f32(const Tensor& t, float* dst) {
-    if (t.dtype == DType::F32)
-        std::memcpy(dst, t.f32.data(), t.f32.size() * sizeof(float));
-    else
-        convert_from_bf16(t.bf16.data(), dst, t.numel());
+    const Index n = t.part_numel();
+    for (std::size_t p = 0; p < t.parts.size(); ++p) {
+        const WeightPtr& w = t.parts[p];
+        if (w.f32)
+            std::memcpy(dst + Index(p) * n, w.f32, std::size_t(n) * sizeof(float));
+        else
+            convert_from_bf16(w.bf16, dst + Index(p) * n, n);
+    }
 }
 
 std::vector<std::string> WeightSet::names() const {
@@ -100,16 +215,31 @@ Tensor& WeightSet::find(const std::string& name) {
 }
 
 void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
-    // Check everything first: nothing is copied unless every view is right.
+    // Check everything first: nothing changes unless every view is right.
     std::set<std::string> seen;
     for (const WeightView& v : views) {
         const Tensor& t = find(v.name);
         if (!seen.insert(v.name).second)
             throw std::invalid_argument(v.name + ": given twice");
-        if (v.shape != t.shape)
-            throw std::invalid_argument(v.name + ": expected " + shape_string(t.shape) + ", got " +
+        const Index blocks = Index(v.data.size());
+        if (blocks < 1 || t.num_parts % blocks != 0)
+            throw std::invalid_argument(v.name + ": expected the whole tensor " +
+                                        shape_string(t.shape) + " or its " +
+                                        std::to_string(t.num_parts) + " parts " +
+                                        shape_string(t.part_shape()) + " (or a number of blocks "
+                                        "dividing that), got " + std::to_string(blocks) + " parts");
+        const std::vector<Index> expected = block_shape(t, blocks);
+        if (v.shape != expected)
+            throw std::invalid_argument(v.name + (blocks == 1 ? "" : " (each part)") +
+                                        ": expected " + shape_string(expected) + ", got " +
                                         shape_string(v.shape));
-        require_finite(v.data, t.numel(), v.name.c_str());
+        const Index n = view_piece_numel(t, v);
+        for (const void* p : v.data) {
+            if (v.dtype == DType::F32)
+                require_finite(static_cast<const float*>(p), n, v.name.c_str());
+            else
+                require_finite(static_cast<const std::uint16_t*>(p), n, v.name.c_str());
+        }
     }
     if (strict && seen.size() != tensors_.size()) {
         std::ostringstream s;
@@ -118,12 +248,30 @@ void WeightSet::load(const std::vector<WeightView>& views, bool strict) {
             if (!seen.count(t.name)) s << " " << t.name << " " << shape_string(t.shape);
         throw std::invalid_argument(s.str());
     }
-    for (const WeightView& v : views) {
+    for (const Tensor& t : tensors_)
+        if (!t.has_values() && !seen.count(t.name))
+            throw std::invalid_argument(t.name + ": missing, and the layer has no value for it yet");
+    // Storage for the copies and room for the part pointers (the only step that may throw,
+    // std::bad_alloc), before any value changes: the commit below allocates nothing.
+    std::vector<AlignedVector<float>> f32_storage(views.size());
+    std::vector<AlignedVector<std::uint16_t>> bf16_storage(views.size());
+    for (std::size_t i = 0; i < views.size(); ++i) {
+        Tensor& t = find(views[i].name);
+        reserve_for_values(t, !can_borrow(t, views[i]), f32_storage[i], bf16_storage[i]);
+    }
+    for (std::size_t i = 0; i < views.size(); ++i) {
+        const WeightView& v = views[i];
         Tensor& t = find(v.name);
-        if (t.dtype == DType::F32)
-            std::memcpy(t.f32.data(), v.data, t.f32.size() * sizeof(float));
-        else
-            convert_to_bf16(v.data, t.bf16.data(), t.numel());
+        if (can_borrow(t, v)) {
+            AlignedVector<float>().swap(t.f32);  // the own storage is given back
+            AlignedVector<std::uint16_t>().swap(t.bf16);
+            t.owners.assign(1, v.owner);
+            point_parts_into_blocks(t, v.data.data(), v.data.size());
+            continue;
+        }
+        take_storage(t, f32_storage[i], bf16_storage[i]);
+        const Index n = view_piece_numel(t, v);
+        for (std::size_t p = 0; p < v.data.size(); ++p) copy_piece(t, v, v.data[p], Index(p) * n, n);
     }
 }
 

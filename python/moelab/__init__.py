@@ -45,6 +45,7 @@ from . import plot  # matplotlib is imported only when a helper is called
 from .tokenizer import Tokenizer
 from .threads import get_num_threads, set_num_threads
 from .decoder import DecoderCache, DecoderModel
+from .residual_moe import ResidualMoE
 
 __version__: str = _core.__version__
 
@@ -84,6 +85,7 @@ __all__ = [
     "Tokenizer",
     "DecoderModel",
     "DecoderCache",
+    "ResidualMoE",
 ]
 
 

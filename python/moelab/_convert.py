@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["as_float32_array", "as_float32_weights", "is_torch_tensor", "torch_to_numpy"]
+__all__ = ["as_float32_array", "as_load_weights", "is_torch_tensor", "torch_to_numpy"]
 
 
 def is_torch_tensor(value) -> bool:
@@ -51,17 +51,38 @@ def as_float32_array(value, name: str) -> np.ndarray:
     return out
 
 
-def as_float32_weights(weights) -> dict:
-    """A mapping of weight name -> array-like as a dict of float32 C-contiguous arrays.
+def _load_array(value, name: str) -> np.ndarray:
+    """An array for the core's load: a NumPy uint16 array (bfloat16 bits) as it is, made
+    C-contiguous; anything else as :func:`as_float32_array` makes it (no copy if it already is
+    float32 C-contiguous)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.uint16:
+        return np.ascontiguousarray(value)
+    return as_float32_array(value, name)
+
+
+def _is_parts(value) -> bool:
+    """A list or tuple of 2-D NumPy arrays or torch tensors: a weight given as its parts (its
+    blocks of rows)."""
+    return (isinstance(value, (list, tuple)) and len(value) > 0 and
+            all((isinstance(v, np.ndarray) or is_torch_tensor(v)) and v.ndim == 2 for v in value))
+
+
+def as_load_weights(weights) -> dict:
+    """A mapping of weight name -> array-like (or list of arrays: the weight's parts) as a dict
+    of what the core's ``load_weights`` takes: float32 C-contiguous arrays (converted once when
+    they are not), or uint16 arrays of bfloat16 bits as given; lists of them for parts.
 
     Raises ``TypeError`` for something that is not a mapping, a name that is not a str, or an
-    array that is not real numbers. Names and shapes are checked by the C++ core, all at once.
+    array that is not real numbers. Names, shapes and parts are checked by the C++ core.
     """
     if not isinstance(weights, Mapping):
         raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
-    converted = {}
+    out = {}
     for name, value in weights.items():
         if not isinstance(name, str):
             raise TypeError(f"weight names must be str, got {type(name).__name__} {name!r}")
-        converted[name] = as_float32_array(value, name)
-    return converted
+        if _is_parts(value):
+            out[name] = [_load_array(v, f"{name}[{i}]") for i, v in enumerate(value)]
+        else:
+            out[name] = _load_array(value, name)
+    return out

@@ -47,8 +47,9 @@ class Attention(CoreWeights):
 
     Raises
     ------
-    TypeError : spec not an AttentionSpec, x not numeric, cache not a KVCache.
-    ValueError : x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
+    TypeError : spec not an AttentionSpec, a seed that is not an int, x not numeric, cache not a
+        KVCache.
+    ValueError : a seed outside [0, 2**64), x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
         reaching ``max_position_embeddings``, a result that overflows float32 (the cache is then
         unchanged); bad weight names, shapes or values (the layer is then unchanged).
 
@@ -68,14 +69,11 @@ class Attention(CoreWeights):
         """An empty cache for one sequence through this layer."""
         return KVCache(self._core.new_cache())
 
-    def __call__(self, x, cache: Optional[KVCache] = None) -> np.ndarray:
-        return self.forward(x, cache)
-
     def forward(self, x, cache: Optional[KVCache] = None) -> np.ndarray:
         """y (T, H) float32 for x (T, H), continuing ``cache`` when given (T = 0 allowed)."""
-        core_cache = self._check_sequence(cache, "cache", KVCache)
-        x = self._checked_tokens(x, self._spec.hidden_size)
-        return self._core.forward(x, core_cache)
+        return self._forward_sequence(x, cache, "cache", KVCache)
+
+    __call__ = forward
 
     def __repr__(self) -> str:
         s = self._spec

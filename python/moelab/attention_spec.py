@@ -4,7 +4,8 @@ Every switch of the C++ ``Attention`` op is a field here (HF names where HF has 
 is built by hand or with ``AttentionSpec.from_hf(config, layer_idx)`` from a transformers
 config (a ``PreTrainedConfig`` or its ``config.json`` dict), which knows how each covered
 family (qwen3, qwen3_moe, qwen3_next, mistral, mixtral, olmo2, smollm3, glm4_moe, gpt_oss,
-gemma3_text, llama4_text) lays out its attention in transformers 5.x.
+gemma3_text, llama4_text, olmoe, qwen2_moe, qwen2, llama) lays out its attention in
+transformers 5.x.
 """
 
 from __future__ import annotations
@@ -135,7 +136,9 @@ class AttentionSpec:
 
         RoPE parameters and the position limit are not part of ModelConfig: ``rope`` (HF
         ``rope_parameters``; default: rope_theta 10000, the config's partial_rotary_factor) and
-        ``max_position_embeddings`` give them. Raises ValueError for an MLA or DeltaNet layer.
+        ``max_position_embeddings`` give them. Llama 4 takes transformers' defaults: the L2
+        q/k norm on RoPE layers only, the query temperature tuning on NoPE layers. Raises
+        ValueError for an MLA or DeltaNet layer.
         """
         a = cfg.attention
         kind = cfg.layer_type(layer_idx)
@@ -149,17 +152,22 @@ class AttentionSpec:
         window = {"sliding_attention": a.sliding_window,
                   "chunked_attention": a.attention_chunk_size}.get(kind) or 0
         family = cfg.model_type
+        llama4 = family in ("llama4_text", "llama4")
+        qk_norm = a.qk_norm or "none"
+        if llama4 and not use_rope:  # HF Llama 4: the L2 q/k norm only on RoPE layers
+            qk_norm = "none"
         return cls(
             hidden_size=cfg.hidden_size, num_attention_heads=a.num_attention_heads,
             num_key_value_heads=a.num_key_value_heads, head_dim=a.head_dim,
             max_position_embeddings=max_position_embeddings, qkv_bias=a.attention_bias,
-            o_bias=a.o_proj_bias, qk_norm=a.qk_norm or "none",
+            o_bias=a.o_proj_bias, qk_norm=qk_norm,
             norm_unit_offset=family in _UNIT_OFFSET_NORMS, rms_norm_eps=cfg.rms_norm_eps,
             rope=rope if use_rope else None,
-            rope_interleaved=family in ("llama4_text", "llama4"),
+            rope_interleaved=llama4,
             mask={"sliding_attention": "sliding", "chunked_attention": "chunked"}.get(kind, "causal"),
             window=window, sinks=a.attention_sinks, softcap=a.attn_logit_softcapping,
-            output_gate=a.output_gate)
+            output_gate=a.output_gate,
+            temperature_tuning=llama4 and not use_rope)  # HF's attn_temperature_tuning default
 
     @classmethod
     def from_hf(cls, config, layer_idx: int) -> "AttentionSpec":
@@ -168,66 +176,92 @@ class AttentionSpec:
         Raises ValueError for a model_type whose attention is not covered (MLA, DeltaNet layers)
         or a layer index out of range.
         """
+        from .hf_config import Keys  # here: hf_config's import chain reaches this module
+
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         model_type = c.get("model_type", "")
         if model_type in ("deepseek_v3", "deepseek_v2", "kimi_k2"):
             raise ValueError(f"config: {model_type} uses MLA, not covered by AttentionSpec")
-        L = int(c["num_hidden_layers"])
+        k = Keys(c, str(model_type or "config"))
+        L = k.num_layers()
         if not 0 <= layer_idx < L:
             raise ValueError(f"layer_idx: expected 0 <= layer_idx < {L}, got {layer_idx}")
-        layer_types = c.get("layer_types")
+        layer_types = k("layer_types", None)
         if not layer_types:  # Mistral, Mixtral, Qwen3-MoE: one window for every layer, if any
             kind = "sliding_attention" if c.get("sliding_window") else "full_attention"
             layer_types = [kind] * L
+        if not isinstance(layer_types, list) or len(layer_types) != L:
+            raise ValueError(f"{k.model_type} config: layer_types must be a list of {L} layer "
+                             f"types (num_hidden_layers), got {layer_types!r:.80}")
         layer_type = layer_types[layer_idx]
         if layer_type == "linear_attention":
             raise ValueError(f"layer_idx: layer {layer_idx} is a linear-attention (DeltaNet) "
                              "layer; use moelab.GatedDeltaNet")
-        n_h = int(c["num_attention_heads"])
-        d = int(c.get("head_dim") or c["hidden_size"] // n_h)
-        bias = bool(c.get("attention_bias", False))
-        no_rope = c.get("no_rope_layers")
+        H = k.count("hidden_size")
+        n_h = k.count("num_attention_heads")
+        d = k.count("head_dim") if k("head_dim", None) else H // n_h
+        bias = bool(k("attention_bias", False))
+        o_bias = bias and model_type not in _NO_O_BIAS
+        if model_type == "qwen2_moe":  # Qwen2MoeAttention: q/k/v bias by qkv_bias, o_proj none
+            bias, o_bias = bool(k("qkv_bias", True)), False
+        elif model_type == "qwen2":  # Qwen2Attention: q/k/v always with bias, o_proj none
+            bias, o_bias = True, False
+        if k("clip_qkv", None) is not None:  # OLMoE's clamp of q, k and v
+            raise ValueError(f"{k.model_type} config: clip_qkv={k('clip_qkv')} (a clamp of q, k "
+                             "and v) is not reproduced by moelab's attention")
+        no_rope = k("no_rope_layers", None)
+        if no_rope is not None and (not isinstance(no_rope, list) or len(no_rope) != L):
+            raise ValueError(f"{k.model_type} config: no_rope_layers must be a list of {L} "
+                             f"flags, got {no_rope!r:.80}")
         use_rope = not (no_rope and model_type in ("smollm3", "llama4_text", "llama4")
                         and not no_rope[layer_idx])
-        rope = c.get("rope_parameters") or {}
+        rope = k.sub("rope_parameters", {}).d
         if layer_type in rope:  # per layer type (Gemma 3)
-            rope = rope[layer_type]
+            rope = k.sub("rope_parameters", {}).sub(layer_type, {}).d
         rope = dict(rope)
+        if not rope and layer_type == "sliding_attention" and c.get("rope_local_base_freq"):
+            # a 4.x-style Gemma 3 config: its sliding layers use default RoPE at their own base
+            rope = {"rope_type": "default", "rope_theta": k.real("rope_local_base_freq")}
         if not rope:  # a 4.x-style config: rope_theta and rope_scaling at the top level
-            rope = dict(c.get("rope_scaling") or {})
-            rope.setdefault("rope_theta", c.get("rope_theta", 10000.0))
+            rope = dict(k.sub("rope_scaling", {}).d)
+            rope.setdefault("rope_theta", k.real("rope_theta", 10000.0))
         rope.setdefault("rope_type", rope.pop("type", "default"))
         if c.get("partial_rotary_factor") is not None and "partial_rotary_factor" not in rope:
-            rope["partial_rotary_factor"] = c["partial_rotary_factor"]
+            rope["partial_rotary_factor"] = k.real("partial_rotary_factor")
         qk_norm = "none"
         if model_type in ("qwen3", "qwen3_moe", "qwen3_next", "gemma3_text", "gemma3"):
             qk_norm = "head"
         elif model_type == "glm4_moe" and c.get("use_qk_norm"):
             qk_norm = "head"
-        elif model_type == "olmo2":
+        elif model_type in ("olmo2", "olmoe"):
             qk_norm = "full"
         elif model_type in ("llama4_text", "llama4") and c.get("use_qk_norm") and use_rope:
             qk_norm = "l2"
         mask, window = "causal", 0
         if layer_type == "sliding_attention":
-            mask, window = "sliding", int(c["sliding_window"])
+            mask, window = "sliding", k.count("sliding_window")
         elif layer_type == "chunked_attention":
-            mask, window = "chunked", int(c["attention_chunk_size"])
+            mask, window = "chunked", k.count("attention_chunk_size")
         scaling = None
         if c.get("query_pre_attn_scalar") is not None:
-            scaling = float(c["query_pre_attn_scalar"]) ** -0.5
+            scalar = k.real("query_pre_attn_scalar")
+            if not scalar > 0:
+                raise ValueError(f"{k.model_type} config: query_pre_attn_scalar must be > 0, "
+                                 f"got {scalar}")
+            scaling = scalar ** -0.5
+        softcap = k("attn_logit_softcapping", None)
         llama4 = model_type in ("llama4_text", "llama4")
         return cls(
-            hidden_size=int(c["hidden_size"]), num_attention_heads=n_h,
-            num_key_value_heads=int(c.get("num_key_value_heads") or n_h), head_dim=d,
-            max_position_embeddings=int(c["max_position_embeddings"]),
-            qkv_bias=bias, o_bias=bias and model_type not in _NO_O_BIAS, qk_norm=qk_norm,
+            hidden_size=H, num_attention_heads=n_h,
+            num_key_value_heads=k.count("num_key_value_heads") if k("num_key_value_heads", None)
+            else n_h, head_dim=d,
+            max_position_embeddings=k.count("max_position_embeddings"),
+            qkv_bias=bias, o_bias=o_bias, qk_norm=qk_norm,
             norm_unit_offset=model_type in _UNIT_OFFSET_NORMS,
-            rms_norm_eps=float(c.get("rms_norm_eps", 1e-6)),
+            rms_norm_eps=k.real("rms_norm_eps", 1e-6),
             rope=rope if use_rope else None, rope_interleaved=llama4, mask=mask, window=window,
             sinks=model_type == "gpt_oss",
-            softcap=c.get("attn_logit_softcapping"), scaling=scaling,
-            output_gate=model_type == "qwen3_next",
+            softcap=None if softcap is None else k.real("attn_logit_softcapping"),
+            scaling=scaling, output_gate=model_type == "qwen3_next",
             temperature_tuning=llama4 and bool(c.get("attn_temperature_tuning")) and not use_rope,
-            attn_scale=float(c.get("attn_scale", 0.1)),
-            floor_scale=float(c.get("floor_scale", 8192)))
+            attn_scale=k.real("attn_scale", 0.1), floor_scale=k.real("floor_scale", 8192))

@@ -16,7 +16,8 @@ head GEMM, soft-capping). Per layer, with x the residual stream (T, H):
 
 Norms are RMSNorms ``x / rms(x) * (offset + w)``, offset 1 for Gemma's ``(1 + w)`` form; then a
 final norm, the LM head (the embedding matrix when tied) and the final logit soft-cap where the
-family has one. Build one with :func:`moelab.hf.load_model`.
+family has one. Make one with :func:`moelab.hf.load_model` (a checkpoint) or
+:func:`moelab.build` (random weights from a ModelConfig).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from . import _core, ops
 from .attention import Attention
@@ -35,7 +37,20 @@ from .mla import MultiHeadLatentAttention
 from .mlp import GatedMLP
 from .model_config import ModelConfig
 
-__all__ = ["DecoderModel", "DecoderLayer", "DecoderCache", "all_finite"]
+__all__ = ["DecoderModel", "DecoderLayer", "DecoderCache", "all_finite",
+           "check_decoder_features", "PROGRESS_DELAY_S", "missing_decoder_features"]
+
+#: With ``progress=None`` a forward's progress bar appears only after this many seconds.
+PROGRESS_DELAY_S = 2.0
+
+#: ModelConfig switches of features the decoder does not reproduce (Grok-2's residual MoE,
+#: PhiMoE's LayerNorm and head biases, biased dense MLPs; routers other than ``moe.scoring``
+#: are ``router_variant``), each with what it is.
+UNSUPPORTED_FEATURES = {
+    "norm_bias": "LayerNorm with a bias (the decoder's norms are RMSNorms)",
+    "lm_head_bias": "an LM head bias",
+    "mlp_bias": "biases on the dense MLP",
+    "residual_moe": "a dense MLP beside each MoE block (Grok-2's residual MoE)"}
 
 #: Norms of one decoder layer per placement, in the order of the table above.
 NORM_SLOTS = {"pre": ("mixer_in", "ffn_in"),
@@ -86,9 +101,32 @@ class DecoderCache:
         return f"DecoderCache(layers={len(self.layers)}, length={self.length}, nbytes={self.nbytes:,})"
 
 
+def check_decoder_features(cfg: ModelConfig) -> None:
+    """Raise ValueError naming the model type and the switch when ``cfg`` has a feature the
+    decoder does not reproduce (``UNSUPPORTED_FEATURES``, a ``router_variant``): such a model is
+    refused, never built or loaded approximately."""
+    missing = missing_decoder_features(cfg)
+    if missing:
+        raise ValueError(f"model_type {cfg.model_type!r}: this config needs "
+                         f"{'; '.join(missing)}, which the decoder does not reproduce")
+
+
+def missing_decoder_features(cfg: ModelConfig) -> List[str]:
+    """What ``cfg`` needs that the decoder does not reproduce, each switch named: the
+    ``UNSUPPORTED_FEATURES`` it sets, and its ``router_variant``."""
+    missing = [f"{what} ({flag}=True)" for flag, what in UNSUPPORTED_FEATURES.items()
+               if getattr(cfg, flag)]
+    if cfg.router_variant is not None:
+        missing.append(f"the {cfg.router_variant!r} router (router_variant)")
+    return missing
+
+
 def all_finite(arr: np.ndarray, rows: int = 4096) -> bool:
-    """No NaN or Inf in a float32 array or in uint16 bfloat16 bits, checked ``rows`` rows at a
-    time (a large table is never converted whole)."""
+    """No NaN or Inf in a float32 array or in uint16 bfloat16 bits: a C-contiguous one scanned
+    by the core, any other checked ``rows`` rows at a time (a large table is never converted
+    whole)."""
+    if arr.dtype in (np.float32, np.uint16) and arr.flags.c_contiguous:
+        return bool(_core.all_finite(arr))
     for start in range(0, max(arr.shape[0], 1) if arr.ndim else 1, rows):
         block = arr[start:start + rows] if arr.ndim else arr
         if not np.isfinite(bf16_to_float32(block) if arr.dtype == np.uint16 else block).all():
@@ -158,20 +196,25 @@ class DecoderModel:
                              else layer.mixer.new_cache() for layer in self.layers], self)
 
     def __call__(self, ids, cache: Optional[DecoderCache] = None,
-                 routing: Optional[dict] = None) -> np.ndarray:
-        return self.forward(ids, cache, routing)
+                 routing: Optional[dict] = None, progress: Optional[bool] = None) -> np.ndarray:
+        return self.forward(ids, cache, routing, progress)
 
     def forward(self, ids, cache: Optional[DecoderCache] = None,
-                routing: Optional[dict] = None) -> np.ndarray:
+                routing: Optional[dict] = None, progress: Optional[bool] = None) -> np.ndarray:
         """logits (T, V) float32 for token ids (T,), continuing ``cache`` when given.
 
         routing : None, or a dict that receives ``{layer index: RoutingStats}`` of every MoE
             layer for these T tokens (``moelab.RoutingStats``: top-k ids and weights...).
+        progress : a tqdm bar over the layers on stderr: None (default) only on a terminal and
+            only once the forward has run ``PROGRESS_DELAY_S`` seconds (a long prefill), True
+            always, False never.
 
         Raises TypeError (ids not integers, cache not this model's DecoderCache), ValueError
         (ids not 1-D or empty, positions reaching ``max_positions``), IndexError (an id
         outside [0, V), naming it).
         """
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"progress must be None, True or False, got {progress!r}")
         if cache is not None and (not isinstance(cache, DecoderCache) or cache._owner is not self):
             raise TypeError("cache: expected a DecoderCache from this model's new_cache(), got "
                             f"{type(cache).__name__}")
@@ -183,7 +226,10 @@ class DecoderModel:
             # checked before any layer runs, so a cache is never left half-advanced
             raise ValueError(f"ids: positions {start}..{start + len(x) - 1} reach "
                              f"max_position_embeddings={self.max_positions}")
-        for i, layer in enumerate(self.layers):
+        bar = tqdm(self.layers, desc=self.config.display_name, unit="layer", leave=False,
+                   disable=None if progress is None else not progress,
+                   delay=PROGRESS_DELAY_S if progress is None else 0.0)
+        for i, layer in enumerate(bar):
             layer_cache = None if cache is None else cache.layers[i]
             x = self._layer(i, layer, x, layer_cache, routing)                # (T, H)
         x = self._norm(x, self.final_norm)                                    # (T, H)
@@ -224,10 +270,28 @@ class DecoderModel:
         return generate(self, ids, max_new_tokens, temperature, top_k, top_p, seed, stop,
                         callback, trace)
 
+    def ffn_stack(self):
+        """A view of this model's FFN sub-blocks with the token mixers skipped: hidden states
+        in, hidden states and per-layer ``RoutingStats`` out (``moelab.model.FFNStack``)."""
+        from .ffn_stack import FFNStack
+        return FFNStack(self)
+
     # -- facts ----------------------------------------------------------------------------
     @property
     def num_layers(self) -> int:
         return len(self.layers)
+
+    @property
+    def num_params(self) -> int:
+        """Parameters held: embedding, every layer's mixer, FFN and norms, the final norm and
+        the LM head (counted once when tied)."""
+        n = self.embed.size + self.final_norm.size
+        if not self.config.tie_word_embeddings:
+            n += self.lm_head.size
+        for layer in self.layers:
+            n += layer.mixer.num_params + layer.ffn.num_params
+            n += sum(w.size for w in layer.norms.values())
+        return int(n)
 
     def __repr__(self) -> str:
         c = self.config

@@ -18,9 +18,8 @@ from typing import Optional
 import numpy as np
 
 from . import _core
-from ._checks import checked_seed
 from ._core_cache import CoreCache
-from ._core_weights import CoreWeights
+from ._core_weights import CoreWeights, seed_or_no_init
 from .model_config import ModelConfig
 
 __all__ = ["GatedDeltaNet", "DeltaNetState", "CHUNK_SIZE"]
@@ -116,7 +115,7 @@ class GatedDeltaNet(CoreWeights):
         if config.hidden_act != "silu":
             raise ValueError(f"config.hidden_act: the Gated DeltaNet's conv activation is "
                              f"hidden_act; only 'silu' is implemented, got {config.hidden_act!r}")
-        seed = checked_seed(seed)
+        seed = seed_or_no_init(seed)
         self._check_weight_dtype(weight_dtype)
         a = config.attention
         spec = _core.DeltaNetSpec(
@@ -143,14 +142,11 @@ class GatedDeltaNet(CoreWeights):
         """A fresh sequence's state for this layer (zeros, length 0)."""
         return DeltaNetState(self._core.new_state(), self._layer_idx)
 
-    def __call__(self, x, state: Optional[DeltaNetState] = None) -> np.ndarray:
-        return self.forward(x, state)
-
     def forward(self, x, state: Optional[DeltaNetState] = None) -> np.ndarray:
         """y (T, H) float32 for x (T, H), continuing ``state`` when given (T = 0 is allowed)."""
-        core_state = self._check_sequence(state, "state", DeltaNetState)
-        x = self._checked_tokens(x, self._config.hidden_size)
-        return self._core.forward(x, core_state)
+        return self._forward_sequence(x, state, "state", DeltaNetState)
+
+    __call__ = forward
 
     def __repr__(self) -> str:
         a = self._config.attention

@@ -18,7 +18,11 @@ import numpy as np
 
 from ._checks import is_int, is_real
 
-__all__ = ["Generation", "ExpertTrace", "generate", "next_token"]
+__all__ = ["Generation", "ExpertTrace", "generate", "next_token", "check_sampling",
+           "TRACE_FORMATS"]
+
+#: File formats ``ExpertTrace.save`` writes, by suffix.
+TRACE_FORMATS = (".csv", ".json")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,26 @@ class ExpertTrace:
             "position": pos.ravel(), "token": self.tokens[pos.ravel()],
             "layer": np.asarray(self.layers, dtype=np.int64)[layer.ravel()],
             "rank": rank.ravel(), "expert": self.ids.ravel(), "weight": self.weights.ravel()})
+
+    def save(self, path) -> None:
+        """Write the trace to ``path``, by its suffix: ``.csv``, the rows of ``to_frame()``;
+        ``.json``, ``{"layers": [M], "tokens": [N], "ids": [N][M][k], "weights": [N][M][k]}``.
+
+        Raises ValueError (another suffix, naming it) or OSError (the file cannot be written).
+        """
+        import json
+        import os
+
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        if suffix not in TRACE_FORMATS:
+            raise ValueError(f"path: {os.fspath(path)!r}: expected a file name ending in "
+                             f"{' or '.join(TRACE_FORMATS)}, got {suffix or 'no suffix'!r}")
+        if suffix == ".csv":
+            self.to_frame().to_csv(path, index=False)
+            return
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"layers": [int(i) for i in self.layers], "tokens": self.tokens.tolist(),
+                       "ids": self.ids.tolist(), "weights": self.weights.tolist()}, f)
 
 
 class _TraceBuilder:
@@ -106,6 +130,20 @@ def next_token(logits: np.ndarray, temperature: float, top_k: Optional[int],
     return int(order[rng.choice(len(order), p=p)])
 
 
+def check_sampling(max_new_tokens, temperature, top_k, top_p, seed) -> None:
+    """Raise ValueError naming the first of ``generate``'s sampling arguments that is bad."""
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not is_real(temperature) or not temperature >= 0.0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite float >= 0, got {temperature!r}")
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    if top_p is not None and (not is_real(top_p) or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+
+
 def generate(model, ids, max_new_tokens: int = 32, temperature: float = 0.0,
              top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0,
              stop: Optional[Iterable[int]] = None,
@@ -120,16 +158,7 @@ def generate(model, ids, max_new_tokens: int = 32, temperature: float = 0.0,
 
     Raises TypeError / ValueError naming the argument; the prompt's errors are the forward's.
     """
-    if not is_int(max_new_tokens) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if not is_real(temperature) or not temperature >= 0.0 or not np.isfinite(temperature):
-        raise ValueError(f"temperature must be a finite float >= 0, got {temperature!r}")
-    if top_k is not None and (not is_int(top_k) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
-    if top_p is not None and (not is_real(top_p) or not 0.0 < top_p <= 1.0):
-        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
     stop_ids = frozenset(int(s) for s in (stop or ()))
     prompt = np.asarray(ids)
     rng = np.random.default_rng(int(seed))

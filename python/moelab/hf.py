@@ -9,7 +9,8 @@ mapping of tensor names to NumPy arrays or torch tensors). Only the tensors of t
 layer are read: a folder is memory-mapped (``moelab.io``) and each of that layer's tensors is
 copied out once, converted to float32 (from float32, float16, bfloat16 or float64), so loading
 one layer costs about that layer's size in memory whatever the size of the checkpoint. torch is
-never needed (bfloat16 is decoded by ``moelab.io``) and never imported.
+never needed (bfloat16 is decoded by ``moelab.io``) and never imported. (The whole-decoder loader,
+:func:`load_model`, reads the same tensors in place instead: :func:`moe_weights_in_place`.)
 
 Where a family's checkpoints keep each weight is said by its
 :class:`moelab.registry.CheckpointNames` (``moelab.families()``); for decoder layer ``i``, under
@@ -59,7 +60,7 @@ from .hf_config import from_hf_config
 from .io import (FLOAT_DTYPES, StateDict, checkpoint_path, config_dict, open_checkpoint,
                  read_config_json)
 from .layer import MoELayer
-from .model import PROGRESS_DELAY_S
+from .decoder import PROGRESS_DELAY_S
 from .registry import CheckpointNames, ExpertLayout, MoEBlockNames
 
 __all__ = ["load_moe_layer", "load_moe_weights", "LOADABLE_MODEL_TYPES"]
@@ -89,8 +90,8 @@ def load_moe_layer(source, layer_idx: int, config=None, progress: Optional[bool]
         object with ``to_dict()`` (a ``transformers`` config). Required for a state dict or a
         single file; for a folder it defaults to the folder's ``config.json``.
     progress : a tqdm bar over the tensors read, on stderr: None (default) only on a terminal
-        and only once reading has taken ``moelab.model.PROGRESS_DELAY_S`` seconds (one layer of a
-        large checkpoint is gigabytes), True always, False never.
+        and only once reading has taken ``moelab.decoder.PROGRESS_DELAY_S`` seconds (one layer
+        of a large checkpoint is gigabytes), True always, False never.
 
     Returns
     -------
@@ -129,6 +130,19 @@ def load_moe_weights(source, layer_idx: int, config=None, progress: Optional[boo
     with _open_source(source) as tensors:
         plan = _plan_layer(tensors, layer_idx, cfg, names)
         return cfg, plan.execute(tensors, progress)
+
+
+def moe_weights_in_place(tensors, hf_config: dict, layer_idx: int
+                         ) -> Tuple[MoEConfig, Dict[str, object], List[str]]:
+    """For the decoder loader: ``(cfg, weights, sources)`` of MoE layer ``layer_idx`` of an
+    open checkpoint, ``weights`` read in place (``_Plan.in_place``: views into the mapped file,
+    per-expert tensors as parts; only gpt-oss's interleaved gate/up and transposed stacks such
+    as Llama 4's converted once), ``sources`` the checkpoint tensors they come from. Names,
+    shapes and dtypes are checked as by :func:`load_moe_weights`; the values by the layer's
+    load."""
+    cfg, names = _moe_config(hf_config, layer_idx)
+    plan = _plan_layer(tensors, layer_idx, cfg, names)
+    return cfg, plan.in_place(tensors), plan.sources()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,13 +210,18 @@ Reader = Callable[[str], np.ndarray]
 
 
 class _Item:
-    """One canonical weight: the checkpoint tensors it is made of and how to assemble them."""
+    """One canonical weight: the checkpoint tensors it is made of and how to assemble them,
+    as one float32 array (``assemble``) or as the stored arrays themselves (``in_place``)."""
 
     def __init__(self, canonical: str, sources: List[Tuple[str, Tuple[int, ...]]],
-                 assemble: Callable[[Reader], np.ndarray]):
+                 assemble: Callable[[Reader], np.ndarray],
+                 in_place: Optional[Callable[[Reader], object]] = None):
         self.canonical = canonical
         self.sources = sources        # [(checkpoint name, expected stored shape)]
         self.assemble = assemble      # read -> canonical float32 array
+        # view -> the stored array, or the list of its parts (MoELayer.load_weights), read in
+        # place; None: the layout must change, so it is assembled (converted once)
+        self.in_place = in_place
 
 
 class _Plan:
@@ -227,6 +246,28 @@ class _Plan:
 
             return {item.canonical: item.assemble(read) for item in self.items}
 
+    def in_place(self, tensors) -> Dict[str, object]:
+        """The canonical weights as ``MoELayer.load_weights`` takes them, read where they lie:
+        each stored tensor a view into the mapped file (float32 or uint16 bfloat16 bits), a
+        weight stored as several tensors given as its parts; only a layout that must change is
+        assembled in float32. Nothing is read here: the layer's load checks the values."""
+        def view(name: str) -> np.ndarray:
+            return tensors.view(name) if tensors.dtype(name) in ("F32", "BF16") else (
+                tensors.read_float32(name))
+
+        def read(name: str) -> np.ndarray:
+            arr = tensors.read_float32(name)
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name}: holds NaN or Inf")
+            return arr
+
+        return {item.canonical: item.assemble(read) if item.in_place is None
+                else item.in_place(view) for item in self.items}
+
+    def sources(self) -> List[str]:
+        """Every checkpoint tensor the layer is made of."""
+        return [name for item in self.items for name, _ in item.sources]
+
 
 def _single(canonical: str, name: str, shape: Tuple[int, ...],
             transform: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> _Item:
@@ -234,7 +275,8 @@ def _single(canonical: str, name: str, shape: Tuple[int, ...],
     def assemble(read: Reader) -> np.ndarray:
         arr = read(name)
         return np.ascontiguousarray(transform(arr)) if transform is not None else arr
-    return _Item(canonical, [(name, shape)], assemble)
+    return _Item(canonical, [(name, shape)], assemble,
+                 None if transform is not None else lambda view: view(name))
 
 
 def _stacked(canonical: str, parts: List[List[str]], shape: Tuple[int, ...]) -> _Item:
@@ -252,7 +294,10 @@ def _stacked(canonical: str, parts: List[List[str]], shape: Tuple[int, ...]) -> 
                 view[e, j * rows:(j + 1) * rows] = read(name)    # (rows, C)
         return out
 
-    return _Item(canonical, [(n, block) for names in parts for n in names], assemble)
+    def in_place(view: Reader) -> List[np.ndarray]:  # the weight's parts, (rows, C) each
+        return [view(name) for names in parts for name in names]
+
+    return _Item(canonical, [(n, block) for names in parts for n in names], assemble, in_place)
 
 
 def _fused_expert_tensor(canonical: str, name: str, shape: Tuple[int, ...],

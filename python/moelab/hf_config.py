@@ -118,7 +118,7 @@ class Keys:
 
     def sub(self, key: str, defaults: Mapping[str, Any]) -> "Keys":
         """The reader of a nested config dict (``None`` or absent: empty) with its own defaults."""
-        v = self(key)
+        v = self(key, None)
         if v is None:
             v = {}
         if not isinstance(v, Mapping):

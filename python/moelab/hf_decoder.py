@@ -23,16 +23,31 @@ norms                  ``layers.{i}.input_layernorm``, ``post_attention_layernor
 final norm, LM head    ``norm.weight``; ``lm_head.weight`` at the top level (absent when tied)
 =====================  =========================================================================
 
-Read in place (memory-mapped, no copy): the embedding table, the LM head and every norm weight,
-float32 or bfloat16 as stored. Copied once at load: the attention projections, the MoE
-experts and router (read as float32 by ``load_moe_weights``; gpt-oss's interleaved gate/up and
-Llama 4's transposed stacks converted there) and the dense MLPs (gate and up stacked into one
-``gate_up_proj``). With a bfloat16 checkpoint and ``dtype=None`` the layers store their
-matrices as bfloat16 (exact: the values are bfloat16 already).
+Weights are read where they lie: every float32 or bfloat16 tensor is memory-mapped and read in
+place by the kernels, not copied (the layers borrow the mapped arrays and keep them alive):
+the embedding table, the LM head, the norms, the attention / MLA / DeltaNet projections, the
+dense MLPs (gate and up as the two parts of ``gate_up_proj``) and the routed and shared experts
+(each expert's ``gate_proj``, ``up_proj`` and ``down_proj`` read through a pointer of its own).
+With ``dtype=None`` the layers store their matrices as the checkpoint does (a bfloat16
+checkpoint stays bfloat16, exactly). Converted once at load, into storage of the layer's own:
+
+- layouts that must change: gpt-oss's fused experts (gate and up columns interleaved, the
+  stack transposed) and Llama 4's transposed expert stacks (``(E, H, 2I)``, ``(E, I, H)``);
+- what the core keeps in float32 whatever the weight dtype, from a bfloat16 checkpoint: the
+  router weights and biases (routing runs in float32), the expert and attention biases, the
+  shared-expert gate, MLA's ``kv_b_proj`` and the small per-layer vectors of attention, MLA
+  and DeltaNet (norm weights, sinks, DeltaNet's conv, ``dt_bias`` and ``A_log``);
+- every tensor when ``dtype`` differs from the stored one (bfloat16 -> float32 is exact),
+  or when a float32 tensor's data is not 4-byte aligned in the file.
+
+So the resident memory of a loaded model is what the kernels touch of the file (page cache,
+shared) plus these small copies and the caches.
 
 Only families whose whole decoder has been checked against transformers load
 (``DECODER_MODEL_TYPES``); any other model type, a quantized checkpoint, or a model feature the
-decoder does not reproduce is refused with an error naming it, never loaded approximately.
+decoder does not reproduce is refused with an error naming it, never loaded approximately
+(PhiMoE: its LayerNorms with bias and its sparsemixer router; Grok-2: no transformers model to
+check against).
 """
 
 from __future__ import annotations
@@ -46,10 +61,12 @@ from typing import Optional
 import numpy as np
 
 from . import registry
+from ._core_weights import NO_INIT
 from .attention import Attention, AttentionSpec
 from .attention_spec import _UNIT_OFFSET_NORMS
 from .deltanet import GatedDeltaNet
-from .decoder import NORM_SLOTS, DecoderLayer, DecoderModel, all_finite
+from .decoder import (NORM_SLOTS, DecoderLayer, DecoderModel, all_finite,
+                      check_decoder_features, missing_decoder_features)
 from .hf_config import from_hf_config
 from .io import open_checkpoint, read_config_json
 from .layer import MoELayer
@@ -63,7 +80,7 @@ __all__ = ["load_model", "DECODER_MODEL_TYPES"]
 #: Model types whose whole decoder matches transformers (tests/reference/test_hf_decoder.py).
 DECODER_MODEL_TYPES = ("qwen3_moe", "qwen3", "mixtral", "mistral", "olmo2", "glm4_moe",
                        "gpt_oss", "smollm3", "gemma3_text", "llama4_text", "qwen3_next",
-                       "deepseek_v3")
+                       "deepseek_v3", "olmoe", "qwen2_moe", "qwen2", "llama")
 
 #: Families that scale the embedding by sqrt(H).
 SCALED_EMBEDDING = ("gemma3_text", "gemma3")
@@ -95,7 +112,8 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
         raise ValueError(f"path: {str(path)!r} is not a checkpoint folder")
     hf_config = read_config_json(path)
     if "quantization_config" in hf_config:
-        method = (hf_config["quantization_config"] or {}).get("quant_method", "?")
+        quantization = hf_config["quantization_config"]
+        method = quantization.get("quant_method", "?") if isinstance(quantization, dict) else "?"
         raise ValueError(f"config.json: quantization_config ({method}): quantized checkpoints "
                          "are not supported; use a bfloat16 or float32 checkpoint")
     cfg = from_hf_config(hf_config)
@@ -108,16 +126,23 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
         raise
 
 
+#: Why a family whose features the decoder has is still not loaded.
+_NOT_CHECKED = {
+    "grok": "transformers has no Grok model to check the whole decoder against, and the names "
+            "of Grok checkpoints' tensors are not mapped"}
+
+
 def _check_supported(cfg: ModelConfig) -> None:
+    """Refuse a model the decoder does not reproduce, naming every missing feature."""
     t = cfg.model_type
     if t not in DECODER_MODEL_TYPES:
-        raise ValueError(f"model_type {t!r}: moelab.hf.load_model does not load this family's "
-                         f"whole decoder yet; supported: {', '.join(DECODER_MODEL_TYPES)}")
-    for flag in ("norm_bias", "lm_head_bias", "mlp_bias", "residual_moe"):
-        if getattr(cfg, flag):
-            raise ValueError(f"model_type {t!r}: {flag}=True is not supported by the decoder")
-    if cfg.router_variant is not None:
-        raise ValueError(f"model_type {t!r}: router {cfg.router_variant!r} is not reproduced")
+        missing = missing_decoder_features(cfg)
+        why = [f"it needs {'; '.join(missing)}"] if missing else []
+        why.append(_NOT_CHECKED.get(t, "its whole decoder has not been checked against "
+                                       "transformers yet"))
+        raise ValueError(f"model_type {t!r}: moelab.hf.load_model does not load this family: "
+                         f"{', and '.join(why)}; supported: {', '.join(DECODER_MODEL_TYPES)}")
+    check_decoder_features(cfg)
 
 
 class _Builder:
@@ -125,8 +150,13 @@ class _Builder:
 
     def __init__(self, path, hf_config: dict, cfg: ModelConfig, tensors, dtype: Optional[str]):
         self.path, self.cfg, self.tensors, self.dtype = path, cfg, tensors, dtype
+        self.hf_config = hf_config
         self.text = dict(hf_config.get("text_config") or hf_config)
         self.text.setdefault("model_type", cfg.model_type)
+        # the layer types as the family's parser resolved them: a 4.x config.json has none, or
+        # null (Qwen2's may set sliding_window with use_sliding_window off; Llama 4 chunks by rule)
+        if not self.text.get("layer_types"):
+            self.text["layer_types"] = [cfg.layer_type(i) for i in range(cfg.num_hidden_layers)]
         fam = registry.family(cfg.model_type)
         self.names = fam.decoder
         self.moe_blocks = () if fam.checkpoint is None else fam.checkpoint.moe.blocks
@@ -143,28 +173,52 @@ class _Builder:
                          f"'<prefix>{self.names.embedding}', prefix one of "
                          f"{registry.DECODER_PREFIXES})")
 
-    def tensor(self, name: str, shape, in_place: bool = True) -> np.ndarray:
+    def tensor(self, name: str, shape) -> np.ndarray:
         """The checked tensor ``name`` of ``shape``: a read-only view into the file (float32,
-        or uint16 bfloat16 bits) when ``in_place`` and allowed by ``dtype``, else float32."""
-        if name not in self.tensors:
-            raise ValueError(f"{name}: missing from the checkpoint")
-        info = self.tensors.info(name)
+        or uint16 bfloat16 bits) when allowed by ``dtype``, else float32."""
+        arr = self.stored(name, shape)
+        if self.dtype is not None and _DTYPE_OF[self.tensors.info(name).dtype] != self.dtype:
+            arr = self.tensors.read_float32(name)
+        if not all_finite(arr):
+            raise ValueError(f"{name}: holds NaN or Inf")
+        return arr
+
+    def stored(self, name: str, shape) -> np.ndarray:
+        """The tensor ``name`` of ``shape`` as stored: a read-only view into the mapped file
+        (float32, or uint16 bfloat16 bits), name, shape and dtype checked; its values are
+        checked by the layer that loads it (:meth:`load`)."""
+        info = self._info(name)
         if tuple(info.shape) != tuple(shape):
             raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(info.shape)}")
         if info.dtype not in _STORED:
             raise TypeError(f"{name}: dtype {info.dtype} is not supported (float32 or bfloat16)")
         self.used.add(name)
-        keep = in_place and (self.dtype is None or _DTYPE_OF[info.dtype] == self.dtype)
-        arr = self.tensors.view(name) if keep else self.tensors.read_float32(name)
-        if not all_finite(arr):
-            raise ValueError(f"{name}: holds NaN or Inf")
-        return arr
+        return self.tensors.view(name)
+
+    def load(self, layer, weights: dict, sources) -> None:
+        """``layer.load_weights(weights)`` (read in place where the layer can), a NaN or Inf
+        reported under the name of the checkpoint tensor (one of ``sources``) that holds it."""
+        try:
+            layer.load_weights(weights)
+        except ValueError as exc:
+            if "NaN or Inf" not in str(exc):
+                raise
+            bad = next((n for n in sources if not all_finite(self.tensors.view(n))), None)
+            if bad is None:
+                raise
+            raise ValueError(f"{bad}: holds NaN or Inf") from None
 
     def weight_dtype(self, name: str) -> str:
         """The storage of a layer's matrices: ``dtype``, or as ``name`` is stored."""
         if self.dtype is not None:
             return self.dtype
-        return "bfloat16" if self.tensors.info(name).dtype == "BF16" else "float32"
+        return "bfloat16" if self._info(name).dtype == "BF16" else "float32"
+
+    def _info(self, name: str):
+        """The header entry of tensor ``name`` (ValueError naming it when it is absent)."""
+        if name not in self.tensors:
+            raise ValueError(f"{name}: missing from the checkpoint")
+        return self.tensors.info(name)
 
     # -- the model ------------------------------------------------------------------------
     def build(self) -> DecoderModel:
@@ -176,11 +230,13 @@ class _Builder:
         final_norm = self.tensor(p + self.names.final_norm, (H,))
         lm_head = embed if cfg.tie_word_embeddings else self.tensor(self._lm_head_name(), (V, H))
         t = cfg.model_type
-        return DecoderModel(
+        model = DecoderModel(
             cfg, embed, layers, final_norm, lm_head,
             embed_scale=math.sqrt(H) if t in SCALED_EMBEDDING else None,
             norm_offset=1.0 if t in _UNIT_OFFSET_NORMS else 0.0,
             final_softcap=self.text.get("final_logit_softcapping"), source=self.tensors)
+        self.tensors.release_pages()  # the checks read every page; the kernels map back theirs
+        return model
 
     def _lm_head_name(self) -> str:
         model_part = self.prefix[:-len("model.")] if self.prefix.endswith("model.") else ""
@@ -203,38 +259,40 @@ class _Builder:
         """Softmax attention or MLA (``self_attn.``), or a Gated DeltaNet (``linear_attn.``)."""
         if self.cfg.layer_type(i) == "linear_attention":
             base += self.names.linear_attention + "."
-            layer = GatedDeltaNet(self.cfg, i, weight_dtype=self.weight_dtype(
+            layer = GatedDeltaNet(self.cfg, i, seed=NO_INIT, weight_dtype=self.weight_dtype(
                 base + "in_proj_qkvz.weight"))
         elif self.cfg.attention.kind == "mla":
             base += self.names.attention + "."
-            layer = MultiHeadLatentAttention(MLASpec.from_hf(self.text, i), weight_dtype=(
-                self.weight_dtype(base + "kv_a_proj_with_mqa.weight")))
+            layer = MultiHeadLatentAttention(MLASpec.from_hf(self.text, i), seed=NO_INIT,
+                                             weight_dtype=self.weight_dtype(
+                                                 base + "kv_a_proj_with_mqa.weight"))
         else:
             base += self.names.attention + "."
             spec = AttentionSpec.from_hf(self.text, i)
-            layer = Attention(spec, weight_dtype=self.weight_dtype(base + "q_proj.weight"))
-        expected = {n: w.shape for n, w in layer.weights.items()}
-        layer.load_weights({n: self.tensor(base + n, s, in_place=False)
-                            for n, s in expected.items()})
+            layer = Attention(spec, seed=NO_INIT,
+                              weight_dtype=self.weight_dtype(base + "q_proj.weight"))
+        expected = layer.weight_shapes()
+        self.load(layer, {n: self.stored(base + n, s) for n, s in expected.items()},
+                  [base + n for n in expected])
         return layer
 
     def ffn(self, i: int, base: str):
         cfg = self.cfg
         if cfg.ffn_kind(i) == "moe":
-            from .hf import load_moe_weights
-            moe_cfg, weights = load_moe_weights(self.path, i)
-            layer = MoELayer(moe_cfg, weight_dtype=self.weight_dtype(
+            from .hf import moe_weights_in_place
+            moe_cfg, weights, sources = moe_weights_in_place(self.tensors, self.hf_config, i)
+            layer = MoELayer(moe_cfg, seed=NO_INIT, weight_dtype=self.weight_dtype(
                 self.prefix + self.names.embedding))  # the experts' storage: the checkpoint's
-            layer.load_weights(weights)
+            self.load(layer, weights, sources)
             return layer
         block = self._dense_block(i, base)
         H, I = cfg.hidden_size, cfg.intermediate_size
-        gate = self.tensor(f"{block}gate_proj.weight", (I, H), in_place=False)
-        up = self.tensor(f"{block}up_proj.weight", (I, H), in_place=False)
-        down = self.tensor(f"{block}down_proj.weight", (H, I), in_place=False)
-        mlp = GatedMLP(H, I, cfg.hidden_act,
-                       weight_dtype=self.weight_dtype(f"{block}gate_proj.weight"))
-        mlp.load_weights({"gate_up_proj": np.concatenate([gate, up]), "down_proj": down})
+        names = [f"{block}{p}_proj.weight" for p in ("gate", "up", "down")]
+        gate, up = (self.stored(n, (I, H)) for n in names[:2])
+        down = self.stored(names[2], (H, I))
+        mlp = GatedMLP(H, I, cfg.hidden_act, seed=NO_INIT,
+                       weight_dtype=self.weight_dtype(names[0]))
+        self.load(mlp, {"gate_up_proj": [gate, up], "down_proj": down}, names)  # parts: gate, up
         return mlp
 
     def _dense_block(self, i: int, base: str) -> str:

@@ -8,9 +8,8 @@ from typing import Tuple, Union
 import numpy as np
 
 from . import _core
-from ._checks import checked_seed
 from ._convert import as_float32_array
-from ._core_weights import CoreWeights
+from ._core_weights import CoreWeights, seed_or_no_init
 from .config import MoEConfig
 
 __all__ = ["MoELayer", "RoutingStats", "core_spec"]
@@ -98,7 +97,7 @@ class MoELayer(CoreWeights):
     def __init__(self, config: MoEConfig, seed: int = 0, weight_dtype: str = "float32"):
         if not isinstance(config, MoEConfig):
             raise TypeError(f"config must be a moelab.MoEConfig, got {type(config).__name__}")
-        seed = checked_seed(seed)
+        seed = seed_or_no_init(seed)
         self._check_weight_dtype(weight_dtype)
         self._config = config
         self._attach(_core.MoELayer(core_spec(config), weight_dtype), seed)

@@ -60,8 +60,9 @@ class MultiHeadLatentAttention(CoreWeights):
 
     Raises
     ------
-    TypeError : spec not an MLASpec, x not numeric, cache not an MLACache.
-    ValueError : x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
+    TypeError : spec not an MLASpec, a seed that is not an int, x not numeric, cache not an
+        MLACache.
+    ValueError : a seed outside [0, 2**64), x of the wrong shape or holding NaN/Inf, a cache of another layer, positions
         reaching ``max_position_embeddings``, an unknown form, a result that overflows float32
         (the cache is then unchanged); bad weight names, shapes or values (the layer is then
         unchanged).
@@ -83,9 +84,6 @@ class MultiHeadLatentAttention(CoreWeights):
         """An empty latent cache for one sequence through this layer."""
         return MLACache(self._core.new_cache())
 
-    def __call__(self, x, cache: Optional[MLACache] = None, form: str = "auto") -> np.ndarray:
-        return self.forward(x, cache, form)
-
     def forward(self, x, cache: Optional[MLACache] = None, form: str = "auto") -> np.ndarray:
         """y (T, H) float32 for x (T, H), continuing ``cache`` when given (T = 0 allowed)."""
         core_cache = self._check_sequence(cache, "cache", MLACache)
@@ -93,6 +91,8 @@ class MultiHeadLatentAttention(CoreWeights):
             raise ValueError(f"form must be one of {MLA_FORMS}, got {form!r}")
         x = self._checked_tokens(x, self._spec.hidden_size)
         return self._core.forward(x, core_cache, form)
+
+    __call__ = forward
 
     def __repr__(self) -> str:
         s = self._spec

@@ -149,25 +149,28 @@ class MLASpec:
 
         Raises ValueError for another model_type or a layer index out of range.
         """
+        from .hf_config import Keys  # here: hf_config's import chain reaches this module
+
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         model_type = c.get("model_type", "")
         if model_type not in MLA_MODEL_TYPES:
             raise ValueError(f"config: model_type {model_type!r} is not MLA "
                              f"(one of {MLA_MODEL_TYPES}); use moelab.AttentionSpec")
-        L = int(c["num_hidden_layers"])
+        k = Keys(c, model_type)
+        L = k.num_layers()
         if not 0 <= layer_idx < L:
             raise ValueError(f"layer_idx: expected 0 <= layer_idx < {L}, got {layer_idx}")
-        rope = dict(c.get("rope_parameters") or {})
+        rope = dict(k.sub("rope_parameters", {}).d)
         if not rope:  # a 4.x-style config: rope_theta and rope_scaling at the top level
-            rope = dict(c.get("rope_scaling") or {})
-            rope.setdefault("rope_theta", c.get("rope_theta", 10000.0))
+            rope = dict(k.sub("rope_scaling", {}).d)
+            rope.setdefault("rope_theta", k.real("rope_theta", 10000.0))
         rope.setdefault("rope_type", rope.pop("type", "default"))
-        q_lora = c.get("q_lora_rank")
+        q_lora = k("q_lora_rank", None)
         return cls(
-            hidden_size=int(c["hidden_size"]), num_attention_heads=int(c["num_attention_heads"]),
-            q_lora_rank=None if q_lora is None else int(q_lora),
-            kv_lora_rank=int(c["kv_lora_rank"]), qk_nope_head_dim=int(c["qk_nope_head_dim"]),
-            qk_rope_head_dim=int(c["qk_rope_head_dim"]), v_head_dim=int(c["v_head_dim"]),
-            max_position_embeddings=int(c["max_position_embeddings"]),
-            attention_bias=bool(c.get("attention_bias", False)), rope=rope,
-            rope_interleave=bool(c.get("rope_interleave", True)))
+            hidden_size=k.count("hidden_size"), num_attention_heads=k.count("num_attention_heads"),
+            q_lora_rank=None if q_lora is None else k.count("q_lora_rank"),
+            kv_lora_rank=k.count("kv_lora_rank"), qk_nope_head_dim=k.count("qk_nope_head_dim"),
+            qk_rope_head_dim=k.count("qk_rope_head_dim"), v_head_dim=k.count("v_head_dim"),
+            max_position_embeddings=k.count("max_position_embeddings"),
+            attention_bias=bool(k("attention_bias", False)), rope=rope,
+            rope_interleave=bool(k("rope_interleave", True)))

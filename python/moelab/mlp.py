@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core, params
-from ._checks import checked_seed, is_int
+from ._checks import is_int
 from ._convert import as_float32_array
-from ._core_weights import CoreWeights
+from ._core_weights import CoreWeights, seed_or_no_init
 from .config import ACTIVATIONS
 
 __all__ = ["GatedMLP"]
@@ -38,7 +38,7 @@ class GatedMLP(CoreWeights):
         for name, v in (("hidden_size", hidden_size), ("intermediate_size", intermediate_size)):
             if not is_int(v):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-        seed = checked_seed(seed)
+        seed = seed_or_no_init(seed)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self._check_weight_dtype(weight_dtype)

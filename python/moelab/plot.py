@@ -21,8 +21,8 @@ layer_pattern         each model's layers drawn as a strip: token mixer above, F
 load_heatmap          expert load per layer (tokens per expert / mean), from RoutingStats.
 router_comparison     the (T, E) weights several routers apply to the same tokens, one panel each
                       on one colour scale.
-token_experts         the top expert of each token in each MoE layer over a passage, tokens as
-                      column labels.
+expert_trace          the experts a generation's tokens went to: tokens x MoE layers, colour =
+                      top-1 expert, or one expert's weight as a heat over the text.
 param_segments, dense_weights   the data behind param_bars and router_comparison (no matplotlib).
 """
 
@@ -48,7 +48,7 @@ __all__ = [
     "load_heatmap",
     "router_comparison",
     "dense_weights",
-    "token_experts",
+    "expert_trace",
 ]
 
 #: Components of ``param_bars``, in drawing order; they sum to ``ParamCount.total``.
@@ -501,43 +501,95 @@ def router_comparison(routings: Mapping[str, object], num_experts: Optional[int]
     return fig
 
 
-def token_experts(ids, tokens: Sequence[str], num_experts: int,
-                  layers: Optional[Sequence[int]] = None, ax=None, annotate: bool = True):
-    """The expert each token went to in each MoE layer, over a passage: one row per layer, one
-    column per token (its text as the column label), coloured by expert id.
+# ---------------------------------------------------------------------------------------------
+# generation
+# ---------------------------------------------------------------------------------------------
+def _token_labels(tokens, ids: np.ndarray) -> List[str]:
+    """Tick labels for the trace's token ids: the ids, a tokenizer's text of each, or given."""
+    if tokens is None:
+        return [str(int(t)) for t in ids]
+    if hasattr(tokens, "decode") and not isinstance(tokens, (str, bytes)):
+        labels = [tokens.decode([int(t)]) for t in ids]
+    elif isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
+        raise TypeError(f"tokens must be None, a moelab.Tokenizer or a sequence of str, got "
+                        f"{type(tokens).__name__}")
+    else:
+        labels = [str(t) for t in tokens]
+        if len(labels) != len(ids):
+            raise ValueError(f"tokens: expected {len(ids)} labels (one per traced token), got "
+                             f"{len(labels)}")
+    return [repr(s)[1:-1] for s in labels]  # newlines and spaces visible
 
-    ids : (N, M) int, the expert of token n in MoE layer m (e.g. ``trace.ids[:, :, 0]``, the
-        top-weighted one, of an ``ExpertTrace``). tokens : N strings, the tokens' text.
-    num_experts : E (the colour scale runs over [0, E)). layers : M row labels (default 0..M-1;
-        pass ``trace.layers``). annotate : write each cell's expert id in it.
-    Returns the Axes (one image of shape (M, N)).
 
-    Raises ValueError (ids not 2-D, ids outside [0, E), wrong numbers of tokens or layers).
+def expert_trace(trace, tokens=None, ax=None, expert: Optional[int] = None,
+                 num_experts: Optional[int] = None, cmap: Optional[str] = None,
+                 annotate: Optional[bool] = None):
+    """The experts each token of a generation went to: one column per token (in order), one
+    row per MoE layer.
+
+    trace : a ``moelab.generate.ExpertTrace`` (``model.generate(..., trace=True).trace``).
+    tokens : None (tick labels are token ids), a ``moelab.Tokenizer`` (each token's text), or
+        one label per traced token.
+    expert : None: the colour is each token's top-1 expert in that layer (a qualitative
+        colormap, one colour per expert id, a colorbar of ids); an expert id e: the colour is
+        the weight the router gave e (0 where e was not chosen), a heat of e over the text.
+    num_experts : E, for the colour scale of top-1 ids (default: the largest id + 1).
+    annotate : write the top-1 id in each cell of the top-1 view (default: when there are at
+        most 600 cells).
+    Returns the Axes (an image of shape (MoE layers, tokens)); nothing is shown, so it works
+    inline in Jupyter and with any backend.
+
+    Raises TypeError (trace not an ExpertTrace, tokens of another kind) or ValueError (a
+    trace without MoE layers or tokens, labels of the wrong count, an expert out of range).
     """
-    plt = _pyplot()
-    ids = np.asarray(ids)
-    if ids.ndim != 2:
-        raise ValueError(f"ids: expected an (N tokens, M layers) array, got shape {ids.shape}")
-    N, M = ids.shape
-    if ids.size and (ids.min() < 0 or ids.max() >= num_experts):
-        raise ValueError(f"ids: values must be in [0, {num_experts}), got "
-                         f"[{ids.min()}, {ids.max()}]")
-    if len(tokens) != N:
-        raise ValueError(f"tokens: expected {N} strings (one per row of ids), got {len(tokens)}")
-    layers = list(range(M)) if layers is None else list(layers)
-    if len(layers) != M:
-        raise ValueError(f"layers: expected {M} labels (one per column of ids), got {len(layers)}")
-    ax = _new_axes(ax, (max(6.0, 0.32 * N + 1.5), 0.45 * M + 1.8))
-    colors = plt.get_cmap("tab20" if num_experts <= 20 else "turbo", num_experts)
-    ax.imshow(ids.T, aspect="auto", interpolation="nearest", cmap=colors, vmin=-0.5,
-              vmax=num_experts - 0.5)                                  # (M, N)
-    if annotate:
-        for (n, m), e in np.ndenumerate(ids):
-            ax.text(n, m, str(e), ha="center", va="center", fontsize=7)
-    ax.set_xticks(np.arange(N))
-    ax.set_xticklabels([repr(t)[1:-1] for t in tokens], rotation=90, fontsize=8)
+    _pyplot()
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.ticker import MaxNLocator
+
+    from .generate import ExpertTrace
+
+    if not isinstance(trace, ExpertTrace):
+        raise TypeError(f"trace must be a moelab.generate.ExpertTrace, got {type(trace).__name__}")
+    N, M, k = trace.ids.shape
+    if M == 0 or N == 0:
+        raise ValueError(f"trace: nothing to draw ({N} tokens, {M} MoE layers: a dense model "
+                         "routes no token)")
+    labels = _token_labels(tokens, trace.tokens)
+    top1 = trace.ids[:, :, 0].T                                          # (M, N)
+    E = int(num_experts) if num_experts is not None else int(trace.ids.max()) + 1
+    if E <= int(trace.ids.max()):
+        raise ValueError(f"num_experts: {E} but the trace holds expert {int(trace.ids.max())}")
+    ax = _new_axes(ax, (min(24.0, 2.0 + 0.32 * N), 1.2 + 0.4 * M))
+    if expert is None:
+        base = _pyplot().get_cmap(cmap or ("tab20" if E <= 20 else "turbo"))
+        colors = ListedColormap([base(i / max(E - 1, 1)) if base.N > 20 else base(i % base.N)
+                                 for i in range(E)])
+        norm = BoundaryNorm(np.arange(-0.5, E + 0.5), E)
+        im = ax.imshow(top1, aspect="auto", interpolation="nearest", cmap=colors, norm=norm)
+        bar = ax.figure.colorbar(im, ax=ax, label="top-1 expert", pad=0.01)
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
+        title = "top-1 expert of each token per MoE layer"
+    else:
+        if isinstance(expert, bool) or not isinstance(expert, (int, np.integer)) \
+                or not 0 <= expert < E:
+            raise ValueError(f"expert: expected an id in [0, {E}), got {expert!r}")
+        heat = np.where(trace.ids == expert, trace.weights, 0.0).sum(axis=2).T  # (M, N)
+        im = ax.imshow(heat, aspect="auto", interpolation="nearest", cmap=cmap or "magma",
+                       vmin=0.0)
+        ax.figure.colorbar(im, ax=ax, label=f"weight of expert {expert}", pad=0.01)
+        title = f"expert {expert}: its routing weight for each token per MoE layer"
+    if annotate is None:
+        annotate = N * M <= 600
+    if annotate and expert is None:
+        for (m, n), e in np.ndenumerate(top1):
+            ax.text(n, m, str(int(e)), ha="center", va="center", fontsize="x-small")
+    step = max(1, math.ceil(N / 80))
+    ax.set_xticks(np.arange(0, N, step))
+    ax.set_xticklabels(labels[::step], rotation=90, fontsize="small")
     ax.set_yticks(np.arange(M))
-    ax.set_yticklabels([str(l) for l in layers])
+    ax.set_yticklabels([str(i) for i in trace.layers])
     ax.set_xlabel("token")
     ax.set_ylabel("MoE layer")
+    ax.set_title(title, fontsize="small")
     return ax

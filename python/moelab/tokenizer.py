@@ -28,6 +28,7 @@ import os
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .io.config_json import read_json_object
 from .io.local_path import existing_path
 
 __all__ = ["Tokenizer"]
@@ -38,18 +39,12 @@ SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_
 
 
 def _read_json(folder: str, name: str) -> Dict[str, Any]:
-    """The JSON object in folder/name, {} if there is no such file."""
+    """The JSON object in folder/name, {} if there is no such file (ValueError naming the file
+    as read_json_object for an unreadable one)."""
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable JSON file ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, name)
 
 
 def _token_content(value: Any, key: str, path: str) -> Optional[Tuple[str, bool, bool, bool]]:

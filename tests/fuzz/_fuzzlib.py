@@ -42,6 +42,10 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple, Type
 HERE = Path(__file__).resolve().parent
 CORPUS_DIR = HERE / "corpus"
 REPRODUCER_DIR = HERE / "reproducers"
+#: the harnesses, fuzz_<target>.py, in the order run.py fuzzes them
+TARGETS = ("safetensors", "hf_config", "moe_config", "load_weights", "load_model")
+#: libFuzzer dictionaries: <target>.dict, or for these targets the named ones joined
+DICTIONARIES = {"load_model": ("hf_config", "safetensors")}
 
 
 class Finding(AssertionError):

@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("safetensors", "hf_config", "moe_config", "load_weights")
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+from _fuzzlib import DICTIONARIES, TARGETS  # noqa: E402 - after the path that finds it
 
 
 def harness(target: str):
     """The harness module of a target (tests/fuzz/fuzz_<target>.py)."""
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
     return importlib.import_module(f"fuzz_{target}")
 
 
@@ -52,10 +52,15 @@ def write_seeds(target: str) -> int:
     return len(seeds)
 
 
-def libfuzzer_options(target: str, args) -> list:
+def libfuzzer_options(target: str, args, work: Path) -> list:
+    """The fuzzer's options; a joined dictionary (DICTIONARIES) is written into ``work``."""
     options = [f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_limit_mb}",
                "-print_final_stats=1"]
     dictionary = HERE / f"{target}.dict"
+    if target in DICTIONARIES:
+        dictionary = work / f"{target}.dict"
+        dictionary.write_text("".join((HERE / f"{name}.dict").read_text()
+                                      for name in DICTIONARIES[target]))
     if dictionary.is_file():
         options.append(f"-dict={dictionary}")
     return options
@@ -80,7 +85,7 @@ def fuzz(target: str, args, artifacts: Path) -> bool:
         before = len(os.listdir(corpus))
         command = [sys.executable, str(HERE / f"fuzz_{target}.py"), str(corpus),
                    f"-max_total_time={args.seconds}", f"-artifact_prefix={artifacts}/{target}-",
-                   *libfuzzer_options(target, args)]
+                   *libfuzzer_options(target, args, work)]
         start = time.monotonic()
         run = subprocess.run(command, capture_output=True, text=True, errors="replace",
                              env=_child_env(work))
@@ -108,7 +113,7 @@ def fuzz(target: str, args, artifacts: Path) -> bool:
         if args.merge:
             merged = subprocess.run([sys.executable, str(HERE / f"fuzz_{target}.py"), "-merge=1",
                                      str(corpus_dir(target)), str(corpus),
-                                     *libfuzzer_options(target, args)],
+                                     *libfuzzer_options(target, args, work)],
                                     capture_output=True, text=True, errors="replace",
                                     env=_child_env(work))
             if merged.returncode != 0 or "MERGE-OUTER: successful" not in merged.stderr:

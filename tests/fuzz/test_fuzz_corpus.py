@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("safetensors", "hf_config", "moe_config", "load_weights")
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
+from _fuzzlib import TARGETS  # noqa: E402 - after the path that finds it
 
 
 def _harness(target):
@@ -78,3 +78,32 @@ def test_seeds_are_accepted_inputs(tmp_path):
         assert moelab.count_params(moelab.from_hf_config(json.loads(data))).total > 0
     for kwargs in _harness("moe_config").BASES:  # the load_weights harness's layers too
         moelab.MoELayer(moelab.MoEConfig(**kwargs))
+
+
+def test_load_model_corpus_holds_a_loading_seed_per_family(tmp_path):
+    """Whole-model fuzzing starts from a checkpoint that loads for every seed family (float32
+    and bfloat16 where the harness saves both). Its seeds are made by transformers
+    (``run.py --seed load_model``), so here they are found in the corpus, not remade."""
+    import moelab.hf
+
+    harness = _harness("load_model")
+    loaded = set()
+    for path in _inputs(HERE / "corpus" / "load_model"):
+        dtype, config, weights = harness._split(path.read_bytes())
+        try:
+            model_type = json.loads(config)["model_type"]
+        except (ValueError, TypeError, KeyError):
+            continue
+        if model_type not in harness.SEED_MODELS:
+            continue
+        (tmp_path / "config.json").write_bytes(config)
+        (tmp_path / "model.safetensors").write_bytes(weights)
+        try:
+            model = moelab.hf.load_model(tmp_path, dtype)
+        except (TypeError, ValueError):
+            continue
+        stored = "bfloat16" if model.embed.dtype == "uint16" else "float32"
+        loaded.add((model_type, stored))
+    wanted = {(t, "float32") for t in harness.SEED_MODELS}
+    wanted |= {(t, "bfloat16") for t in harness.BF16_SEEDS}
+    assert wanted <= loaded, f"no loading seed for {sorted(wanted - loaded)}"

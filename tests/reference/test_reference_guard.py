@@ -20,7 +20,7 @@ import moelab
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TESTS = [f"{HERE / 'test_hf_parity.py'}::test_gpt_oss_clamps_are_active",
-         f"{HERE / 'test_grok2.py'}::test_grok2_sandwich_block_matches_reference"]
+         f"{HERE / 'test_grok2.py'}::test_grok2_ffn_matches_reference"]
 
 
 @pytest.mark.parametrize("required,expected", [("1", "1 failed, 1 passed"),

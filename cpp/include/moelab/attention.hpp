@@ -17,13 +17,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
 #include <string>
-#include <vector>
 
 #include "moelab/kv_cache.hpp"
 #include "moelab/rope.hpp"
-#include "moelab/weights.hpp"
+#include "moelab/token_mixer.hpp"
 
 namespace moelab {
 
@@ -63,27 +61,18 @@ struct AttentionSpec {
     std::string describe() const;
 };
 
-class Attention {
+class Attention : public TokenMixerOf<AttentionSpec> {
   public:
     // Validates the spec and allocates zeroed weights with HF names: q_proj.weight
     // (q_proj_rows, H), k_proj.weight / v_proj.weight (n_kv d, H), o_proj.weight (H, n_h d),
     // q_proj.bias / k_proj.bias / v_proj.bias (qkv_bias), o_proj.bias (o_bias),
     // q_norm.weight / k_norm.weight ((d) per head, (n_h d) / (n_kv d) full width), sinks (n_h).
     // With BF16 the four projection matrices are stored as bfloat16 (read in place by linear());
-    // biases, norms and sinks stay float32.
+    // biases, norms and sinks stay float32. init_random: uniform in +-1/sqrt(fan_in) (sinks:
+    // +-1); norm weights 1 (0 with the (1 + w) form).
     explicit Attention(const AttentionSpec& spec, DType weight_dtype = DType::F32);
 
-    const AttentionSpec& spec() const { return spec_; }
     const Rope& rope() const { return rope_; }
-    DType weight_dtype() const { return dtype_; }
-    std::uint64_t id() const { return id_; }
-    const WeightSet& weights() const { return weights_; }
-    WeightSet& weights() { return weights_; }
-
-    // Uniform in +-1/sqrt(fan_in) (sinks: +-1); norm weights 1 (0 with the (1 + w) form).
-    void init_random(std::uint64_t seed);
-    // All or nothing (WeightSet::load); waits for running forwards.
-    void load_weights(const std::vector<WeightView>& views, bool strict);
 
     std::shared_ptr<KvCache> new_cache() const;
 
@@ -95,15 +84,10 @@ class Attention {
     void forward(const float* x, Index T, float* y, KvCache* cache) const;
 
   private:
-    AttentionSpec spec_;
-    DType dtype_;
     Rope rope_;
-    std::uint64_t id_;
-    WeightSet weights_;
     std::size_t q_, k_, v_, o_;
     std::size_t q_bias_ = 0, k_bias_ = 0, v_bias_ = 0, o_bias_ = 0, q_norm_ = 0, k_norm_ = 0,
                 sinks_ = 0;
-    mutable std::shared_mutex mutex_;
 };
 
 }  // namespace moelab

@@ -13,14 +13,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
-#include <vector>
 
 #include "moelab/aligned.hpp"
+#include "moelab/sequence_state.hpp"
+#include "moelab/token_mixer.hpp"
 #include "moelab/types.hpp"
-#include "moelab/weights.hpp"
 
 namespace moelab {
 
@@ -55,48 +53,33 @@ class GatedDeltaNet;
 // One sequence's state of one layer: the recurrent matrix of every value head and the conv
 // inputs of the last K - 1 tokens. Its size is fixed by the spec, whatever the length.
 // Created by GatedDeltaNet::new_state; only that layer accepts it.
-class DeltaNetState {
+class DeltaNetState : public SequenceState {
   public:
     const DeltaNetSpec& spec() const { return spec_; }
-    Index length() const;               // tokens seen since creation or reset
-    std::size_t nbytes() const;         // bytes held: (recurrent_floats + conv_floats) * 4
-    std::uint64_t owner() const { return owner_; }
+    std::size_t nbytes() const override;  // bytes held: (recurrent_floats + conv_floats) * 4
     // Copies out: recurrent (n_v, d_k, d_v), conv (K - 1, conv_dim) oldest token first.
     void read_recurrent(float* dst) const;
     void read_conv(float* dst) const;
-    void reset();  // zeros, length 0
+    void reset() override;  // zeros, length 0
 
   private:
     friend class GatedDeltaNet;
     DeltaNetState(const DeltaNetSpec& spec, std::uint64_t owner);
 
     DeltaNetSpec spec_;
-    std::uint64_t owner_;
-    Index length_ = 0;
     AlignedVector<float> recurrent_;  // (n_v, d_k, d_v): S_h row-major, as HF lays it out
     AlignedVector<float> conv_;       // (K - 1, conv_dim)
-    mutable std::mutex mutex_;        // one forward (or read) at a time
 };
 
-class GatedDeltaNet {
+class GatedDeltaNet : public TokenMixerOf<DeltaNetSpec> {
   public:
     // Validates the spec and allocates the weights (zeros): in_proj_qkvz.weight
     // (2 n_k d_k + 2 n_v d_v, H), in_proj_ba.weight (2 n_v, H), conv1d.weight (conv_dim, 1, K),
     // dt_bias (n_v), A_log (n_v), norm.weight (d_v), out_proj.weight (H, n_v d_v). With BF16
     // the three projection matrices are stored as bfloat16; the rest stays float32.
+    // init_random: uniform in +-1/sqrt(fan_in) (projections: H or n_v d_v; conv: K; dt_bias,
+    // A_log: 1); norm.weight = 1 (as HF initialises it).
     GatedDeltaNet(const DeltaNetSpec& spec, DType weight_dtype = DType::F32);
-
-    const DeltaNetSpec& spec() const { return spec_; }
-    DType weight_dtype() const { return dtype_; }
-    std::uint64_t id() const { return id_; }  // unique per layer object in this process
-    const WeightSet& weights() const { return weights_; }
-    WeightSet& weights() { return weights_; }
-
-    // Uniform in +-1/sqrt(fan_in) (projections: H or n_v d_v; conv: K; dt_bias, A_log: 1);
-    // norm.weight = 1 (as HF initialises it). Deterministic for a seed.
-    void init_random(std::uint64_t seed);
-    // All or nothing (WeightSet::load); waits for running forwards.
-    void load_weights(const std::vector<WeightView>& views, bool strict);
 
     std::shared_ptr<DeltaNetState> new_state() const;
 
@@ -108,12 +91,7 @@ class GatedDeltaNet {
     void forward(const float* x, Index T, float* y, DeltaNetState* state) const;
 
   private:
-    DeltaNetSpec spec_;
-    DType dtype_;
-    std::uint64_t id_;
-    WeightSet weights_;
     std::size_t qkvz_, ba_, conv_, dt_bias_, a_log_, norm_, out_;
-    mutable std::shared_mutex mutex_;
 };
 
 }  // namespace moelab

@@ -12,14 +12,17 @@
 
 namespace moelab {
 
-// One stack of experts in the canonical layout (row-major):
-//   gate_up (E, 2I, H): gate rows [0, I), up rows [I, 2I);  down (E, H, I);
+// One stack of experts, each expert's weights where they lie: one pointer per expert and
+// projection (row-major), so that a stacked tensor (pointers into it) and per-expert tensors
+// (a checkpoint's, read in place) take the same kernels:
+//   gate_up (2E): expert e's gate rows (I, H) at [2e], its up rows (I, H) at [2e + 1];
+//   down (E): expert e's down rows (H, I);
 //   gate_up_bias (E, 2I) and down_bias (E, H) float32 or nullptr.
-// Without gate_up each expert is one projection: down (E, N, K) (+ down_bias (E, N)) applied to
+// Without gate_up each expert is one projection: down[e] (N, K) (+ down_bias (E, N)) applied to
 // the input rows themselves (linear.hpp).
 struct ExpertStack {
-    WeightPtr gate_up;
-    WeightPtr down;
+    const WeightPtr* gate_up = nullptr;
+    const WeightPtr* down = nullptr;
     const float* gate_up_bias = nullptr;
     const float* down_bias = nullptr;
     Index num_experts = 0;
@@ -28,8 +31,10 @@ struct ExpertStack {
     Index output_width = 0;  // H (a projection's N): the length of an output row
     Activation activation = Activation::Silu;
 
-    bool gated() const { return gate_up.present(); }
+    bool gated() const { return gate_up != nullptr; }
     Index down_k() const { return gated() ? intermediate : input_width; }  // down's row length
+    const WeightPtr& gate(Index e) const { return gate_up[2 * e]; }
+    const WeightPtr& up(Index e) const { return gate_up[2 * e + 1]; }
 };
 
 // pack_panel's row offsets are int32: a batch gathers its rows from `tokens` only when every

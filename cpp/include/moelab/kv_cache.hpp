@@ -8,30 +8,29 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 
 #include "moelab/aligned.hpp"
+#include "moelab/sequence_state.hpp"
 #include "moelab/types.hpp"
 
 namespace moelab {
 
 class Attention;
 
-class KvCache {
+class KvCache : public SequenceState {
   public:
-    Index length() const;           // tokens seen since creation or reset
     Index tokens_held() const;      // min(length, window) for a ring, else length
     // Bytes of the keys and values held: tokens_held() * 2 * n_kv * d * 4.
-    std::size_t nbytes() const;
+    std::size_t nbytes() const override;
     Index window() const { return window_; }  // ring size, 0 = keeps every token
     Index kv_dim() const { return kv_dim_; }
-    std::uint64_t owner() const { return owner_; }
     // Copies out the keys and values of the tokens held, oldest first: (tokens_held(), n_kv d).
     void read(float* keys, float* values) const;
-    void reset();  // empty, length 0
+    void reset() override;  // empty, length 0
 
   private:
     friend class Attention;
+class TokenMixer;
     KvCache(Index kv_dim, Index window, std::uint64_t owner);
 
     Index slot(Index position) const { return window_ > 0 ? position % window_ : position; }
@@ -41,10 +40,7 @@ class KvCache {
     void append(const float* k, const float* v, Index T, Index ld) noexcept;
 
     Index kv_dim_, window_;
-    std::uint64_t owner_;
-    Index length_ = 0;
     AlignedVector<float> keys_, values_;  // (slots, kv_dim)
-    mutable std::mutex mutex_;             // one forward (or read) at a time
 };
 
 }  // namespace moelab

@@ -21,13 +21,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 
 #include "moelab/aligned.hpp"
 #include "moelab/rope.hpp"
-#include "moelab/weights.hpp"
+#include "moelab/sequence_state.hpp"
+#include "moelab/token_mixer.hpp"
 
 namespace moelab {
 
@@ -63,31 +62,26 @@ class MultiHeadLatentAttention;
 
 // One sequence's latent cache for one MLA layer: per token, the normalised latent c (r) and the
 // roped shared key k_r (d_r), one row [c | k_r]. The next token is at position length().
-class MlaCache {
+class MlaCache : public SequenceState {
   public:
-    Index length() const;
     Index row_dim() const { return row_dim_; }  // r + d_r
     // Bytes held: length() * (r + d_r) * 4.
-    std::size_t nbytes() const;
-    std::uint64_t owner() const { return owner_; }
+    std::size_t nbytes() const override;
     // Copies out the rows held, (length(), r + d_r), oldest first.
     void read(float* rows) const;
-    void reset();
+    void reset() override;
 
   private:
     friend class MultiHeadLatentAttention;
-    MlaCache(Index row_dim, std::uint64_t owner) : row_dim_(row_dim), owner_(owner) {}
+    MlaCache(Index row_dim, std::uint64_t owner) : SequenceState(owner), row_dim_(row_dim) {}
     void reserve(Index new_length);                              // std::bad_alloc, contents stay
     void append(const float* rows, Index T) noexcept;            // T rows, length += T
 
     Index row_dim_;
-    std::uint64_t owner_;
-    Index length_ = 0;
     AlignedVector<float> rows_;  // (capacity, r + d_r)
-    mutable std::mutex mutex_;
 };
 
-class MultiHeadLatentAttention {
+class MultiHeadLatentAttention : public TokenMixerOf<MlaSpec> {
   public:
     // Validates the spec and allocates zeroed weights with HF names: q_proj.weight
     // (n_h d_qk, H), or q_a_proj.weight (q_lora_rank, H), q_a_layernorm.weight (q_lora_rank),
@@ -96,18 +90,9 @@ class MultiHeadLatentAttention {
     // (H, n_h d_v); with attention_bias q_a_proj.bias, kv_a_proj_with_mqa.bias, o_proj.bias.
     // With BF16 the projections run by linear() (q_proj or q_a_proj / q_b_proj,
     // kv_a_proj_with_mqa, o_proj) are stored as bfloat16 and read in place; kv_b_proj (read by
-    // the attention kernels themselves), biases and norms stay float32.
+    // the attention kernels themselves), biases and norms stay float32. init_random: uniform in
+    // +-1/sqrt(fan_in); norm weights 1.
     explicit MultiHeadLatentAttention(const MlaSpec& spec, DType weight_dtype = DType::F32);
-
-    const MlaSpec& spec() const { return spec_; }
-    std::uint64_t id() const { return id_; }
-    DType weight_dtype() const { return dtype_; }
-    const WeightSet& weights() const { return weights_; }
-    WeightSet& weights() { return weights_; }
-
-    // Uniform in +-1/sqrt(fan_in); norm weights 1.
-    void init_random(std::uint64_t seed);
-    void load_weights(const std::vector<WeightView>& views, bool strict);
 
     std::shared_ptr<MlaCache> new_cache() const;
 
@@ -122,14 +107,9 @@ class MultiHeadLatentAttention {
     static constexpr Index kAbsorbedMaxTokens = 4;
 
   private:
-    MlaSpec spec_;
-    DType dtype_;
     Rope rope_;
-    std::uint64_t id_;
-    WeightSet weights_;
     std::size_t q_ = 0, q_a_ = 0, q_a_norm_ = 0, q_b_ = 0, kv_a_ = 0, kv_a_norm_ = 0, kv_b_ = 0,
                 o_ = 0, q_a_bias_ = 0, kv_a_bias_ = 0, o_bias_ = 0;
-    mutable std::shared_mutex mutex_;
 };
 
 }  // namespace moelab

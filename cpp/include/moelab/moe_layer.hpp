@@ -14,8 +14,9 @@ namespace moelab {
 
 class MoELayer : public LayerWeights {
   public:
-    // Validates the spec (std::invalid_argument) and allocates the zeroed tensors of
-    // MoESpec::tensors(). With BF16 the expert and shared-expert matrices are stored as bfloat16
+    // Validates the spec (std::invalid_argument) and adds the tensors of MoESpec::tensors()
+    // (without values until init_random or load_weights; the expert matrices in parts: per
+    // expert its gate and up, or its down). With BF16 the expert and shared-expert matrices are stored as bfloat16
     // (router, biases and gate stay float32: routing runs in float32 whatever the weight dtype).
     explicit MoELayer(const MoESpec& spec, DType weight_dtype = DType::F32);
 
@@ -32,6 +33,8 @@ class MoELayer : public LayerWeights {
     // The weight of a canonical tensor as the kernels read it (none for an absent tensor).
     WeightPtr tensor(LayerTensor kind) const;
     const float* f32_tensor(LayerTensor kind) const { return tensor(kind).f32; }
+    // The parts of an expert matrix (ExpertStack: per expert, gate and up, or down).
+    const WeightPtr* parts(LayerTensor kind) const;
 
     MoESpec spec_;
     std::array<std::size_t, std::size_t(LayerTensor::Count)> slot_;  // index in weights_

@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping
 
 from .local_path import existing_path
 
-__all__ = ["read_config_json", "config_dict"]
+__all__ = ["read_config_json", "read_json_object", "config_dict"]
 
 
 def read_config_json(path) -> Dict[str, Any]:
@@ -24,15 +24,22 @@ def read_config_json(path) -> Dict[str, Any]:
         path = path / "config.json"
     if not path.is_file():
         raise ValueError(f"config: no config file at {path} (no such file)")
+    return read_json_object(path, "config")
+
+
+def read_json_object(path, what: str) -> Dict[str, Any]:
+    """The JSON object in the file at ``path`` (a checkpoint's config.json, tokenizer_config.json
+    ...). Raises ValueError naming ``what`` and the file: not readable, not valid JSON, or JSON
+    that is not an object."""
     try:
         with open(path, "r", encoding="utf-8") as f:
             d = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"config: {path} is not valid JSON ({exc})") from None
+        raise ValueError(f"{what}: {path} is not valid JSON ({exc})") from None
     except OSError as exc:
-        raise ValueError(f"config: cannot read {path} ({exc})") from None
+        raise ValueError(f"{what}: cannot read {path} ({exc})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"config: {path} holds a {type(d).__name__}, not a JSON object")
+        raise ValueError(f"{what}: {path} holds a {type(d).__name__}, not a JSON object")
     return d
 
 

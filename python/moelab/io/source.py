@@ -40,6 +40,10 @@ class TensorSource:
     def close(self) -> None:
         """Release what the source holds (nothing, unless a subclass says otherwise)."""
 
+    def release_pages(self) -> None:
+        """Unmap from this process the pages of mapped files read so far (nothing, unless a
+        subclass maps files)."""
+
     def __enter__(self):
         return self
 
