@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ["01_active_parameters.ipynb", "02_routers.ipynb", "03_architectures.ipynb",
-            "04_load_balance.ipynb", "05_cpu_speed.ipynb"]
+            "04_load_balance.ipynb", "05_cpu_speed.ipynb", "06_experts_on_real_text.ipynb",
+            "07_attention_memory.ipynb"]
 #: notebooks that import torch + transformers (the ``reference`` extra)
 NEEDS_REFERENCE = {"05_cpu_speed.ipynb"}
 CELL_TIMEOUT_S = 300

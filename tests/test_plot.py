@@ -285,11 +285,12 @@ def test_docs_make_figures(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--out", str(tmp_path)]) == 0
-    png = tmp_path / "active_parameters.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert 10_000 < png.stat().st_size < 200_000                    # small enough for the README
-    committed = script.parent / "active_parameters.png"
-    assert committed.is_file() and committed.stat().st_size < 200_000
+    for name in ("active_parameters.png", "kv_cache_vs_context.png", "experts_on_real_text.png"):
+        png = tmp_path / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert 10_000 < png.stat().st_size < 200_000                # small enough for the README
+        committed = script.parent / name
+        assert committed.is_file() and committed.stat().st_size < 200_000
 
 
 # -- expert_trace ----------------------------------------------------------------------------

@@ -27,7 +27,8 @@ def _text_files():
         for f in files:
             parts = set(f.relative_to(ROOT).parts)
             if (parts & {"__pycache__", "build", ".ipynb_checkpoints"}
-                    or f.suffix not in TEXT_SUFFIXES):
+                    or f.suffix not in TEXT_SUFFIXES
+                    or f.name == "tokenizer.json"):  # a vocabulary: every byte's character
                 continue
             yield f
 

@@ -7,11 +7,14 @@ shared expert, sliding and full (or chunked, NoPE) layers, tied or untied heads,
 sandwich norms, scaled embedding and final soft-cap, Qwen3-Next's DeltaNet layers,
 DeepSeek-V3's MLA and group-limited sigmoid router, OLMoE's full-width q/k norms, the q/k/v
 biases of Qwen2 and Qwen2-MoE (with its sigmoid-gated shared expert), Llama's biased attention.
+The trained checkpoint that ships with the notebooks (notebooks/data/tiny-moe) is checked the
+same way.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -521,3 +524,30 @@ def test_build_makes_the_loaded_architecture(pair):
                 model_type, i, part)
         assert set(b.norms) == set(l.norms)
     assert built.num_params == loaded.num_params
+
+
+# ---------------------------------------------------------------------------------------------
+# the trained checkpoint that ships with the notebooks
+# ---------------------------------------------------------------------------------------------
+TINY_MOE = Path(__file__).resolve().parents[2] / "notebooks" / "data" / "tiny-moe"
+
+
+def test_shipped_tiny_moe_matches_transformers():
+    """notebooks/data/tiny-moe (Qwen3-MoE, trained, bfloat16 as stored) loads in moelab with
+    bfloat16 storage and gives the logits of transformers' float32 model holding the same
+    bfloat16 values, for an English prompt (no cache) and for cached decode steps after it."""
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        TINY_MOE, dtype=torch.float32, attn_implementation="eager").eval()
+    model = moelab.hf.load_model(TINY_MOE)
+    assert model.config.model_type == "qwen3_moe" and model.config.moe.num_experts == 16
+    assert {layer.ffn.weight_dtype for layer in model.layers} == {"bfloat16"}
+    tok = moelab.Tokenizer.from_pretrained(TINY_MOE)
+    ids = np.asarray(tok.encode('a large boat that carries people across a river; "we took the '
+                                'ferry to the island"'), dtype=np.int64)
+    expected = _hf_logits(hf, ids)                                           # (T, V)
+    assert_close(model(ids), expected, DECODER_LOGITS, what="tiny-moe logits")
+    cache = model.new_cache()
+    model(ids[:-4], cache=cache)
+    for t in range(ids.size - 4, ids.size):
+        assert_close(model(ids[t:t + 1], cache=cache)[0], expected[t], DECODER_LOGITS,
+                     what=f"tiny-moe decode {t}")

@@ -233,3 +233,21 @@ def test_chat_template_raise_exception_matches_transformers(both):
     with pytest.raises(jinja2.exceptions.TemplateError) as ours_error:
         ours.apply_chat_template(bad)
     assert str(ours_error.value) == str(theirs_error.value)
+
+
+def test_shipped_tiny_moe_tokenizer_round_trips_and_matches_transformers():
+    """notebooks/data/tiny-moe's tokenizer.json (byte-level BPE trained by its script):
+    moelab.Tokenizer gives transformers' ids, and decoding them gives the text back exactly,
+    for English, code, numbers, other scripts and whitespace."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "notebooks" / "data" / "tiny-moe"
+    ours = moelab.Tokenizer.from_pretrained(folder)
+    theirs = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    assert ours.eos_token == "<|endoftext|>" and ours.stop_ids == (ours.eos_token_id,)
+    for text in TEXTS + ['a small dog: a domestic animal; "the dog barked all night"',
+                         "def f(x):\n    return x ** 2  # 3.14, 1,024 and 2024-06-01\n"]:
+        ids = ours.encode(text)
+        assert ids == theirs(text)["input_ids"], text
+        assert ours.decode(ids) == text
+    assert len(ours.encode("the quality of being kind to other people")) < 12  # learned merges
