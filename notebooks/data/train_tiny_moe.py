@@ -42,7 +42,7 @@ WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 INSTALL_HINT = "sudo apt-get install -y wordnet-base"
 EOT = "<|endoftext|>"
-PROMPT = "a small dog: "
+PROMPT = "river:"  # a lemma, then the gloss the model writes (a trailing space would split " a")
 OUT_DIR = Path(__file__).resolve().parent / "tiny-moe"
 
 #: The model: 4 layers, H = 128, 16 experts of which 2 per token, tied embeddings.
@@ -120,7 +120,7 @@ def save_tokenizer(tok, out: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=OUT_DIR, help="checkpoint folder (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=450)
     p.add_argument("--batch", type=int, default=64, help="sequences per step")
     p.add_argument("--seq", type=int, default=64, help="tokens per sequence")
     p.add_argument("--vocab", type=int, default=2048)
