@@ -215,17 +215,11 @@ class AttentionSpec:
                              f"flags, got {no_rope!r:.80}")
         use_rope = not (no_rope and model_type in ("smollm3", "llama4_text", "llama4")
                         and not no_rope[layer_idx])
-        rope = k.sub("rope_parameters", {}).d
-        if layer_type in rope:  # per layer type (Gemma 3)
-            rope = k.sub("rope_parameters", {}).sub(layer_type, {}).d
-        rope = dict(rope)
-        if not rope and layer_type == "sliding_attention" and c.get("rope_local_base_freq"):
+        local = None
+        if layer_type == "sliding_attention" and c.get("rope_local_base_freq"):
             # a 4.x-style Gemma 3 config: its sliding layers use default RoPE at their own base
-            rope = {"rope_type": "default", "rope_theta": k.real("rope_local_base_freq")}
-        if not rope:  # a 4.x-style config: rope_theta and rope_scaling at the top level
-            rope = dict(k.sub("rope_scaling", {}).d)
-            rope.setdefault("rope_theta", k.real("rope_theta", 10000.0))
-        rope.setdefault("rope_type", rope.pop("type", "default"))
+            local = {"rope_type": "default", "rope_theta": k.real("rope_local_base_freq")}
+        rope = k.rope_parameters(layer_type, fallback=local)  # per layer type: Gemma 3
         if c.get("partial_rotary_factor") is not None and "partial_rotary_factor" not in rope:
             rope["partial_rotary_factor"] = k.real("partial_rotary_factor")
         qk_norm = "none"

@@ -126,6 +126,24 @@ class Keys:
                              f"{type(v).__name__}")
         return Keys(v, f"{self.model_type}.{key}", defaults)
 
+    def rope_parameters(self, layer_type: Optional[str] = None,
+                        fallback: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        """The RoPE parameters as a new dict: ``rope_parameters`` (5.x; its ``layer_type`` entry
+        when it holds one per layer type, as Gemma 3's); when that is empty, ``fallback`` if
+        given, else a 4.x config's ``rope_scaling`` with ``rope_theta`` (10000 by default).
+        ``rope_type`` is always set (from a 4.x ``type``, or "default")."""
+        rope = self.sub("rope_parameters", {})
+        if layer_type is not None and layer_type in rope.d:
+            rope = rope.sub(layer_type, {})
+        out = dict(rope.d)
+        if not out and fallback is not None:
+            out = dict(fallback)
+        elif not out:
+            out = dict(self.sub("rope_scaling", {}).d)
+            out.setdefault("rope_theta", self.real("rope_theta", 10000.0))
+        out.setdefault("rope_type", out.pop("type", "default"))
+        return out
+
     def rope_factor(self, default: float = 1.0) -> float:
         """partial_rotary_factor: top level, or inside rope_parameters (5.x) / rope_scaling."""
         v = self.d.get("partial_rotary_factor")

@@ -160,11 +160,7 @@ class MLASpec:
         L = k.num_layers()
         if not 0 <= layer_idx < L:
             raise ValueError(f"layer_idx: expected 0 <= layer_idx < {L}, got {layer_idx}")
-        rope = dict(k.sub("rope_parameters", {}).d)
-        if not rope:  # a 4.x-style config: rope_theta and rope_scaling at the top level
-            rope = dict(k.sub("rope_scaling", {}).d)
-            rope.setdefault("rope_theta", k.real("rope_theta", 10000.0))
-        rope.setdefault("rope_type", rope.pop("type", "default"))
+        rope = k.rope_parameters()
         q_lora = k("q_lora_rank", None)
         return cls(
             hidden_size=k.count("hidden_size"), num_attention_heads=k.count("num_attention_heads"),
