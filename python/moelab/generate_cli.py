@@ -15,11 +15,19 @@ forward that takes it as input; the last generated token is never read back)::
 ``--trace-file F`` writes the whole ``ExpertTrace`` (prompt and generated tokens) to F, CSV or
 JSON by its suffix. An error (a missing folder, no tokenizer.json, a refused checkpoint, bad
 options) is one line on stderr and exit status 2.
+
+``--expert-parallel`` runs it under ``mpirun -n N`` (mpi4py's ``MPI.COMM_WORLD``): each rank
+loads its share of every MoE layer's experts (``load_model(path, expert_parallel=comm)``), every
+rank runs the same generation (the same tokens: the logits are the single-process model's,
+bitwise), and only rank 0 prints; an error is raised on every rank alike and printed once::
+
+    mpirun -n 4 python -m moelab generate CKPT "The capital of France is" --expert-parallel
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -49,6 +57,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="print, per generated token, the experts of each MoE layer")
     g.add_argument("--trace-file", default=None,
                    help="write the expert trace of every token to this .csv or .json file")
+    g.add_argument("--expert-parallel", action="store_true",
+                   help="under mpirun -n N: split each MoE layer's experts across the N ranks "
+                        "(MPI.COMM_WORLD, needs mpi4py); every rank generates, rank 0 prints")
     return g
 
 
@@ -106,31 +117,56 @@ def trace_lines(trace, num_prompt: int, new_tokens, token_text) -> list:
     return lines
 
 
+def _world():
+    """mpi4py's ``MPI.COMM_WORLD`` (ValueError saying how to install mpi4py when it is not)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ValueError(f"--expert-parallel needs mpi4py ({exc}); install the 'mpi' extra "
+                         "(pip install 'moelab[mpi]') and run under mpirun -n N") from None
+    return MPI.COMM_WORLD
+
+
 def run(args, parser: argparse.ArgumentParser) -> int:
-    """Run ``generate`` for parsed ``args``; errors go to ``parser.error``-style one-liners."""
+    """Run ``generate`` for parsed ``args``; errors go to ``parser.error``-style one-liners.
+    With ``--expert-parallel`` every rank runs this, and only rank 0 writes anything."""
     import moelab
     from .generate import TRACE_FORMATS, check_sampling
+    from .rank_agreement import agreed, digest
+
+    rank = 0
 
     def fail(message: str) -> int:
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        if rank == 0:  # under --expert-parallel every rank fails alike: one line is enough
+            print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2
 
     try:
         check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+        comm = _world() if args.expert_parallel else None
     except ValueError as exc:
         return fail(str(exc))
+    rank = 0 if comm is None else comm.Get_rank()
     if args.trace_file is not None and not args.trace_file.lower().endswith(TRACE_FORMATS):
         return fail(f"--trace-file: {args.trace_file!r} must end in "
                     f"{' or '.join(TRACE_FORMATS)}")
-    try:
+
+    def read_prompt():
         tok = moelab.Tokenizer.from_pretrained(args.path)
-        model = moelab.hf.load_model(args.path)
         if args.chat:
             ids = tok.apply_chat_template([{"role": "user", "content": args.prompt}],
                                           add_generation_prompt=True, tokenize=True)
         else:
             ids = tok.encode(args.prompt)
-        stream = TextStream(lambda t: tok.decode(t, skip_special_tokens=True))
+        return (tok, ids), {"the prompt's token ids": digest([int(t) for t in ids])}
+
+    try:
+        # under MPI a tokenizer one rank cannot read fails every rank, never hangs the others
+        tok, ids = read_prompt()[0] if comm is None else agreed(comm, "reading the tokenizer",
+                                                               read_prompt)
+        model = moelab.hf.load_model(args.path, expert_parallel=comm)
+        out_text = sys.stdout if rank == 0 else io.StringIO()  # only rank 0 prints
+        stream = TextStream(lambda t: tok.decode(t, skip_special_tokens=True), out_text)
         t0 = time.perf_counter()
         out = model.generate(ids, max_new_tokens=args.max_new_tokens,
                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -139,9 +175,12 @@ def run(args, parser: argparse.ArgumentParser) -> int:
                              callback=stream.add)
         seconds = time.perf_counter() - t0
         stream.finish()
+        if rank != 0:
+            return 0
         print()
         new = out.new_tokens
-        print(f"[{len(new)} tokens in {seconds:.2f} s, {len(ids)} prompt tokens]",
+        ranks = "" if comm is None else f", {comm.Get_size()} expert-parallel ranks"
+        print(f"[{len(new)} tokens in {seconds:.2f} s, {len(ids)} prompt tokens{ranks}]",
               file=sys.stderr)
         if args.trace:
             for line in trace_lines(out.trace, out.num_prompt, new,

@@ -57,8 +57,8 @@ from . import registry
 from ._checks import is_int
 from .config import MoEConfig
 from .hf_config import from_hf_config
-from .io import (FLOAT_DTYPES, StateDict, checkpoint_path, config_dict, open_checkpoint,
-                 read_config_json)
+from .io import (FLOAT_DTYPES, StateDict, bf16_to_float32, checkpoint_path, config_dict,
+                 open_checkpoint, read_config_json)
 from .layer import MoELayer
 from .decoder import PROGRESS_DELAY_S
 from .registry import CheckpointNames, ExpertLayout, MoEBlockNames
@@ -132,17 +132,27 @@ def load_moe_weights(source, layer_idx: int, config=None, progress: Optional[boo
         return cfg, plan.execute(tensors, progress)
 
 
-def moe_weights_in_place(tensors, hf_config: dict, layer_idx: int
+def moe_weights_in_place(tensors, hf_config: dict, layer_idx: int,
+                         held: Optional[np.ndarray] = None
                          ) -> Tuple[MoEConfig, Dict[str, object], List[str]]:
     """For the decoder loader: ``(cfg, weights, sources)`` of MoE layer ``layer_idx`` of an
     open checkpoint, ``weights`` read in place (``_Plan.in_place``: views into the mapped file,
     per-expert tensors as parts; only gpt-oss's interleaved gate/up and transposed stacks such
     as Llama 4's converted once), ``sources`` the checkpoint tensors they come from. Names,
     shapes and dtypes are checked as by :func:`load_moe_weights`; the values by the layer's
-    load."""
+    load.
+
+    held : None (every expert), or (E,) bool, the routed experts to read (an expert-parallel
+        rank's): the routed expert stacks are then given expert by expert, ``None`` parts for
+        the others, whose tensors (or slices of a fused tensor) are neither checked nor read;
+        ``sources`` lists only what is read."""
     cfg, names = _moe_config(hf_config, layer_idx)
-    plan = _plan_layer(tensors, layer_idx, cfg, names)
-    return cfg, plan.in_place(tensors), plan.sources()
+    if held is not None:
+        held = np.asarray(held, dtype=bool)
+        if held.shape != (cfg.num_experts,):
+            raise ValueError(f"held: expected ({cfg.num_experts},) bool (E), got {held.shape}")
+    plan = _plan_layer(tensors, layer_idx, cfg, names, held)
+    return cfg, plan.in_place(tensors, held), plan.sources(held)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,17 +221,67 @@ Reader = Callable[[str], np.ndarray]
 
 class _Item:
     """One canonical weight: the checkpoint tensors it is made of and how to assemble them,
-    as one float32 array (``assemble``) or as the stored arrays themselves (``in_place``)."""
+    as one float32 array (``assemble``) or as the stored arrays themselves (``in_place``), and
+    for a routed expert stack how to read it expert by expert (``experts``)."""
 
     def __init__(self, canonical: str, sources: List[Tuple[str, Tuple[int, ...]]],
                  assemble: Callable[[Reader], np.ndarray],
-                 in_place: Optional[Callable[[Reader], object]] = None):
+                 in_place: Optional[Callable[[Reader], object]] = None,
+                 experts: Optional["_ExpertSlices"] = None):
         self.canonical = canonical
         self.sources = sources        # [(checkpoint name, expected stored shape)]
         self.assemble = assemble      # read -> canonical float32 array
         # view -> the stored array, or the list of its parts (MoELayer.load_weights), read in
         # place; None: the layout must change, so it is assembled (converted once)
         self.in_place = in_place
+        self.experts = experts
+
+    def sources_of(self, held: Optional[np.ndarray]) -> List[Tuple[str, Tuple[int, ...]]]:
+        """The sources read when only the experts ``held`` are (all of them for None)."""
+        if held is None or self.experts is None:
+            return self.sources
+        found = [src for e in np.flatnonzero(held) for src in self.experts.sources(int(e))]
+        return list(dict.fromkeys(found))  # a fused tensor once, however many experts
+
+
+class _SliceReader:
+    """Reads one expert's slice ``name[e]`` of a tensor (``e=None``: the whole tensor) of an
+    open checkpoint, touching nothing else of it: ``stored`` as a view into the mapped file
+    when it is float32 or bfloat16 (its values checked by the layer's load), ``float32`` as a
+    checked float32 copy (for a layout that must change)."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+    def stored(self, name: str, e: Optional[int] = None) -> np.ndarray:
+        if self.tensors.dtype(name) in ("F32", "BF16"):
+            view = self.tensors.view(name)
+            return view if e is None else view[e]
+        return self.float32(name, e)
+
+    def float32(self, name: str, e: Optional[int] = None) -> np.ndarray:
+        view = self.tensors.view(name)
+        part = view if e is None else view[e]
+        arr = (bf16_to_float32(part) if self.tensors.dtype(name) == "BF16"
+               else np.ascontiguousarray(part, dtype=np.float32))
+        if not np.isfinite(arr).all():
+            where = name if e is None else f"{name}[{e}]"
+            raise ValueError(f"{where}: holds NaN or Inf")
+        return arr
+
+
+class _ExpertSlices:
+    """A routed expert stack read expert by expert (an expert-parallel rank reads only the
+    experts it holds): ``sources(e)`` are the checkpoint tensors (name, stored shape) expert
+    ``e``'s slice lies in, and ``parts(read, e)`` its ``count`` parts as
+    ``MoELayer.load_weights`` takes them (gate and up of ``experts.gate_up_proj``, down of
+    ``experts.down_proj``), read through a :class:`_SliceReader`."""
+
+    def __init__(self, count: int, sources: Callable[[int], List[Tuple[str, Tuple[int, ...]]]],
+                 parts: Callable[[_SliceReader, int], List[np.ndarray]]):
+        self.count = count
+        self.sources = sources
+        self.parts = parts
 
 
 class _Plan:
@@ -246,11 +306,21 @@ class _Plan:
 
             return {item.canonical: item.assemble(read) for item in self.items}
 
-    def in_place(self, tensors) -> Dict[str, object]:
+    def in_place(self, tensors, held: Optional[np.ndarray] = None) -> Dict[str, object]:
         """The canonical weights as ``MoELayer.load_weights`` takes them, read where they lie:
         each stored tensor a view into the mapped file (float32 or uint16 bfloat16 bits), a
         weight stored as several tensors given as its parts; only a layout that must change is
-        assembled in float32. Nothing is read here: the layer's load checks the values."""
+        assembled in float32. Nothing is read here: the layer's load checks the values.
+        With ``held`` ((E,) bool) the routed expert stacks are given expert by expert, ``None``
+        parts for the experts not held (their data never touched)."""
+        if held is not None:
+            slices = _SliceReader(tensors)
+            experts = {item.canonical: [
+                part for e, mine in enumerate(held)
+                for part in (item.experts.parts(slices, e) if mine else [None] * item.experts.count)]
+                for item in self.items if item.experts is not None}
+            rest = _Plan([item for item in self.items if item.experts is None])
+            return {**rest.in_place(tensors), **experts}
         def view(name: str) -> np.ndarray:
             return tensors.view(name) if tensors.dtype(name) in ("F32", "BF16") else (
                 tensors.read_float32(name))
@@ -264,9 +334,9 @@ class _Plan:
         return {item.canonical: item.assemble(read) if item.in_place is None
                 else item.in_place(view) for item in self.items}
 
-    def sources(self) -> List[str]:
-        """Every checkpoint tensor the layer is made of."""
-        return [name for item in self.items for name, _ in item.sources]
+    def sources(self, held: Optional[np.ndarray] = None) -> List[str]:
+        """Every checkpoint tensor the layer is made of (of the experts ``held`` only)."""
+        return [name for item in self.items for name, _ in item.sources_of(held)]
 
 
 def _single(canonical: str, name: str, shape: Tuple[int, ...],
@@ -307,8 +377,6 @@ def _fused_expert_tensor(canonical: str, name: str, shape: Tuple[int, ...],
     transposed = matrix and layout.transposed
     stored = (shape[0], shape[2], shape[1]) if transposed else shape
     interleaved = layout.interleaved and canonical.startswith("experts.gate_up_proj")
-    if not (transposed or interleaved):
-        return _single(canonical, name, stored)
     axis = 2 if transposed else 1                                # the stored 2I (out) axis
 
     def to_canonical(a: np.ndarray) -> np.ndarray:
@@ -317,7 +385,20 @@ def _fused_expert_tensor(canonical: str, name: str, shape: Tuple[int, ...],
                                 a.take(np.arange(1, a.shape[axis], 2), axis)], axis=axis)
         return a.transpose(0, 2, 1) if transposed else a         # (E, out, in)
 
-    return _single(canonical, name, stored, to_canonical)
+    item = _single(canonical, name, stored, to_canonical if transposed or interleaved else None)
+    if matrix:
+        halves = 2 if canonical == "experts.gate_up_proj" else 1
+
+        def parts(read: _SliceReader, e: int) -> List[np.ndarray]:
+            if transposed or interleaved:                        # converted, this slice only
+                a = np.ascontiguousarray(to_canonical(read.float32(name, e)[None])[0])
+            else:
+                a = read.stored(name, e)                         # a view into the file
+            rows = a.shape[0] // halves                          # (out, in) -> I or H rows
+            return [a[j * rows:(j + 1) * rows] for j in range(halves)]
+
+        item.experts = _ExpertSlices(halves, lambda e: [(name, stored)], parts)
+    return item
 
 
 def _find_block(names: Iterable[str], layer_idx: int, moe: MoEBlockNames,
@@ -361,8 +442,10 @@ def _per_expert_storage(present: set, experts: str, moe: MoEBlockNames, layer_id
     return per_expert
 
 
-def _plan_layer(tensors, layer_idx: int, cfg: MoEConfig, names: CheckpointNames) -> _Plan:
-    """Which tensors make up the layer, with dtypes and shapes checked (nothing read yet)."""
+def _plan_layer(tensors, layer_idx: int, cfg: MoEConfig, names: CheckpointNames,
+                held: Optional[np.ndarray] = None) -> _Plan:
+    """Which tensors make up the layer, with dtypes and shapes checked (nothing read yet; of
+    the routed experts, only those ``held`` are checked when given)."""
     moe = names.moe
     all_names = tensors.names()
     block = _find_block(all_names, layer_idx, moe, names.decoder_prefixes)
@@ -382,7 +465,12 @@ def _plan_layer(tensors, layer_idx: int, cfg: MoEConfig, names: CheckpointNames)
             parts = [[f"{experts}{e}.{g}.weight", f"{experts}{e}.{u}.weight"]
                      if leaf == "gate_up_proj" else [f"{experts}{e}.{d}.weight"]
                      for e in range(E)]
-            return _stacked(canonical, parts, shape)
+            stack = _stacked(canonical, parts, shape)
+            block_shape = stack.sources[0][1]
+            stack.experts = _ExpertSlices(
+                len(parts[0]), lambda e: [(n, block_shape) for n in parts[e]],
+                lambda read, e: [read.stored(n) for n in parts[e]])
+            return stack
         if group == "shared_experts":
             if moe.shared_experts is None:
                 raise ValueError(f"layer {layer_idx}: this config has shared experts, but the "
@@ -397,14 +485,16 @@ def _plan_layer(tensors, layer_idx: int, cfg: MoEConfig, names: CheckpointNames)
         raise NotImplementedError(f"moelab.hf does not know where checkpoints keep {canonical!r}")
 
     items = [item(canonical, shape) for canonical, shape in cfg.weight_shapes().items()]
-    _check_sources(tensors, items, present, layer_idx, cfg)
+    _check_sources(tensors, items, present, layer_idx, cfg, held)
     return _Plan(items)
 
 
 def _check_sources(tensors, items: List[_Item], present: set, layer_idx: int,
-                   cfg: MoEConfig) -> None:
-    """Every tensor present, readable and of the right shape; nothing unexpected in the block."""
-    wanted = [src for item in items for src in item.sources]
+                   cfg: MoEConfig, held: Optional[np.ndarray] = None) -> None:
+    """Every tensor read (of the experts ``held`` only, when given) present, readable and of
+    the right shape; nothing unexpected in the block."""
+    wanted = [src for item in items for src in item.sources_of(held)]
+    known = {n for item in items for n, _ in item.sources}  # every expert's, held or not
     missing = [n for n, _ in wanted if n not in present]
     for name in missing:  # stored quantized under other names (gpt-oss MXFP4: _blocks/_scales)
         quantized = [name + suffix for suffix in ("_blocks", "_scales") if name + suffix in present]
@@ -422,7 +512,7 @@ def _check_sources(tensors, items: List[_Item], present: set, layer_idx: int,
         shape = tensors.shape(name)
         if shape != expected:
             raise ValueError(f"{name}: expected shape {expected}, got {shape}")
-    unexpected = sorted(present - {n for n, _ in wanted})
+    unexpected = sorted(present - known)
     if unexpected:
         more = f" (and {len(unexpected) - 3} more)" if len(unexpected) > 3 else ""
         raise ValueError(f"layer {layer_idx}: unexpected tensor(s) in the MoE block for this "

@@ -56,7 +56,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -74,6 +74,7 @@ from .mla import MultiHeadLatentAttention
 from .mla_spec import MLASpec
 from .mlp import GatedMLP
 from .model_config import ModelConfig
+from .rank_agreement import agreed, communicator, digest
 
 __all__ = ["load_model", "DECODER_MODEL_TYPES"]
 
@@ -88,7 +89,8 @@ DTYPES = (None, "float32", "bfloat16")
 _STORED = {"F32": np.float32, "BF16": np.uint16}
 
 
-def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
+def load_model(path, dtype: Optional[str] = None, expert_parallel=None,
+               placement=None) -> DecoderModel:
     """The DecoderModel of a Hugging Face checkpoint folder.
 
     Parameters
@@ -96,6 +98,15 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
     path : str or path-like, a folder with ``config.json`` and ``*.safetensors``.
     dtype : None (as stored: a bfloat16 checkpoint stays bfloat16, float32 stays float32),
         "float32" or "bfloat16": how the layers store their matrices (math is float32).
+    expert_parallel : None, or an mpi4py communicator of N ranks (``MPI.COMM_WORLD`` under
+        ``mpirun -n N``), every rank calling ``load_model`` with it: each MoE layer's routed
+        experts are then split between the ranks by ``placement`` and each rank reads only its
+        own experts' tensors (the others are never touched); everything else is replicated.
+        Each MoE layer is an :class:`moelab.expert_parallel.ExpertParallelMoE`, so the model's
+        forward, ``generate`` and routing statistics run unchanged on every rank, and give the
+        single-process model's results bitwise (every rank must run the same calls).
+    placement : with ``expert_parallel`` only: None (contiguous blocks of experts) or a
+        length-E sequence of owning ranks (``moelab.expert_parallel.placement_of``).
 
     Raises
     ------
@@ -103,7 +114,47 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
     ValueError : an unsupported model type or feature, a quantized checkpoint
         (``quantization_config``), a missing tensor or one of the wrong shape, NaN or Inf,
         a broken file; each naming the key, tensor or file. Nothing half-built is returned.
+        With ``expert_parallel``, every rank raises alike (``moelab.rank_agreement.agreed``):
+        ValueError naming the rank(s) whose load failed and their messages, or what the ranks
+        disagree on (config.json, dtype, number of ranks, placement); only ``expert_parallel``
+        itself (not a communicator: TypeError) is checked on each rank alone.
     """
+    if expert_parallel is None:
+        if placement is not None:
+            raise ValueError("placement: only with expert_parallel (an mpi4py communicator)")
+        return _load(path, dtype)[0]
+    comm = communicator(expert_parallel, "expert_parallel")
+    return agreed(comm, "load_model", lambda: _load(path, dtype, comm, placement))
+
+
+class _Parallel:
+    """This rank's part of an expert-parallel load: the communicator and the placement
+    (``owners``, (E,) the rank of each routed expert; None for a model without MoE layers)."""
+
+    def __init__(self, comm, cfg: ModelConfig, placement):
+        from .expert_parallel import placement_of
+        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        self.owners = None
+        if cfg.moe is not None:
+            self.owners = placement_of(cfg.moe.num_experts, self.size, placement)  # (E,)
+        elif placement is not None:
+            raise ValueError("placement: this model has no MoE layer, so no experts to place")
+
+    def held(self) -> np.ndarray:
+        """(E,) bool: the experts this rank holds."""
+        return self.owners == self.rank
+
+    def facts(self, hf_config: dict, dtype: Optional[str]) -> dict:
+        """What every rank's load must agree on (``rank_agreement.agreed``)."""
+        return {"config.json": digest(hf_config), "dtype": repr(dtype),
+                "number of ranks": self.size,
+                "placement": None if self.owners is None else digest(self.owners.tolist())}
+
+
+def _load(path, dtype: Optional[str], comm=None, placement=None
+          ) -> Tuple[DecoderModel, Optional[dict]]:
+    """The body of :func:`load_model`: ``(model, facts)``, with ``comm`` this rank's part of
+    an expert-parallel model and the facts all ranks must agree on (None without ``comm``)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
     if dtype not in DTYPES:
@@ -118,9 +169,11 @@ def load_model(path, dtype: Optional[str] = None) -> DecoderModel:
                          "are not supported; use a bfloat16 or float32 checkpoint")
     cfg = from_hf_config(hf_config)
     _check_supported(cfg)
+    parallel = None if comm is None else _Parallel(comm, cfg, placement)
+    facts = None if parallel is None else parallel.facts(hf_config, dtype)
     tensors = open_checkpoint(path)
     try:
-        return _Builder(path, hf_config, cfg, tensors, dtype).build()
+        return _Builder(path, hf_config, cfg, tensors, dtype, parallel).build(), facts
     except BaseException:
         tensors.close()
         raise
@@ -148,8 +201,10 @@ def _check_supported(cfg: ModelConfig) -> None:
 class _Builder:
     """Reads one checkpoint into a DecoderModel (every tensor checked before it is used)."""
 
-    def __init__(self, path, hf_config: dict, cfg: ModelConfig, tensors, dtype: Optional[str]):
+    def __init__(self, path, hf_config: dict, cfg: ModelConfig, tensors, dtype: Optional[str],
+                 parallel: Optional[_Parallel] = None):
         self.path, self.cfg, self.tensors, self.dtype = path, cfg, tensors, dtype
+        self.parallel = parallel
         self.hf_config = hf_config
         self.text = dict(hf_config.get("text_config") or hf_config)
         self.text.setdefault("model_type", cfg.model_type)
@@ -281,11 +336,16 @@ class _Builder:
         cfg = self.cfg
         if cfg.ffn_kind(i) == "moe":
             from .hf import moe_weights_in_place
-            moe_cfg, weights, sources = moe_weights_in_place(self.tensors, self.hf_config, i)
+            held = None if self.parallel is None else self.parallel.held()
+            moe_cfg, weights, sources = moe_weights_in_place(self.tensors, self.hf_config, i,
+                                                             held)
             layer = MoELayer(moe_cfg, seed=NO_INIT, weight_dtype=self.weight_dtype(
                 self.prefix + self.names.embedding))  # the experts' storage: the checkpoint's
             self.load(layer, weights, sources)
-            return layer
+            if self.parallel is None:
+                return layer
+            from .expert_parallel import ExpertParallelMoE
+            return ExpertParallelMoE(layer, self.parallel.comm, self.parallel.owners)
         block = self._dense_block(i, base)
         H, I = cfg.hidden_size, cfg.intermediate_size
         names = [f"{block}{p}_proj.weight" for p in ("gate", "up", "down")]
