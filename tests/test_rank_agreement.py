@@ -56,7 +56,7 @@ def test_disagreeing_facts_are_named_with_the_ranks_that_hold_each_value():
     other = dict(FACTS, dtype="'bfloat16'")
     comm = StandIn(0, [(None, other), (None, dict(FACTS)), (None, other)])
     with pytest.raises(ValueError, match=r"load_model: the ranks disagree on dtype \(rank\(s\) "
-                                         r"0, 2: 'None'; rank\(s\) 1, 3: \"'bfloat16'\"\)$"):
+                                         r"0, 2: None; rank\(s\) 1, 3: 'bfloat16'\)$"):
         agreed(comm, "load_model", lambda: ("model", dict(FACTS)))
 
 

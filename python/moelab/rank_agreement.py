@@ -52,13 +52,13 @@ def agreed(comm, what: str, step: Callable[[], Tuple[T, Dict[str, object]]]) -> 
     """``step()``'s result on every rank, once every rank's step succeeded and all agree.
 
     step : run on this rank; returns ``(result, facts)``, ``facts`` a dict of short str or int
-        values (digests, sizes) that must be equal on every rank.
+        values (digests, sizes) that must be equal on every rank (shown as ``str`` shows them).
     what : the step's name, for the messages.
 
     Raises ValueError on every rank alike: ``"<what> failed on rank(s) 1, 3: rank 1:
     <exception type>: <message>; rank 3: ..."`` when the step raised on any rank (the local
-    exception chained on that rank), else ``"<what>: the ranks disagree on <fact>: rank(s)
-    0, 2: <value>; rank(s) 1: <value>"`` naming every fact that differs. Exactly one
+    exception chained on that rank), else ``"<what>: the ranks disagree on <fact> (rank(s)
+    0, 2: <value>; rank(s) 1: <value>)"`` naming every fact that differs. Exactly one
     ``allgather`` of a short message per call, on every path: no rank waits forever.
     """
     result, facts, error, local = None, None, None, None
@@ -74,9 +74,9 @@ def agreed(comm, what: str, step: Callable[[], Tuple[T, Dict[str, object]]]) -> 
         raise ValueError(f"{what} failed on rank(s) {ranks}: {details}") from local
     differences = []
     for key in outcomes[0][1]:
-        groups: Dict[str, List[int]] = {}
+        groups: Dict[object, List[int]] = {}
         for rank, (_, rank_facts) in enumerate(outcomes):
-            groups.setdefault(repr(rank_facts.get(key)), []).append(rank)
+            groups.setdefault(rank_facts.get(key), []).append(rank)
         if len(groups) > 1:
             listed = "; ".join(f"rank(s) {', '.join(map(str, ranks))}: {value}"
                                for value, ranks in groups.items())
