@@ -43,6 +43,14 @@ checkpoint stays bfloat16, exactly). Converted once at load, into storage of the
 So the resident memory of a loaded model is what the kernels touch of the file (page cache,
 shared) plus these small copies and the caches.
 
+Across ranks (``load_model(path, expert_parallel=MPI.COMM_WORLD)`` under ``mpirun -n N``): each
+MoE layer's routed experts are split between the ranks (contiguous blocks by default), and each
+rank checks and reads only its own experts' tensors (for a fused stack, its experts' slices of
+the mapped tensor); everything else is read by every rank, so a rank's resident memory is the
+replicated weights plus its share of the experts. Each rank's load ends with one exchange of
+outcomes (``moelab.rank_agreement``): a load that failed on any rank, or ranks given different
+configs, dtypes or placements, raise the same ValueError on every rank.
+
 Only families whose whole decoder has been checked against transformers load
 (``DECODER_MODEL_TYPES``); any other model type, a quantized checkpoint, or a model feature the
 decoder does not reproduce is refused with an error naming it, never loaded approximately
