@@ -16,7 +16,8 @@ import moelab
 from moelab import reference
 from moelab._core_weights import NO_INIT
 from ep_cases import (CAPACITY, DTYPES, E, H, SCORINGS, SHARED, assert_bitwise,
-                      assert_same_stats, config, forward_by_steps, inputs, make_layer)
+                      assert_same_stats, config, forward_by_steps, inputs, make_layer,
+                      pair_of_row)
 
 #: Expert groups as uneven placements give them: 3 ranks over 8 experts, and one rank without.
 GROUPS = {"one-call": None, "3-ranks": [[0, 1, 2], [3, 4, 5], [6, 7]],
@@ -267,3 +268,49 @@ def test_config_unchanged():
     """The case grid covers what it says (a guard against a silently narrowed grid)."""
     assert {config(s, "shared", "capacity").scoring for s in SCORINGS} == set(SCORINGS)
     assert E % 3 != 0
+
+
+# ---- No allocation once sized; any thread count --------------------------------------------
+
+@pytest.mark.parametrize("scoring", list(SCORINGS))
+def test_steps_allocate_nothing_once_sized(scoring):
+    """After one pass of the steps over 150 tokens, passes over as many or fewer allocate
+    nothing in the core (NumPy's output arrays aside), as forward."""
+    from moelab import _core
+
+    def allocations(call):
+        before = _core._heap_allocations()
+        call()
+        return _core._heap_allocations() - before
+
+    layer = make_layer(scoring, "gated-shared", "capacity", "float32")
+    forward_by_steps(layer, inputs(150))
+    k = layer.config.num_experts_per_tok
+    for T in (150, 33, 1, 0):
+        x = inputs(T)
+        logits, ids, w = layer.route(x)
+        rop, tokens, _ = layer.dispatch(ids)
+        pairs = pair_of_row(rop)
+        rows = layer.expert_inputs(x, pairs // k, w.reshape(-1)[pairs])
+        experts = np.arange(E, dtype=np.int32)
+        output = layer.run_experts(rows, experts, tokens)
+        tok, wts = pairs // k, w.reshape(-1)[pairs]
+        calls = {"route": lambda: layer.route(x), "dispatch": lambda: layer.dispatch(ids),
+                 "expert_inputs": lambda: layer.expert_inputs(x, tok, wts),
+                 "run_experts": lambda: layer.run_experts(rows, experts, tokens),
+                 "combine": lambda: layer.combine(x, w, rop, output),
+                 "routing_losses": lambda: layer.routing_losses(logits, tokens)}
+        for name, call in calls.items():
+            assert allocations(call) == 0, f"{name}, T={T}"
+
+
+def test_steps_bitwise_for_any_thread_count(set_threads, every_region_parallel):
+    layer = make_layer("sigmoid", "gated-shared", "capacity", "bfloat16")
+    x = inputs(300)
+    set_threads(1)
+    y1, s1 = forward_by_steps(layer, x)
+    set_threads(3)
+    (y3, s3), loops = every_region_parallel(forward_by_steps, layer, x)
+    assert_bitwise(y3, y1)
+    assert_same_stats(s3, s1)
+    assert {"combine", "copy_expert_inputs", "experts_gate_up"} <= loops  # really on several threads
