@@ -32,6 +32,7 @@ from . import _core, ops
 from .attention import Attention
 from .io import bf16_to_float32
 from .deltanet import GatedDeltaNet
+from .expert_parallel import ExpertParallelMoE
 from .layer import MoELayer
 from .mla import MultiHeadLatentAttention
 from .mlp import GatedMLP
@@ -58,7 +59,9 @@ NORM_SLOTS = {"pre": ("mixer_in", "ffn_in"),
               "post": ("mixer_out", "ffn_out")}
 
 Mixer = Union[Attention, MultiHeadLatentAttention, GatedDeltaNet]
-FFN = Union[MoELayer, GatedMLP]
+FFN = Union[MoELayer, ExpertParallelMoE, GatedMLP]
+#: The FFNs that route tokens to experts (and give RoutingStats).
+ROUTED_FFNS = (MoELayer, ExpertParallelMoE)
 
 
 @dataclass
@@ -67,7 +70,7 @@ class DecoderLayer:
 
     mixer : Attention (softmax attention), MultiHeadLatentAttention (MLA) or GatedDeltaNet
         (linear attention).
-    ffn : MoELayer or GatedMLP.
+    ffn : MoELayer, ExpertParallelMoE (its experts across MPI ranks) or GatedMLP.
     norms : slot name (``NORM_SLOTS[placement]``) -> (H,) weight, float32 or uint16 (bfloat16
         bits, read in place).
     """
@@ -262,7 +265,7 @@ class DecoderModel:
             h = self._norm(h, n["mixer_out"])
         x = x + h                                                             # (T, H)
         h = self._norm(x, n["ffn_in"]) if "ffn_in" in n else x
-        if routing is not None and isinstance(layer.ffn, MoELayer):
+        if routing is not None and isinstance(layer.ffn, ROUTED_FFNS):
             h, routing[i] = layer.ffn(h, return_stats=True)                   # (T, H)
         else:
             h = layer.ffn(h)                                                  # (T, H)
@@ -298,13 +301,19 @@ class DecoderModel:
 
     @property
     def num_params(self) -> int:
-        """Parameters held: embedding, every layer's mixer, FFN and norms, the final norm and
-        the LM head (counted once when tied)."""
+        """Parameters of the model: embedding, every layer's mixer, FFN and norms, the final
+        norm and the LM head (counted once when tied); all the experts of an expert-parallel
+        layer, wherever they are held."""
         n = self.embed.size + self.final_norm.size
         if not self.config.tie_word_embeddings:
             n += self.lm_head.size
         for layer in self.layers:
-            n += layer.mixer.num_params + layer.ffn.num_params
+            ffn = layer.ffn
+            if isinstance(ffn, ExpertParallelMoE):  # every weight at its full (E, ...) shape
+                n += sum(int(np.prod(s)) for s in ffn.layer.weight_shapes().values())
+            else:
+                n += ffn.num_params
+            n += layer.mixer.num_params
             n += sum(w.size for w in layer.norms.values())
         return int(n)
 

@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ._convert import as_float32_array
-from .decoder import PROGRESS_DELAY_S
-from .layer import MoELayer, RoutingStats
+from .decoder import PROGRESS_DELAY_S, ROUTED_FFNS
+from .layer import RoutingStats
 
 __all__ = ["FFNStack"]
 
@@ -74,7 +74,7 @@ class FFNStack:
             n = layer.norms
             f = norm(h, n["ffn_in"]) if "ffn_in" in n else h                 # (T, H)
             st = None
-            if return_stats and isinstance(layer.ffn, MoELayer):
+            if return_stats and isinstance(layer.ffn, ROUTED_FFNS):
                 f, st = layer.ffn(f, return_stats=True)                      # (T, H)
             else:
                 f = layer.ffn(f)                                             # (T, H)

@@ -73,6 +73,7 @@ from ._core_weights import NO_INIT
 from .attention import Attention, AttentionSpec
 from .attention_spec import _UNIT_OFFSET_NORMS
 from .deltanet import GatedDeltaNet
+from .expert_parallel import ExpertParallelMoE, placement_of
 from .decoder import (NORM_SLOTS, DecoderLayer, DecoderModel, all_finite,
                       check_decoder_features, missing_decoder_features)
 from .hf_config import from_hf_config
@@ -132,37 +133,46 @@ def load_model(path, dtype: Optional[str] = None, expert_parallel=None,
             raise ValueError("placement: only with expert_parallel (an mpi4py communicator)")
         return _load(path, dtype)[0]
     comm = communicator(expert_parallel, "expert_parallel")
-    return agreed(comm, "load_model", lambda: _load(path, dtype, comm, placement))
+
+    def this_rank():
+        model, parallel = _load(path, dtype, comm, placement)
+        return (model, parallel.owners), parallel.facts
+
+    model, owners = agreed(comm, "load_model", this_rank)
+    # only once every rank holds its part: making an ExpertParallelMoE communicates
+    for layer in model.layers:
+        if isinstance(layer.ffn, MoELayer):
+            layer.ffn = ExpertParallelMoE(layer.ffn, comm, owners)
+    return model
 
 
 class _Parallel:
-    """This rank's part of an expert-parallel load: the communicator and the placement
-    (``owners``, (E,) the rank of each routed expert; None for a model without MoE layers)."""
+    """This rank's part of an expert-parallel load: its rank, the placement (``owners``, (E,)
+    the rank of each routed expert; None for a model without MoE layers) and the ``facts``."""
 
-    def __init__(self, comm, cfg: ModelConfig, placement):
-        from .expert_parallel import placement_of
-        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+    def __init__(self, comm, hf_config: dict, cfg: ModelConfig, dtype: Optional[str],
+                 placement):
+        self.rank, size = comm.Get_rank(), comm.Get_size()
         self.owners = None
         if cfg.moe is not None:
-            self.owners = placement_of(cfg.moe.num_experts, self.size, placement)  # (E,)
+            self.owners = placement_of(cfg.moe.num_experts, size, placement)  # (E,)
         elif placement is not None:
             raise ValueError("placement: this model has no MoE layer, so no experts to place")
+        #: what every rank's load must agree on (``rank_agreement.agreed``)
+        self.facts = {"config.json": digest(hf_config), "dtype": repr(dtype),
+                      "number of ranks": size,
+                      "placement": None if self.owners is None else digest(self.owners.tolist())}
 
     def held(self) -> np.ndarray:
         """(E,) bool: the experts this rank holds."""
         return self.owners == self.rank
 
-    def facts(self, hf_config: dict, dtype: Optional[str]) -> dict:
-        """What every rank's load must agree on (``rank_agreement.agreed``)."""
-        return {"config.json": digest(hf_config), "dtype": repr(dtype),
-                "number of ranks": self.size,
-                "placement": None if self.owners is None else digest(self.owners.tolist())}
-
 
 def _load(path, dtype: Optional[str], comm=None, placement=None
-          ) -> Tuple[DecoderModel, Optional[dict]]:
-    """The body of :func:`load_model`: ``(model, facts)``, with ``comm`` this rank's part of
-    an expert-parallel model and the facts all ranks must agree on (None without ``comm``)."""
+          ) -> Tuple[DecoderModel, Optional[_Parallel]]:
+    """The body of :func:`load_model`: ``(model, parallel)``; with ``comm``, the model is this
+    rank's part of an expert-parallel one (plain MoELayers holding this rank's experts) and
+    ``parallel`` its placement and the facts all ranks must agree on."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
     if dtype not in DTYPES:
@@ -177,11 +187,10 @@ def _load(path, dtype: Optional[str], comm=None, placement=None
                          "are not supported; use a bfloat16 or float32 checkpoint")
     cfg = from_hf_config(hf_config)
     _check_supported(cfg)
-    parallel = None if comm is None else _Parallel(comm, cfg, placement)
-    facts = None if parallel is None else parallel.facts(hf_config, dtype)
+    parallel = None if comm is None else _Parallel(comm, hf_config, cfg, dtype, placement)
     tensors = open_checkpoint(path)
     try:
-        return _Builder(path, hf_config, cfg, tensors, dtype, parallel).build(), facts
+        return _Builder(path, hf_config, cfg, tensors, dtype, parallel).build(), parallel
     except BaseException:
         tensors.close()
         raise
@@ -349,11 +358,8 @@ class _Builder:
                                                              held)
             layer = MoELayer(moe_cfg, seed=NO_INIT, weight_dtype=self.weight_dtype(
                 self.prefix + self.names.embedding))  # the experts' storage: the checkpoint's
-            self.load(layer, weights, sources)
-            if self.parallel is None:
-                return layer
-            from .expert_parallel import ExpertParallelMoE
-            return ExpertParallelMoE(layer, self.parallel.comm, self.parallel.owners)
+            self.load(layer, weights, sources)  # with ``parallel``: this rank's experts only
+            return layer
         block = self._dense_block(i, base)
         H, I = cfg.hidden_size, cfg.intermediate_size
         names = [f"{block}{p}_proj.weight" for p in ("gate", "up", "down")]
