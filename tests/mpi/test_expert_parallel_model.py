@@ -296,3 +296,29 @@ def test_generate_cli_prints_on_rank_0_what_one_process_prints(shared):
         assert f"{SIZE} expert-parallel ranks" in err
     else:
         assert out == "" and err == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/bench_ep_memory.py, smoke test: each rank's figures on a tiny checkpoint
+# ---------------------------------------------------------------------------------------------
+def test_bench_ep_memory_measures_every_rank(shared):
+    """What the benchmark's ranks run (mpirun starts them; here the test's ranks are they):
+    every figure produced and consistent, every expert touched; no memory figure asserted."""
+    require_torch_and_transformers()
+    bench_dir = str(_TESTS.parent / "benchmarks")
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+    import bench_ep_memory as bench
+
+    folder = shared / "bench-tiny"
+    on_rank_0("writing the benchmark's checkpoint",
+              lambda: bench.make_checkpoint(folder, bench.TINY))
+    result = bench.report(folder, COMM.allgather(bench.measure(str(folder), 32, COMM)))
+    assert result["ranks"] == SIZE and result["goals"]["every expert touched"]
+    assert result["replicated_bytes"] + result["expert_bytes"] < result["file_bytes"]
+    held = [e for r in result["per_rank"] for e in r["owned_experts"]]
+    assert sorted(held) == list(range(bench.TINY["num_experts"]))
+    assert sum(r["held_expert_bytes"] for r in result["per_rank"]) == result["expert_bytes"]
+    for r in result["per_rank"]:
+        assert set(r["rss_after_forward"]) == set(bench.RSS_KEYS)
+    assert bench.summary(dict(result, tokens=32)).count("\n| ") == SIZE + 1
