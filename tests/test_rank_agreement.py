@@ -52,6 +52,16 @@ def test_this_rank_failing_still_sends_its_outcome_then_raises_with_every_failur
     assert isinstance(caught.value.__cause__, KeyError)     # the local error kept
 
 
+def test_ranks_failing_alike_are_listed_together():
+    def step():
+        raise ValueError("path: 'x' does not exist")
+
+    comm = StandIn(0, [(None, FACTS), ("ValueError: path: 'x' does not exist", None)])
+    with pytest.raises(ValueError, match=r"^load_model failed on rank\(s\) 0, 2: ranks 0, 2: "
+                                         r"ValueError: path: 'x' does not exist$"):
+        agreed(comm, "load_model", step)
+
+
 def test_disagreeing_facts_are_named_with_the_ranks_that_hold_each_value():
     other = dict(FACTS, dtype="'bfloat16'")
     comm = StandIn(0, [(None, other), (None, dict(FACTS)), (None, other)])

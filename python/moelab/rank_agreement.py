@@ -56,8 +56,9 @@ def agreed(comm, what: str, step: Callable[[], Tuple[T, Dict[str, object]]]) -> 
     what : the step's name, for the messages.
 
     Raises ValueError on every rank alike: ``"<what> failed on rank(s) 1, 3: rank 1:
-    <exception type>: <message>; rank 3: ..."`` when the step raised on any rank (the local
-    exception chained on that rank), else ``"<what>: the ranks disagree on <fact> (rank(s)
+    <exception type>: <message>; rank 3: ..."`` when the step raised on any rank (ranks with
+    the same message listed together, ``ranks 1, 3: ...``; the local exception chained on that
+    rank), else ``"<what>: the ranks disagree on <fact> (rank(s)
     0, 2: <value>; rank(s) 1: <value>)"`` naming every fact that differs. Exactly one
     ``allgather`` of a short message per call, on every path: no rank waits forever.
     """
@@ -67,10 +68,14 @@ def agreed(comm, what: str, step: Callable[[], Tuple[T, Dict[str, object]]]) -> 
     except Exception as exc:  # reported to every rank below, then raised on every rank
         error, local = f"{type(exc).__name__}: {exc}", exc
     outcomes: List[Tuple[object, object]] = comm.allgather((error, facts))
-    failed = [(rank, err) for rank, (err, _) in enumerate(outcomes) if err is not None]
+    failed: Dict[str, List[int]] = {}  # message -> the ranks that raised it
+    for rank, (err, _) in enumerate(outcomes):
+        if err is not None:
+            failed.setdefault(err, []).append(rank)
     if failed:
-        ranks = ", ".join(str(rank) for rank, _ in failed)
-        details = "; ".join(f"rank {rank}: {err}" for rank, err in failed)
+        ranks = ", ".join(str(r) for r in sorted(r for rs in failed.values() for r in rs))
+        details = "; ".join(f"{'rank' if len(rs) == 1 else 'ranks'} {', '.join(map(str, rs))}: "
+                            f"{err}" for err, rs in failed.items())
         raise ValueError(f"{what} failed on rank(s) {ranks}: {details}") from local
     differences = []
     for key in outcomes[0][1]:
