@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import moelab
-from ep_cases import (CAPACITY, DTYPES, E, H, SCORINGS, SHARED, assert_bitwise,
-                      assert_same_stats, forward_local_by_steps, inputs, make_layer)
+from ep_cases import (DTYPES, E, H, SCORINGS, SHARED, assert_bitwise, assert_same_stats,
+                      every_variant, forward_local_by_steps, inputs, make_layer)
 from moelab._core_weights import NO_INIT
 from moelab.expert_parallel import CommStats, ExpertParallelMoE, placement_of
 
@@ -29,10 +29,7 @@ def same_on_every_rank(comm, value) -> None:
     assert all(v == gathered[0] for v in gathered), gathered
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("capacity", list(CAPACITY))
-@pytest.mark.parametrize("shared", list(SHARED))
-@pytest.mark.parametrize("scoring", list(SCORINGS))
+@every_variant
 def test_matches_single_process(comm, scoring, shared, capacity, dtype):
     layer = cached_layer(scoring, shared, capacity, dtype)
     ep = ExpertParallelMoE(layer, comm)
