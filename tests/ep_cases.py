@@ -6,6 +6,7 @@ on one process."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import moelab
 
@@ -28,6 +29,14 @@ SHARED = {
 }
 CAPACITY = {"dropless": None, "capacity": 0.75}
 DTYPES = ("float32", "bfloat16")
+
+
+def every_variant(test):
+    """``test`` parametrized over scoring x shared x capacity x dtype (those argument names)."""
+    for name, values in (("dtype", DTYPES), ("capacity", list(CAPACITY)),
+                         ("shared", list(SHARED)), ("scoring", list(SCORINGS))):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
 
 
 def config(scoring: str, shared: str, capacity: str) -> moelab.MoEConfig:

@@ -15,9 +15,8 @@ import pytest
 import moelab
 from moelab import reference
 from moelab._core_weights import NO_INIT
-from ep_cases import (CAPACITY, DTYPES, E, H, SCORINGS, SHARED, assert_bitwise,
-                      assert_same_stats, config, forward_by_steps, inputs, make_layer,
-                      pair_of_row)
+from ep_cases import (DTYPES, E, H, SCORINGS, assert_bitwise, assert_same_stats, config,
+                      every_variant, forward_by_steps, inputs, make_layer, pair_of_row)
 
 #: Expert groups as uneven placements give them: 3 ranks over 8 experts, and one rank without.
 GROUPS = {"one-call": None, "3-ranks": [[0, 1, 2], [3, 4, 5], [6, 7]],
@@ -25,10 +24,7 @@ GROUPS = {"one-call": None, "3-ranks": [[0, 1, 2], [3, 4, 5], [6, 7]],
 
 
 @pytest.mark.parametrize("T", [0, 1, 7, 300], ids=lambda t: f"T{t}")
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("capacity", list(CAPACITY))
-@pytest.mark.parametrize("shared", list(SHARED))
-@pytest.mark.parametrize("scoring", list(SCORINGS))
+@every_variant
 def test_steps_compose_to_forward(scoring, shared, capacity, dtype, T):
     layer = make_layer(scoring, shared, capacity, dtype)
     x = inputs(T)
@@ -126,10 +122,9 @@ def test_partial_layer_runs_its_experts(dtype, read_only):
     full = make_layer("softmax", "shared", "dropless", dtype)
     held = [1, 2, 6]
     part = moelab.MoELayer(full.config, seed=NO_INIT, weight_dtype=dtype)
-    weights = partial_weights(full, held, read_only and dtype == "float32")
-    if dtype == "bfloat16":  # bf16 values given as the rounded float32 the full layer stores
-        pass
-    part.load_weights(weights)
+    # read-only float32 parts are read in place; bfloat16 ones (float32 copies of the stored
+    # values) are rounded back exactly
+    part.load_weights(partial_weights(full, held, read_only))
     assert list(np.flatnonzero(part.held_experts)) == held
     assert full.held_experts.all()
     x = inputs(50)

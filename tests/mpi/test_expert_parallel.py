@@ -1,7 +1,7 @@
 """ExpertParallelMoE under MPI: every rank builds the same seeded layer and compares the
 expert-parallel result with its own single-process forward, bitwise (y and every RoutingStats
 field), for every router kind, shared experts with and without gate, capacity on and off,
-float32 and bfloat16, T in {1, 5, 64, 300}; uneven and user placements, layers loaded in part,
+float32 and bfloat16, T in {0, 1, 5, 64, 300}; uneven and user placements, layers loaded in part,
 forward_local on a data-parallel split, CommStats' accounting, and bad input on one rank making
 every rank raise (the watchdog of conftest.py fails a hang)."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import moelab
-from ep_cases import (CAPACITY, DTYPES, E, H, SCORINGS, SHARED, assert_bitwise,
-                      assert_same_stats, forward_local_by_steps, inputs, make_layer)
+from ep_cases import (DTYPES, E, H, SCORINGS, SHARED, assert_bitwise, assert_same_stats,
+                      every_variant, forward_local_by_steps, inputs, make_layer)
 from moelab._core_weights import NO_INIT
 from moelab.expert_parallel import CommStats, ExpertParallelMoE, placement_of
 
@@ -29,14 +29,11 @@ def same_on_every_rank(comm, value) -> None:
     assert all(v == gathered[0] for v in gathered), gathered
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("capacity", list(CAPACITY))
-@pytest.mark.parametrize("shared", list(SHARED))
-@pytest.mark.parametrize("scoring", list(SCORINGS))
+@every_variant
 def test_matches_single_process(comm, scoring, shared, capacity, dtype):
     layer = cached_layer(scoring, shared, capacity, dtype)
     ep = ExpertParallelMoE(layer, comm)
-    for T in (1, 5, 64, 300):
+    for T in (0, 1, 5, 64, 300):
         x = inputs(T, seed=T)
         y, stats = layer(x, return_stats=True)
         y_ep, stats_ep = ep(x, return_stats=True)
@@ -44,7 +41,7 @@ def test_matches_single_process(comm, scoring, shared, capacity, dtype):
         assert_same_stats(stats_ep, stats)
         assert_bitwise(ep(x), y)  # without statistics: the same path less the logits
     if capacity == "capacity":
-        assert stats.dropped > 0
+        assert stats.dropped > 0  # (of T = 300)
 
 
 def placements(N: int) -> dict:
