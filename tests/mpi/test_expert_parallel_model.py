@@ -2,8 +2,9 @@
 under ``mpirun -n N`` (N = 1, 2, 3, 4; 3 splits the 4 experts unevenly).
 
 A tiny Qwen3-MoE and a tiny DeepSeek-V3 (MLA, group-limited sigmoid router, a shared expert)
-are saved by transformers with random weights, in float32 and in bfloat16, into a folder rank 0
-writes and every rank reads. On every rank, the expert-parallel model (each rank holding its
+are saved by transformers with random weights, in float32 and in bfloat16, and a tiny gpt-oss
+and Llama 4 (fused, transposed expert stacks) in float32, into a folder rank 0 writes and every
+rank reads. On every rank, the expert-parallel model (each rank holding its
 block of every MoE layer's experts) must give the single-process model's bits: the logits of a
 prompt, its routing statistics, the logits of cached decode steps, greedy ``generate``'s
 tokens, and ``python -m moelab generate --expert-parallel``'s output (printed by rank 0 only).
@@ -43,6 +44,10 @@ COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
 FAMILIES = ("qwen3_moe", "deepseek_v3")
 DTYPES = ("float32", "bfloat16")
+#: (model_type, dtype) of every checkpoint: also the fused, transposed expert stacks that each
+#: rank reads slice by slice (gpt-oss's gate/up interleaved, with expert biases; Llama 4's).
+CHECKPOINTS = [(t, d) for t in FAMILIES for d in DTYPES] + [("gpt_oss", "float32"),
+                                                             ("llama4_text", "float32")]
 PROMPT, STEPS, NEW_TOKENS = 12, 4, 8
 #: RoutingStats fields that the expert-parallel layer must reproduce (its own ``comm`` aside).
 STATS_FIELDS = ("topk_ids", "topk_weights", "router_logits", "tokens_per_expert", "aux_loss",
@@ -76,14 +81,13 @@ def _save(model_type: str, dtype: str, folder: Path) -> None:
 def checkpoints(shared):
     """(model_type, dtype) -> a checkpoint folder written by transformers."""
     require_torch_and_transformers()
-    folders = {(t, d): shared / f"{t}-{d}" for t in FAMILIES for d in DTYPES}
+    folders = {(t, d): shared / f"{t}-{d}" for t, d in CHECKPOINTS}
     on_rank_0("writing the checkpoints",
               lambda: [_save(t, d, f) for (t, d), f in folders.items()])
     return folders
 
 
-@pytest.fixture(scope="module", params=[(t, d) for t in FAMILIES for d in DTYPES],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(scope="module", params=CHECKPOINTS, ids=lambda p: f"{p[0]}-{p[1]}")
 def models(request, checkpoints):
     """(expert-parallel model, the single-process model of the same folder)."""
     folder = checkpoints[request.param]
