@@ -148,6 +148,21 @@ def test_greedy_generate_equals_one_process_on_every_rank(models):
         np.testing.assert_array_equal(other, got)
 
 
+def test_a_dense_model_loads_replicated_across_ranks(shared):
+    """No MoE layer: nothing to split, every layer replicated, the same logits; a placement
+    is refused on every rank alike."""
+    require_torch_and_transformers()
+    folder = shared / "dense"
+    on_rank_0("writing the dense checkpoint", lambda: _save("qwen3", "float32", folder))
+    ep, one = moelab.hf.load_model(folder, expert_parallel=COMM), moelab.hf.load_model(folder)
+    assert not any(isinstance(layer.ffn, ExpertParallelMoE) for layer in ep.layers)
+    ids = _prompt(ep.config.vocab_size, PROMPT)
+    np.testing.assert_array_equal(ep(ids), one(ids))
+    with pytest.raises(ValueError, match=r"failed on rank\(s\) .*placement: this model has no "
+                                         "MoE layer"):
+        moelab.hf.load_model(folder, placement=[0], expert_parallel=COMM)
+
+
 # ---------------------------------------------------------------------------------------------
 # a failed or inconsistent load: every rank raises, naming who and what
 # ---------------------------------------------------------------------------------------------
