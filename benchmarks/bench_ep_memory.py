@@ -17,7 +17,8 @@ The parent makes the checkpoint (transformers ``Qwen3MoeForCausalLM``, random we
    (a random model's deeper layers send most tokens to a few experts; random hidden states
    reach them all): at least one token must have reached every expert of every MoE layer
    (counted from the routing statistics, ``experts_touched``), so that every rank has read
-   each of its experts.
+   each of its experts; ``checkpoint_mapped``, the part of VmRSS that is pages of the
+   checkpoint's files (``/proc/self/smaps``): what of the file the rank has read.
 
 Against each rank's bound, from the checkpoint's header: ``replicated_bytes`` (every tensor
 but the routed experts', which every rank reads) + ``held_expert_bytes`` (the routed-expert
@@ -95,6 +96,23 @@ def weight_bytes(folder) -> Dict[str, object]:
             "per_expert": per_expert.tolist()}
 
 
+def mapped_checkpoint_bytes(path: str = "/proc/self/smaps") -> int:
+    """Resident bytes of this process's mappings of ``*.safetensors`` files: the checkpoint
+    pages its kernels read (0 where smaps cannot be read)."""
+    total, counting = 0, False
+    try:
+        with open(path) as f:
+            for line in f:
+                head = line.split()
+                if head and not head[0].endswith(":"):   # a mapping's header line
+                    counting = head[-1].endswith(".safetensors")
+                elif counting and head[0] == "Rss:":
+                    total += int(head[1]) * 1024
+    except OSError:
+        return 0
+    return total
+
+
 def measure(folder: str, tokens: int, comm) -> Dict[str, object]:
     """On this rank (every rank of ``comm`` calls it): the figures of the module docstring."""
     import numpy as np
@@ -117,7 +135,8 @@ def measure(folder: str, tokens: int, comm) -> Dict[str, object]:
     rss_after_forward = vm_status(keys=RSS_KEYS)
     moe = [model.layers[i].ffn for i in routing]
     return {"rank": comm.Get_rank(), "rss_start": rss_start, "rss_after_load": rss_after_load,
-            "rss_after_forward": rss_after_forward, "experts_touched": touched,
+            "rss_after_forward": rss_after_forward,
+            "checkpoint_mapped": mapped_checkpoint_bytes(), "experts_touched": touched,
             "experts_total": len(routing) * model.config.moe.num_experts,
             "owned_experts": [int(e) for e in moe[0].owned_experts] if moe else []}
 
@@ -212,15 +231,17 @@ def summary(result: Dict[str, object]) -> str:
              f"{mib(result['expert_bytes'])} MiB (/{result['ranks']} = "
              f"{mib(result['expert_bytes_over_n'])} MiB), {result['tokens']} tokens",
              "| rank | experts held | VmRSS at start | after load | after forward "
-             "(RssAnon / RssFile) | replicated + held | overhead | growth beyond weights |",
-             "|---|---|---|---|---|---|---|---|"]
+             "(RssAnon / RssFile) | of it the checkpoint's pages | replicated + held | "
+             "overhead | growth beyond weights |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["per_rank"]:
         fwd = r["rss_after_forward"]
         lines.append(
             f"| {r['rank']} | {len(r['owned_experts'])} ({r['experts_touched']}/"
             f"{r['experts_total']} touched) | {mib(r['rss_start']['VmRSS'])} | "
             f"{mib(r['rss_after_load']['VmRSS'])} | {mib(fwd['VmRSS'])} ({mib(fwd['RssAnon'])}"
-            f" / {mib(fwd['RssFile'])}) | {mib(r['replicated_plus_held'])} | "
+            f" / {mib(fwd['RssFile'])}) | {mib(r['checkpoint_mapped'])} | "
+            f"{mib(r['replicated_plus_held'])} | "
             f"{mib(r['overhead'])} | {mib(r['growth_beyond_weights'])} |")
     return "\n".join(lines)
 
