@@ -81,6 +81,9 @@ def modelled(quick: bool = False) -> List[Dict[str, object]]:
                     row[f"memory_tokens_per_s_T{T}"] = c.memory_tokens_per_s
                     row[f"layer_network_tokens_per_s_T{T}"] = c.layer_network_tokens_per_s
                     row["remote_pair_fraction_T512"] = c.traffic.remote_pair_fraction
+                local = moelab.expert_parallel_costs(name, n, link, MEMORY_GBYTE_PER_S,
+                                                     tokens=512, allgather_output=False)
+                row["local_network_tokens_per_s_T512"] = local.network_tokens_per_s
                 rows.append(row)
     return rows
 
@@ -97,15 +100,19 @@ def render_modelled(rows: List[Dict[str, object]]) -> str:
          "per node; network bound = nodes x link bandwidth / those bytes (every link busy, no "
          "latency); memory bound = T x " f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes "
          "the busiest node reads per step of T tokens (the replicated attention, dense layers, "
-         "shared experts and LM head, plus its experts that the T tokens hit).", "",
+         "shared experts and LM head, plus its experts that the T tokens hit). The "
+         "forward_local column drops the output allgather (data parallel over tokens: each "
+         "node keeps its own tokens' outputs).", "",
          "| model | nodes | link Gb/s | network MB/token | network bound tokens/s | one MoE "
-         "layer, tokens/s | memory bound T=1, tokens/s | memory bound T=512, tokens/s |",
-         "|---|---|---|---|---|---|---|---|"]
+         "layer, tokens/s | forward_local network bound, tokens/s | memory bound T=1, "
+         "tokens/s | memory bound T=512, tokens/s |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         L.append(f"| {r['model']} | {r['nodes']} | {r['link_gbit_per_s']} | "
                  f"{r['network_bytes_per_token_T512'] / 1e6:.2f} | "
                  f"{_fmt(r['network_tokens_per_s_T512'])} | "
                  f"{_fmt(r['layer_network_tokens_per_s_T512'])} | "
+                 f"{_fmt(r['local_network_tokens_per_s_T512'])} | "
                  f"{_fmt(r['memory_tokens_per_s_T1'])} | {_fmt(r['memory_tokens_per_s_T512'])} |")
     extra = max(r["network_bytes_per_token_T1"] / r["network_bytes_per_token_T512"] - 1
                 for r in rows)
@@ -130,6 +137,10 @@ def figure(rows: List[Dict[str, object]], path: Path) -> Path:
             ys = [next(r["network_tokens_per_s_T512"] for r in mine
                        if r["nodes"] == n and r["link_gbit_per_s"] == link) for n in nodes]
             ax.plot(nodes, ys, style, label=f"network bound, {link} Gb/s per node")
+        ys = [next(r["local_network_tokens_per_s_T512"] for r in mine
+                   if r["nodes"] == n and r["link_gbit_per_s"] == 100) for n in nodes]
+        ax.plot(nodes, ys, "s-.", color="tab:gray",
+                label="network bound, 100 Gb/s, forward_local (no output allgather)")
         for T, style in zip(STEP_TOKENS, ("k--", "k:")):
             ys = [next(r[f"memory_tokens_per_s_T{T}"] for r in mine if r["nodes"] == n)
                   for n in nodes]
@@ -142,6 +153,9 @@ def figure(rows: List[Dict[str, object]], path: Path) -> Path:
         ax.set_title(f"{name}: expert parallelism, modelled upper bounds")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("tokens/s (whole model, upper bound)")
+    fig.suptitle("MODELLED, not measured (moelab.expert_parallel_costs): network bounds at 512 "
+                 "tokens per step, float32 activations on the wire, bf16 weights, uniform "
+                 "routing", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9)
     fig.savefig(path, dpi=80, pil_kwargs={"optimize": True})
@@ -245,6 +259,15 @@ def _expert_stand_in(moe: "moelab.MoEConfig", size: int, seed: int) -> "moelab.M
     return moelab.MoELayer(local, seed=seed)
 
 
+def _mpi_library() -> str:
+    """The MPI library's version line and mpi4py's version."""
+    import mpi4py
+    from mpi4py import MPI
+
+    line = MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip()
+    return f"{line}; mpi4py {mpi4py.__version__}"
+
+
 def measured(comm, quick: bool = False, repeats: Optional[int] = None) -> Dict[str, object]:
     """The measured part on every rank (rank 0's return value holds the results)."""
     size = comm.Get_size()
@@ -261,9 +284,10 @@ def measured(comm, quick: bool = False, repeats: Optional[int] = None) -> Dict[s
                                              "num_experts": moe.num_experts,
                                              "num_experts_per_tok": moe.num_experts_per_tok,
                                              "moe_intermediate_size": moe.moe_intermediate_size},
-                                  "ranks": size, "threads_per_rank": 1, "rows": []}
+                                  "ranks": size, "threads_per_rank": 1, "rows": [],
+                                  "mpi_library": _mpi_library()}
     for T in MEASURED_TOKENS:
-        reps = repeats or (3 if quick else (30 if T <= 64 else 10))
+        reps = repeats or (3 if quick else (50 if T <= 64 else 30))
         row: Dict[str, object] = {"T": T}
         row.update(measure_transport(comm, moe, T, reps))
         x = np.random.default_rng(T).standard_normal((T, moe.hidden_size)).astype(np.float32)
@@ -341,8 +365,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if "measured" in results:
         cpu = results["machine"]["lscpu"]
         text += [render_measured(results["measured"]), "",
-                 f"Machine: {cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs; load "
-                 f"average {results['machine']['load_average']} (shared).", ""]
+                 f"Machine (lscpu): {cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs "
+                 f"({cpu.get('Core(s) per socket', '?')} cores x "
+                 f"{cpu.get('Thread(s) per core', '?')} threads), L2 {cpu.get('L2 cache', '?')},"
+                 f" L3 {cpu.get('L3 cache', '?')}, SIMD {cpu.get('SIMD flags', '?')}; "
+                 f"{results['measured']['mpi_library']}; load average (1/5/15 min) after the "
+                 f"run {results['machine']['load_average']}: the machine was shared.", ""]
     else:
         text += ["(measured part not run: start it with `mpirun -n 2 python "
                  "benchmarks/bench_expert_parallel.py --measured`)", ""]

@@ -25,13 +25,14 @@ PARTS = ("dispatch_bytes", "combine_bytes", "allgather_bytes", "metadata_bytes")
 
 
 def transport_bytes_per_call(ids: np.ndarray, owner: np.ndarray, num_ranks: int, hidden: int,
-                             activation_bytes: int) -> dict:
+                             activation_bytes: int, allgather_output: bool = True) -> dict:
     """Bytes (ints) that the expert-parallel transport puts on the network for one call.
 
     ids : (T, k) routed expert ids; owner : (E,) owning rank of each expert. Rank r routes the
     r-th ``np.array_split`` slice of the tokens; a pair goes to (and comes back from) its
     expert's owner unless that is r; the ids and the output rows go to the N - 1 other ranks;
-    each rank sends one row count to each other rank.
+    each rank sends one row count to each other rank. Without ``allgather_output``
+    (``forward_local``) the output rows stay on their rank.
     """
     T, k = ids.shape
     rows_out = ids_out = out_rows = 0
@@ -41,7 +42,8 @@ def transport_bytes_per_call(ids: np.ndarray, owner: np.ndarray, num_ranks: int,
                 if owner[ids[t, slot]] != src:
                     rows_out += 1
             ids_out += k * (num_ranks - 1)
-            out_rows += num_ranks - 1
+            if allgather_output:
+                out_rows += num_ranks - 1
     counts = num_ranks * (num_ranks - 1)
     row = hidden * activation_bytes
     return {"dispatch_bytes": rows_out * row, "combine_bytes": rows_out * row,
@@ -65,15 +67,17 @@ def contiguous(num_experts: int, num_ranks: int) -> np.ndarray:
 
 
 # --- exact: every routing of a few tokens ------------------------------------------------------
-@pytest.mark.parametrize("E, k, N, T, placement", [
-    (5, 2, 3, 1, None), (5, 2, 3, 2, None), (5, 2, 3, 4, None), (5, 2, 2, 3, None),
-    (4, 4, 3, 2, None),                                  # k = E: every expert every time
-    (6, 1, 4, 3, None),                                  # k = 1, T < N: a rank with no tokens
-    (5, 2, 3, 3, (2, 2, 0, 2, 1)),                       # a placement given by the user
-    (5, 2, 3, 2, (1, 1, 1, 1, 1)),                       # ranks that own nothing
-    (5, 2, 1, 3, None),                                  # one rank: nothing on the network
+@pytest.mark.parametrize("E, k, N, T, placement, allgather", [
+    (5, 2, 3, 1, None, True), (5, 2, 3, 2, None, True), (5, 2, 3, 4, None, True),
+    (5, 2, 2, 3, None, True),
+    (5, 2, 3, 4, None, False),                           # forward_local: no output allgather
+    (4, 4, 3, 2, None, True),                            # k = E: every expert every time
+    (6, 1, 4, 3, None, True),                            # k = 1, T < N: a rank with no tokens
+    (5, 2, 3, 3, (2, 2, 0, 2, 1), True),                 # a placement given by the user
+    (5, 2, 3, 2, (1, 1, 1, 1, 1), False),                # ranks that own nothing
+    (5, 2, 1, 3, None, True),                            # one rank: nothing on the network
 ], ids=lambda v: str(v))
-def test_closed_form_equals_the_mean_over_every_routing(E, k, N, T, placement):
+def test_closed_form_equals_the_mean_over_every_routing(E, k, N, T, placement, allgather):
     H, a = 3, 4
     cfg = moelab.MoEConfig(hidden_size=H, num_experts=E, num_experts_per_tok=k,
                            moe_intermediate_size=2)
@@ -82,13 +86,13 @@ def test_closed_form_equals_the_mean_over_every_routing(E, k, N, T, placement):
     total = dict.fromkeys(PARTS, 0)  # exact: ints summed over every routing
     count = 0
     for routing in itertools.product(sets, repeat=T):
-        sent = transport_bytes_per_call(np.array(routing), owner, N, H, a)
+        sent = transport_bytes_per_call(np.array(routing), owner, N, H, a, allgather)
         for p in PARTS:
             total[p] += sent[p]
         count += 1
     mean = {p: Fraction(total[p], count * T) for p in PARTS}  # per token, exact
     model = moelab.expert_parallel_traffic(cfg, N, tokens=T, placement=placement,
-                                           activation_bytes=a)
+                                           activation_bytes=a, allgather_output=allgather)
     for p in PARTS:
         assert_close(getattr(model, p), float(mean[p]), FLOAT64_FORMULA, p)
     remote = mean["dispatch_bytes"] / (k * H * a)
@@ -221,6 +225,25 @@ def test_more_ranks_more_network_less_expert_memory():
     assert "N=8" in repr(fast) and "remote_pair_fraction" in repr(fast.traffic)
 
 
+def test_the_output_allgather_outweighs_the_all_to_alls_beyond_2k_ranks():
+    k = 8
+    for N in (4, 8, 16, 32, 64):
+        t = moelab.expert_parallel_traffic("deepseek-v3", N, tokens=64 * 64)
+        all_to_alls = t.dispatch_bytes + t.combine_bytes
+        assert all_to_alls == pytest.approx(2 * k * (N - 1) / N * 7168 * 4, rel=1e-14)
+        assert (t.allgather_bytes > all_to_alls) == (N > 2 * k)
+        local = moelab.expert_parallel_traffic("deepseek-v3", N, tokens=64 * 64,
+                                               allgather_output=False)
+        assert local.allgather_bytes == 0
+        assert local.bytes_per_token == t.bytes_per_token - t.allgather_bytes
+    # replicated tokens: the network bound saturates at N * link / ((N - 1) rows per layer)
+    c = moelab.expert_parallel_costs("deepseek-v3", 64, 100, 400, tokens=64)
+    assert c.network_tokens_per_s < 12.5e9 / (58 * 7168 * 4)
+    d = moelab.expert_parallel_costs("deepseek-v3", 64, 100, 400, tokens=64,
+                                     allgather_output=False)
+    assert d.network_tokens_per_s > 4 * c.network_tokens_per_s
+
+
 # --- bad input ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(num_ranks=0), ValueError, "num_ranks must be >= 1"),
@@ -239,6 +262,7 @@ def test_more_ranks_more_network_less_expert_memory():
     (dict(placement=[0] * 255 + [-1]), ValueError, r"placement\[255\] = -1"),
     (dict(placement=[0.0] * 256), TypeError, r"placement\[0\] must be an int rank"),
     (dict(placement="0123"), TypeError, "placement must be None or a length-256 sequence"),
+    (dict(allgather_output=1), TypeError, "allgather_output must be a bool"),
 ])
 def test_bad_arguments(kw, exc, match):
     args = dict(num_ranks=4, link_gbit_per_s=100, memory_gbyte_per_s=400)

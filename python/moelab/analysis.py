@@ -478,12 +478,22 @@ class ExpertParallelTraffic:
     one row of H activations per (token, slot) pair to the expert's owner (all-to-all 1) and
     gets one row back (all-to-all 2), combines its slice, and an Allgatherv of the (T, H) output
     gives every rank all rows. A pair whose expert is on its own rank is copied, not sent.
+    With ``allgather_output=False`` (``forward_local``: data parallel over tokens, each rank
+    keeps the outputs of its own tokens) the output Allgatherv is left out.
 
     Expectations are over uniform routing: every token's k experts are a uniformly random
     set of k distinct experts (what a router with exchangeable logits gives; DeepSeek-V3's
     group-limited selection too, by symmetry). Every pair is kept (capacity drops, which only
     lower the bytes, are not modelled), and the gathered logits that the routing losses need
     (sent only when stats are asked) are not counted.
+
+    Node-limited routing (DeepSeek-V3's ``n_group`` 8 / ``topk_group`` 4: a token's k experts
+    lie in at most 4 of 8 groups; Kimi K2 has one group) changes none of these expectations:
+    each expert is still picked with probability k/E, and this transport sends one row per
+    pair. What it bounds is the number of distinct ranks a token's rows go to (at most
+    ``topk_group`` when each group's experts sit on one rank), which would cut the bytes of a
+    transport that sends a token once per destination node and fans it out there; that
+    transport is not moelab's and is not modelled.
 
     Fields (bytes are per token of the call and summed over all ranks, i.e. what crosses the
     network in total; a rank sends 1/N of it when the traffic is balanced):
@@ -496,7 +506,9 @@ class ExpertParallelTraffic:
         and E).
     dispatch_bytes : all-to-all 1 rows, remote_pair_fraction * k * H * activation_bytes.
     combine_bytes : all-to-all 2 rows (the same count back).
-    allgather_bytes : the output rows, each to the N - 1 other ranks: (N - 1) H activation_bytes.
+    allgather_bytes : the output rows, each to the N - 1 other ranks: (N - 1) H activation_bytes
+        (0 without the output allgather). With T divisible by N it exceeds dispatch + combine
+        (2 k (N - 1) / N rows) once N > 2 k.
     metadata_bytes : ids (N - 1) k EP_ID_BYTES + counts N (N - 1) EP_COUNT_BYTES / T.
     """
 
@@ -532,7 +544,8 @@ class ExpertParallelTraffic:
 
 def expert_parallel_traffic(cfg: Union[ModelConfig, MoEConfig, str], num_ranks: int,
                             tokens: int = 1, placement: Optional[Sequence[int]] = None,
-                            activation_bytes: float = 4) -> ExpertParallelTraffic:
+                            activation_bytes: float = 4, allgather_output: bool = True
+                            ) -> ExpertParallelTraffic:
     """Expected network bytes per token of one expert-parallel MoE layer call (closed form).
 
     cfg : a ModelConfig, a preset name, or one layer's MoEConfig. num_ranks : N >= 1.
@@ -541,6 +554,8 @@ def expert_parallel_traffic(cfg: Union[ModelConfig, MoEConfig, str], num_ranks: 
     placement : None (contiguous blocks of experts) or the owning rank of each of the E experts.
     activation_bytes : bytes per activation on the wire (4 = float32 as moelab sends them; 2
     for a bf16 transport, 1 for fp8 without its scales).
+    allgather_output : True for the layer's ``__call__`` (replicated tokens in and out), False
+    for ``forward_local`` (each rank its own tokens; T then counts all ranks' tokens together).
 
     Returns ``ExpertParallelTraffic`` (its docstring has the model and every formula). Raises
     TypeError / ValueError naming the argument (N < 1, T < 1, a bad placement, a model without
@@ -550,6 +565,8 @@ def expert_parallel_traffic(cfg: Union[ModelConfig, MoEConfig, str], num_ranks: 
     N = _check_int("num_ranks", num_ranks, 1)
     T = _check_int("tokens", tokens, 1)
     a = _check_positive("activation_bytes", activation_bytes)
+    if not isinstance(allgather_output, bool):
+        raise TypeError(f"allgather_output must be a bool, got {type(allgather_output).__name__}")
     E, k, H = moe.num_experts, moe.num_experts_per_tok, moe.hidden_size
     owned = _experts_per_rank(E, N, placement)
     slices = _token_slices(T, N)
@@ -561,7 +578,7 @@ def expert_parallel_traffic(cfg: Union[ModelConfig, MoEConfig, str], num_ranks: 
         experts_per_rank=owned, tokens_per_rank=slices,
         remote_pair_fraction=remote_pairs / (T * k),
         dispatch_bytes=remote_pairs * row / T, combine_bytes=remote_pairs * row / T,
-        allgather_bytes=(N - 1) * row,
+        allgather_bytes=(N - 1) * row if allgather_output else 0.0,
         metadata_bytes=(N - 1) * k * EP_ID_BYTES + N * (N - 1) * EP_COUNT_BYTES / T)
 
 
@@ -654,14 +671,15 @@ class ExpertParallelCosts:
 def expert_parallel_costs(cfg: Union[ModelConfig, str], num_ranks: int,
                           link_gbit_per_s: float, memory_gbyte_per_s: float, tokens: int = 1,
                           placement: Optional[Sequence[int]] = None,
-                          activation_bytes: float = 4, weight_dtype_bytes: float = 2
-                          ) -> ExpertParallelCosts:
+                          activation_bytes: float = 4, weight_dtype_bytes: float = 2,
+                          allgather_output: bool = True) -> ExpertParallelCosts:
     """Network and memory bounds on the tokens/s of a model run expert-parallel on N ranks.
 
     cfg : a ModelConfig or a preset name (with MoE layers). num_ranks : N >= 1, one per node.
     link_gbit_per_s : network bandwidth per rank and direction in Gb/s (25, 100, 400 ...).
     memory_gbyte_per_s : memory read bandwidth per rank in GB/s. tokens : T >= 1 per step
-    (1 = decode of one sequence). placement, activation_bytes : as ``expert_parallel_traffic``.
+    (1 = decode of one sequence). placement, activation_bytes, allgather_output : as
+    ``expert_parallel_traffic``.
     weight_dtype_bytes : bytes per weight (2 = bf16, 1 = fp8).
 
     Returns ``ExpertParallelCosts`` (its docstring states both bounds and what they leave out).
@@ -670,7 +688,8 @@ def expert_parallel_costs(cfg: Union[ModelConfig, str], num_ranks: int,
     """
     model = as_model_config(cfg)
     traffic = expert_parallel_traffic(model, num_ranks, tokens=tokens, placement=placement,
-                                      activation_bytes=activation_bytes)
+                                      activation_bytes=activation_bytes,
+                                      allgather_output=allgather_output)
     link = _check_positive("link_gbit_per_s", link_gbit_per_s)
     memory = _check_positive("memory_gbyte_per_s", memory_gbyte_per_s)
     w = _check_positive("weight_dtype_bytes", weight_dtype_bytes)
