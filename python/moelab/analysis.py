@@ -6,6 +6,9 @@ conventions are those of docs/semantics.md, "Parameters and costs": buffers and 
 are not in the total; active = total - (E - k) x one routed expert on every MoE layer,
 embedding and head included; matmul FLOPs = 2 x the active weight-matrix parameters (head in,
 embedding lookup out), plus attention at ``context``; weight bytes per token at batch 1.
+``expert_parallel_traffic`` / ``expert_parallel_costs``: the network bytes of the expert-parallel
+layer's transport per token and the tokens/s bounds of the network and of memory bandwidth
+(docs/expert_parallel_cost.md).
 """
 
 from __future__ import annotations
