@@ -94,10 +94,11 @@ inline py::array require_weight(const py::handle& obj, const std::string& name, 
 
 // A float32 tensor of the layer's own: a read/write view held by `owner` (no copy; keeps the
 // owner alive). A borrowed float32 tensor in one block: a read-only view of the data it reads.
-// Any other (bfloat16, which has no NumPy dtype, or borrowed in parts): a read-only float32 copy.
+// Any other (bfloat16, which has no NumPy dtype, borrowed in parts, or a stack of experts held
+// in part, whose absent experts read as NaN): a read-only float32 copy.
 inline py::array_t<float> tensor_view(Tensor& t, py::handle owner) {
     std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
-    if (t.dtype == DType::F32 && !t.borrowed()) return py::array_t<float>(shape, t.f32.data(), owner);
+    if (t.dtype == DType::F32 && !t.borrowed() && t.complete()) return py::array_t<float>(shape, t.f32.data(), owner);
     const bool one_block = t.dtype == DType::F32 && t.parts.size() == 1;
     py::array_t<float> out = one_block ? py::array_t<float>(shape, t.f32_data(), owner)
                                        : py::array_t<float>(shape);
@@ -138,10 +139,12 @@ inline py::array load_array(const py::handle& obj, const std::string& name) {
 }
 
 // Weight views from a dict of name -> an array (the whole tensor) or a list of arrays (its
-// parts, all of one dtype and shape), each float32 or uint16 (bfloat16 bits) C-contiguous.
-// With `borrow` a view of read-only arrays (a memory-mapped file's) carries an owner that keeps
-// them alive, so that the tensor may read them in place; writable arrays, which their holder
-// may change after the load's checks, are copied (the dict keeps them alive meanwhile).
+// parts, all of one dtype and shape; None for an absent expert's part, which WeightSet::load
+// accepts only for a stack of experts given per expert), each float32 or uint16 (bfloat16 bits)
+// C-contiguous. With `borrow` a view of read-only arrays (a memory-mapped file's) carries an
+// owner that keeps them alive, so that the tensor may read them in place; writable arrays,
+// which their holder may change after the load's checks, are copied (the dict keeps them alive
+// meanwhile).
 inline std::vector<WeightView> weight_views(const py::dict& weights, bool borrow) {
     std::vector<WeightView> views;
     for (auto item : weights) {
@@ -149,26 +152,39 @@ inline std::vector<WeightView> weight_views(const py::dict& weights, bool borrow
         WeightView v;
         v.name = py::cast<std::string>(item.first);
         const bool parts = py::isinstance<py::list>(item.second) || py::isinstance<py::tuple>(item.second);
-        std::vector<py::array> arrays;
+        std::vector<py::array> arrays;  // the arrays given
+        std::vector<bool> given;        // per part: an array (false: None)
         if (parts) {
             const py::sequence seq = py::reinterpret_borrow<py::sequence>(item.second);
             if (seq.size() == 0) throw py::value_error(v.name + ": an empty list of parts");
-            for (std::size_t i = 0; i < seq.size(); ++i)
-                arrays.push_back(load_array(seq[i], v.name + "[" + std::to_string(i) + "]"));
+            for (std::size_t i = 0; i < seq.size(); ++i) {
+                given.push_back(!seq[i].is_none());
+                if (given.back())
+                    arrays.push_back(load_array(seq[i], v.name + "[" + std::to_string(i) + "]"));
+            }
         } else {
             arrays.push_back(load_array(item.second, v.name));
+            given.push_back(true);
         }
-        v.shape = shape_of(arrays[0]);
-        v.dtype = arrays[0].dtype().is(py::dtype::of<float>()) ? DType::F32 : DType::BF16;
-        for (std::size_t i = 0; i < arrays.size(); ++i) {
-            if (!arrays[i].dtype().is(arrays[0].dtype()) || shape_of(arrays[i]) != v.shape)
-                throw py::value_error(v.name + ": the parts must share one shape and dtype: [0] is " +
-                                      shape_string(v.shape) + " " +
+        if (!arrays.empty()) {
+            v.shape = shape_of(arrays[0]);
+            v.dtype = arrays[0].dtype().is(py::dtype::of<float>()) ? DType::F32 : DType::BF16;
+        }
+        const std::size_t first = std::size_t(std::find(given.begin(), given.end(), true) - given.begin());
+        std::size_t next = 0;
+        for (std::size_t i = 0; i < given.size(); ++i) {
+            if (!given[i]) {
+                v.data.push_back(nullptr);
+                continue;
+            }
+            const py::array& a = arrays[next++];
+            if (!a.dtype().is(arrays[0].dtype()) || shape_of(a) != v.shape)
+                throw py::value_error(v.name + ": the parts must share one shape and dtype: [" +
+                                      std::to_string(first) + "] is " + shape_string(v.shape) + " " +
                                       std::string(py::str(arrays[0].dtype())) + ", [" +
-                                      std::to_string(i) + "] is " +
-                                      shape_string(shape_of(arrays[i])) + " " +
-                                      std::string(py::str(arrays[i].dtype())));
-            v.data.push_back(arrays[i].data());
+                                      std::to_string(i) + "] is " + shape_string(shape_of(a)) +
+                                      " " + std::string(py::str(a.dtype())));
+            v.data.push_back(a.data());
         }
         const bool read_only = std::none_of(arrays.begin(), arrays.end(), [](const py::array& a) {
             return a.writeable();

@@ -52,8 +52,8 @@ bool prefetch_rows_of(const WeightPtr& W, Index K) {
 
 // ---- The plan of one expert -----------------------------------------------------------------
 
-// rows: the expert's rows, from row0; first_panel: the batch's panels planned before it.
-ExpertPlan plan_expert(const ExpertStack& s, Index row0, Index rows, Index first_panel,
+// Expert e's rows: rows of them from row0; first_panel: the batch's panels planned before it.
+ExpertPlan plan_expert(const ExpertStack& s, Index e, Index row0, Index rows, Index first_panel,
                        bool panels_available) {
     ExpertPlan p;
     p.row0 = row0;
@@ -73,16 +73,16 @@ ExpertPlan plan_expert(const ExpertStack& s, Index row0, Index rows, Index first
     p.panels = (p.panel_rows + kPanel - 1) / kPanel;
     // gate/up: float32 weights cut a long H in chunks; bfloat16 rows, widened a chunk at a time
     // and prefetched in whole rows, gain nothing from it [long H].
-    if (s.gated() && s.gate(0).f32 && H > kGateUpChunkK)
+    if (s.gated() && s.gate(e).f32 && H > kGateUpChunkK)
         p.gate_up = {kMaxChunkedGateUpPanels * kPanel, kGateUpCols, kGateUpChunkK, false};
     else
         p.gate_up = {panels_per_group(H) * kPanel, kGateUpCols, H,
-                     s.gated() && prefetch_rows_of(s.gate(0), H)};
+                     s.gated() && prefetch_rows_of(s.gate(e), H)};
     // down: a long K is cut in chunks, one panel per task (the group is counted on the whole K).
     if (K > kDownChunkK)
         p.down = {panels_per_group(K) * kPanel, kDownCols, kDownChunkK, false};
     else
-        p.down = {panels_per_group(K) * kPanel, kDownCols, K, prefetch_rows_of(s.down[0], K)};
+        p.down = {panels_per_group(K) * kPanel, kDownCols, K, prefetch_rows_of(s.down[e], K)};
     return p;
 }
 
@@ -164,7 +164,7 @@ void plan_batches(const ExpertBatch* batches, int count, ExpertScratch& s, Index
         panels[b] = 0;
         for (Index e = 0; e < batch.stack.num_experts; ++e) {
             const Index row0 = batch.offsets[e], rows = batch.offsets[e + 1] - row0;
-            s.plans[next] = plan_expert(batch.stack, row0, rows, panels[b], panel_path);
+            s.plans[next] = plan_expert(batch.stack, e, row0, rows, panels[b], panel_path);
             panels[b] += s.plans[next++].panels;
         }
     }

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["as_float32_array", "as_load_weights", "is_torch_tensor", "torch_to_numpy"]
+__all__ = ["as_float32_array", "as_int_array", "as_load_weights", "is_torch_tensor", "torch_to_numpy"]
 
 
 def is_torch_tensor(value) -> bool:
@@ -51,6 +51,29 @@ def as_float32_array(value, name: str) -> np.ndarray:
     return out
 
 
+def as_int_array(value, name: str, dtype) -> np.ndarray:
+    """``value`` as a C-contiguous ndarray of the integer ``dtype`` (np.int32 or np.int64),
+    converted once (no copy if it already is).
+
+    Raises ``TypeError`` naming ``name`` when the data is not integers (floats, booleans,
+    strings), ``ValueError`` when a value does not fit ``dtype``. Shapes and ranges are checked
+    by the C++ core.
+    """
+    if is_torch_tensor(value):
+        value = torch_to_numpy(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: cannot be read as an array of integers ({exc})") from None
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):  # [] is float
+        raise TypeError(f"{name}: expected integers, got an array of dtype {arr.dtype}")
+    limits = np.iinfo(dtype)
+    if arr.size and (arr.min() < limits.min or arr.max() > limits.max):
+        raise ValueError(f"{name}: values must fit {np.dtype(dtype).name}, got "
+                         f"[{arr.min()}, {arr.max()}]")
+    return np.asarray(arr, dtype=dtype, order="C")
+
+
 def _load_array(value, name: str) -> np.ndarray:
     """An array for the core's load: a NumPy uint16 array (bfloat16 bits) as it is, made
     C-contiguous; anything else as :func:`as_float32_array` makes it (no copy if it already is
@@ -61,10 +84,11 @@ def _load_array(value, name: str) -> np.ndarray:
 
 
 def _is_parts(value) -> bool:
-    """A list or tuple of 2-D NumPy arrays or torch tensors: a weight given as its parts (its
-    blocks of rows)."""
+    """A list or tuple of 2-D NumPy arrays or torch tensors (or None: an expert the layer does
+    not hold): a weight given as its parts (its blocks of rows)."""
     return (isinstance(value, (list, tuple)) and len(value) > 0 and
-            all((isinstance(v, np.ndarray) or is_torch_tensor(v)) and v.ndim == 2 for v in value))
+            all(v is None or ((isinstance(v, np.ndarray) or is_torch_tensor(v)) and v.ndim == 2)
+                for v in value))
 
 
 def as_load_weights(weights) -> dict:
@@ -82,7 +106,8 @@ def as_load_weights(weights) -> dict:
         if not isinstance(name, str):
             raise TypeError(f"weight names must be str, got {type(name).__name__} {name!r}")
         if _is_parts(value):
-            out[name] = [_load_array(v, f"{name}[{i}]") for i, v in enumerate(value)]
+            out[name] = [None if v is None else _load_array(v, f"{name}[{i}]")
+                         for i, v in enumerate(value)]
         else:
             out[name] = _load_array(value, name)
     return out

@@ -93,6 +93,29 @@ class MoELayer(_LayerWeights):
     def forward(
         self, x: npt.NDArray[np.float32], return_stats: bool = False
     ) -> Tuple[npt.NDArray[np.float32], Optional[dict]]: ...
+    def route(
+        self, x: npt.NDArray[np.float32]
+    ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
+    def dispatch(
+        self, ids: npt.NDArray[np.int32]
+    ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...
+    def expert_inputs(
+        self, x: npt.NDArray[np.float32], tokens: npt.NDArray[np.int64],
+        weights: Optional[npt.NDArray[np.float32]] = None,
+    ) -> npt.NDArray[np.float32]: ...
+    def run_experts(
+        self, rows: npt.NDArray[np.float32], experts: npt.NDArray[np.int32],
+        counts: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.float32]: ...
+    def combine(
+        self, x: npt.NDArray[np.float32], weights: npt.NDArray[np.float32],
+        row_of_pair: npt.NDArray[np.int64], expert_output: npt.NDArray[np.float32],
+    ) -> npt.NDArray[np.float32]: ...
+    def routing_losses(
+        self, logits: npt.NDArray[np.float32], tokens_per_expert: npt.NDArray[np.int64]
+    ) -> Tuple[float, float]: ...
+    @property
+    def held_experts(self) -> npt.NDArray[np.bool_]: ...
 
 class GatedMLP(_LayerWeights):
     def __init__(

@@ -137,7 +137,10 @@ class CoreWeights:
             them: ``experts.gate_up_proj`` as ``[gate_0, up_0, gate_1, up_1, ...]`` each (I, H),
             ``experts.down_proj`` as ``[down_0, down_1, ...]`` each (H, I); a dense
             ``gate_up_proj`` as ``[gate, up]``). A ``numpy.uint16`` array holds bfloat16 bits
-            (as ``moelab.io`` views of a bfloat16 checkpoint are).
+            (as ``moelab.io`` views of a bfloat16 checkpoint are). A MoE layer's routed experts
+            may be given in part: None for each part of an expert the layer is not to hold
+            (its gate, up and down together; for expert parallelism); only the experts given
+            take memory, and ``held_experts`` says which.
         strict : every weight of the layer must be given (``False``: a subset may be given).
 
         A read-only array (a view of a memory-mapped checkpoint, ``moelab.io``) that already is

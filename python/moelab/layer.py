@@ -8,7 +8,7 @@ from typing import Tuple, Union
 import numpy as np
 
 from . import _core
-from ._convert import as_float32_array
+from ._convert import as_float32_array, as_int_array
 from ._core_weights import CoreWeights, seed_or_no_init
 from .config import MoEConfig
 
@@ -127,6 +127,77 @@ class MoELayer(CoreWeights):
         if not return_stats:
             return y
         return y, RoutingStats(**raw)
+
+    # ---- The steps of forward, one by one (expert parallelism runs them apart) -----------
+    # Each calls the very C++ functions ``forward`` runs, so composing them on one process
+    # gives forward's bits: route -> dispatch -> expert_inputs -> run_experts -> combine
+    # (docs/expert_parallel.md). R: rows of the routed experts.
+
+    def _tokens(self, x) -> np.ndarray:
+        """x (T, H) as float32; TypeError / ValueError naming x otherwise."""
+        return self._checked_tokens(x, self._config.hidden_size)
+
+    def route(self, x) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """forward's step 1. x : (T, H) float -> (logits (T, E) float32, ids (T, k) int32,
+        weights (T, k) float32): ``RoutingStats``' router_logits, topk_ids, and the weights
+        before any capacity drop. Raises ValueError for a NaN or Inf in x."""
+        return self._core.route(self._tokens(x))
+
+    def dispatch(self, ids) -> Tuple[np.ndarray, np.ndarray, int]:
+        """forward's counting sort of the (token, slot) pairs of ids (T, k) int by expert, with
+        the capacity of T tokens -> (row_of_pair (T*k,) int64: the pair's row in that order, rows
+        of expert e contiguous, in token then slot order; -1 for a pair dropped by capacity;
+        tokens_per_expert (E,) int64; dropped int). Raises ValueError for an id outside [0, E)."""
+        row_of_pair, tokens, dropped = self._core.dispatch(as_int_array(ids, "ids", np.int32))
+        return row_of_pair, tokens, int(dropped)
+
+    def expert_inputs(self, x, tokens, weights=None) -> np.ndarray:
+        """The rows (R, H) float32 the routed experts read: x (T, H)[tokens (R,) int], times
+        weights (R,) (the pairs' routing weights) for scoring "llama4", which scales the experts'
+        inputs (weights required then, ignored otherwise). Raises ValueError for a token outside
+        [0, T)."""
+        x = self._tokens(x)
+        tokens = as_int_array(tokens, "tokens", np.int64)
+        if weights is not None:
+            weights = as_float32_array(weights, "weights")
+        return self._core.expert_inputs(x, tokens, weights)
+
+    def run_experts(self, rows, experts, counts) -> np.ndarray:
+        """The routed experts: rows (R, H) float in n runs, run i of counts[i] rows (n,) int for
+        expert experts[i] (n,) int, strictly increasing -> their outputs (R, H) float32. An
+        expert's rows must all come in its one run: its kernel path depends on its row count.
+        Raises ValueError for an expert the layer does not hold (``held_experts``), counts that
+        do not sum to R."""
+        rows = as_float32_array(rows, "rows")
+        experts = as_int_array(experts, "experts", np.int32)
+        counts = as_int_array(counts, "counts", np.int64)
+        return self._core.run_experts(rows, experts, counts)
+
+    def combine(self, x, weights, row_of_pair, expert_output) -> np.ndarray:
+        """y (T, H) float32 = per token, in slot order, its kept rows of expert_output (R, H)
+        (row_of_pair (T*k,) int, -1 for none) times weights (T, k) (not for "llama4"), plus
+        the shared experts on x (T, H) (times their gate)."""
+        x = self._tokens(x)
+        weights = as_float32_array(weights, "weights")
+        row_of_pair = as_int_array(row_of_pair, "row_of_pair", np.int64)
+        expert_output = as_float32_array(expert_output, "expert_output")
+        return self._core.combine(x, weights, row_of_pair, expert_output)
+
+    def routing_losses(self, logits, tokens_per_expert) -> Tuple[float, float]:
+        """(aux_loss, z_loss) of logits (T, E) and tokens_per_expert (E,), as ``RoutingStats``
+        defines them."""
+        logits = as_float32_array(logits, "logits")
+        tokens = as_int_array(tokens_per_expert, "tokens_per_expert", np.int64)
+        aux, z = self._core.routing_losses(logits, tokens)
+        return float(aux), float(z)
+
+    @property
+    def held_experts(self) -> np.ndarray:
+        """(E,) bool: the routed experts whose weights the layer holds. All for a layer made
+        with a seed; a layer loaded in part (``load_weights`` with None for an expert's parts,
+        for expert parallelism) holds some, and its ``forward`` raises ValueError naming the
+        others."""
+        return self._core.held_experts
 
     def __repr__(self) -> str:
         c = self._config

@@ -36,6 +36,10 @@ struct Tensor {
     AlignedVector<std::uint16_t> bf16;  // owned row-major bfloat16 bits, when dtype == BF16
     std::vector<WeightPtr> parts;       // (num_parts): where each part's data lies
     std::vector<std::shared_ptr<const void>> owners;  // keep borrowed data alive
+    // > 0: the tensor is a stack of this many experts (num_parts / experts parts each) that a
+    // load may give in part: an absent expert's parts are null (a layer holding some experts,
+    // for expert parallelism), and only the present ones take storage.
+    Index experts = 0;
     float init_bound = 0.0f;  // random init: uniform in ±init_bound (1/sqrt(fan_in))
     bool init_constant = false;  // random init: every value init_value instead (a norm weight's
     float init_value = 0.0f;     // identity), so that one init under one lock sets the layer
@@ -48,6 +52,8 @@ struct Tensor {
     bool borrowed() const { return !owners.empty(); }
     // Bytes of the storage this tensor owns (0 when borrowed).
     std::size_t owned_bytes() const;
+    // Whether every part has data (false for a stack loaded in part).
+    bool complete() const;
     // The float32 data of an owned or wholly borrowed float32 tensor (parts[0]).
     const float* f32_data() const { return parts.empty() ? nullptr : parts[0].f32; }
 };
@@ -57,7 +63,9 @@ WeightPtr weight_ptr(const Tensor& t);
 
 // A weight offered for loading: row-major float32 or bfloat16 data, the whole tensor (one
 // pointer, `shape` the tensor's) or B blocks of its rows, B dividing num_parts (B pointers,
-// `shape` a block's: (rows / B, last dimension); B = num_parts: each part on its own).
+// `shape` a block's: (rows / B, last dimension); B = num_parts: each part on its own). For a
+// stack of experts given per expert (B a multiple of Tensor::experts) a null pointer is an
+// absent block (then `shape` is that of the others; any shape when all are null).
 // With an `owner` (what keeps the data alive) the tensor may borrow it (WeightSet::load); without
 // one it is copied.
 struct WeightView {
@@ -95,7 +103,8 @@ class WeightSet {
     const Tensor& find(const std::string& name) const;
     Tensor& find(const std::string& name);
     std::vector<std::string> names() const;
-    // The tensor as float32 (bfloat16 widened), into dst of numel() floats.
+    // The tensor as float32 (bfloat16 widened), into dst of numel() floats; an absent part
+    // (an expert a layer loaded in part does not hold) reads as NaN.
     static void copy_to_f32(const Tensor& t, float* dst);
     // Checks every view (known name, no duplicate, exact shape and block count, finite values,
     // and with `strict` that every tensor is given; without it, that every tensor has values
@@ -103,7 +112,9 @@ class WeightSet {
     // std::bad_alloc while storage is allocated) the set is unchanged. A view with an owner, in
     // the tensor's dtype, with every pointer aligned to its element size is borrowed (read in
     // place; the tensor's own storage is freed); any other is copied (converted to the tensor's
-    // dtype) into storage of the tensor's own.
+    // dtype) into storage of the tensor's own. A stack of experts may be given in part (null
+    // blocks); after the load every such stack of the set must hold the same experts, each
+    // with all its parts.
     void load(const std::vector<WeightView>& views, bool strict);
 
   private:
@@ -131,9 +142,13 @@ class LayerWeights {
     explicit LayerWeights(DType dtype) : dtype_(dtype) {}
     // Throws std::invalid_argument (WeightSet::require_values) for a layer without weights.
     std::shared_lock<std::shared_mutex> read_lock() const {
-        std::shared_lock<std::shared_mutex> lock(mutex_);
+        std::shared_lock<std::shared_mutex> lock(unchecked_read_lock());
         weights_.require_values();
         return lock;
+    }
+    // The same for a reader that accepts a layer without weights.
+    std::shared_lock<std::shared_mutex> unchecked_read_lock() const {
+        return std::shared_lock<std::shared_mutex>(mutex_);
     }
     WeightSet weights_;
 

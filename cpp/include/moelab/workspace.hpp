@@ -40,6 +40,7 @@ struct Workspace {
     RouterScratch router;
     Dispatch dispatch;
     std::vector<std::int32_t> token_of_row;  // (R)
+    std::vector<Index> expert_offsets;       // (E + 1): MoELayer::run_experts' rows per expert
     AlignedVector<float> expert_input;       // (R, H): rows the routed experts read as copies
     AlignedVector<float> expert_hidden;      // (R, 2I)
     AlignedVector<float> expert_output;      // (R, H)
