@@ -8,19 +8,19 @@
 
 MEASURED (``--measured``, under ``mpirun -n N``, N >= 2 processes on this machine, so the
 "network" is OpenMPI's shared-memory transport): per MoE layer call of T = 1, 64, 512 tokens,
-the time of each collective of the expert-parallel transport, separately, with mpi4py's
-buffer-based calls on NumPy arrays: the Allgatherv of the (T, k) int32 routed ids, the Alltoall
-of the row counts, all-to-all 1 (Alltoallv of one float32 row of H per (token, slot) pair to its
-expert's owner), all-to-all 2 (the rows back) and the Allgatherv of the (T, H) output; and the
-expert compute of the rows one rank receives. The routing is uniform (each token's k experts a
-seeded random set, the same on every rank), the layer shape Qwen3-30B-A3B's (H 2048, E 128,
-k 8, I 768; float32 as moelab sends activations), experts in contiguous blocks. Each figure is
-the slowest rank's time per repeat (a collective ends when its last rank does); the report
-gives the median and the spread (min, 25th and 75th percentile, max) over the repeats.
-The expert compute is a stand-in until the expert-parallel layer lands: a ``moelab.MoELayer``
-holding one rank's E/N experts with top-k/N routing, called on all T tokens, which runs the
-same number of rows (T k / N) through as many experts with the same kernels (its own router and
-combine add a little).
+``expert_parallel_call`` runs the expert-parallel design's transport with mpi4py's buffer-based
+calls on NumPy arrays around the layer's phases (``MoELayer.route``, ``dispatch``,
+``expert_inputs``, ``run_experts``, ``combine``), and times each phase: the Allgatherv of the
+(T, k) int32 routed ids, the Alltoall of the row counts, all-to-all 1 (Alltoallv of one float32
+row of H per (token, slot) pair to its expert's owner), the expert compute (``run_experts`` on
+the rows the rank received), all-to-all 2 (the rows back) and the Allgatherv of the (T, H)
+output, plus the other compute phases. Each rank holds only its own experts (contiguous
+blocks, float32); the layer shape is Qwen3-30B-A3B's (H 2048, E 128, k 8, I 768); the routing is
+uniform (a router with orthonormal rows on Gaussian tokens: i.i.d. logits). Each figure is the
+slowest rank's time per repeat (an untimed barrier before each collective, so that it does not
+absorb another rank's compute); the report gives the median and the spread (min, 25th and 75th
+percentile, max) over the repeats. The output is compared with the single-process layer's
+(all experts on rank 0): bitwise equal, or the report says NO.
 
 MODELLED: ``moelab.expert_parallel_costs`` for DeepSeek-V3 and Kimi K2 on 2..64 nodes at 25,
 100 and 400 Gb/s per node: the tokens/s upper bound from the network alone against the one from
@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -60,7 +60,6 @@ MEASURED_TOKENS = (1, 64, 512)
 MEASURED_PRESET = "qwen3-30b-a3b"
 QUICK_SHAPE = dict(hidden_size=256, num_experts=16, num_experts_per_tok=4,
                    moe_intermediate_size=128)
-PHASES = ("ids_allgather", "counts_alltoall", "alltoall_1", "alltoall_2", "output_allgather")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,99 +163,146 @@ def figure(rows: List[Dict[str, object]], path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# measured (under mpirun)
+# measured (under mpirun): the layer's phases with mpi4py between them
 # ---------------------------------------------------------------------------------------------
-def _spread(times: List[float]) -> Dict[str, float]:
+#: The phases of one expert-parallel layer call, in order; COMM ones are collectives.
+PHASES = ("route", "ids_allgather", "plan", "expert_inputs", "counts_alltoall", "alltoall_1",
+          "expert_compute", "alltoall_2", "combine", "output_allgather")
+COMM = ("ids_allgather", "counts_alltoall", "alltoall_1", "alltoall_2", "output_allgather")
+
+
+def _spread(times) -> Dict[str, float]:
     t = np.asarray(times)
     return {"median_s": float(np.median(t)), "min_s": float(t.min()),
             "p25_s": float(np.percentile(t, 25)), "p75_s": float(np.percentile(t, 75)),
             "max_s": float(t.max()), "repeats": int(t.size)}
 
 
-def _timed(comm, fn, repeats: int) -> Dict[str, float]:
-    """The slowest rank's time of ``fn()`` per repeat (a barrier first), over ``repeats``."""
-    from mpi4py import MPI
-
-    fn()  # warm-up: buffers touched, connections made
-    times = []
-    for _ in range(repeats):
-        comm.Barrier()
-        start = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - start
-        times.append(comm.allreduce(dt, op=MPI.MAX))
-    return _spread(times)
-
-
 def _owner(num_experts: int, size: int) -> np.ndarray:
-    owner = np.empty(num_experts, dtype=np.int64)  # (E,)
+    """(E,) owning rank of each expert: contiguous np.array_split blocks."""
+    owner = np.empty(num_experts, dtype=np.int64)
     for r, block in enumerate(np.array_split(np.arange(num_experts), size)):
         owner[block] = r
     return owner
 
 
-def measure_transport(comm, moe: "moelab.MoEConfig", T: int, repeats: int, seed: int = 0):
-    """Times of each collective of one layer call of T tokens (module docstring)."""
+def _weights(moe: "moelab.MoEConfig", held: np.ndarray, seed: int) -> Dict[str, object]:
+    """Weights of a layer holding the experts ``held`` (E,) bool (None parts for the others).
+
+    Expert e's matrices come from a generator seeded with (seed, e), so every rank makes the
+    same expert without making the others. The router has orthonormal rows: Gaussian tokens
+    then get i.i.d. logits, so routing is uniform (every set of k experts equally likely)."""
+    E, H, I = moe.num_experts, moe.hidden_size, moe.moe_intermediate_size
+    q, _ = np.linalg.qr(np.random.default_rng([seed, E]).standard_normal((H, E)))  # (H, E)
+    w: Dict[str, object] = {"router.weight": np.ascontiguousarray(q.T, dtype=np.float32)}
+    gate_up: List[Optional[np.ndarray]] = []
+    down: List[Optional[np.ndarray]] = []
+    for e in range(E):
+        if not held[e]:
+            gate_up += [None, None]
+            down.append(None)
+            continue
+        rng = np.random.default_rng([seed, e])
+        gate_up += [(rng.standard_normal((I, H), dtype=np.float32) / np.sqrt(H)) for _ in "gu"]
+        down.append(rng.standard_normal((H, I), dtype=np.float32) / np.sqrt(I))
+    w["experts.gate_up_proj"] = gate_up
+    w["experts.down_proj"] = down
+    return w
+
+
+def _layer(moe: "moelab.MoEConfig", held: np.ndarray, seed: int) -> "moelab.MoELayer":
+    from moelab._core_weights import NO_INIT  # an empty layer: only the experts given take memory
+
+    layer = moelab.MoELayer(moe, seed=NO_INIT)
+    layer.load_weights(_weights(moe, held, seed))
+    return layer
+
+
+class _Clock:
+    """Per-phase seconds of one call on this rank; a barrier (untimed) before each collective,
+    so that a collective's time is its own, not the wait for a slower rank's compute."""
+
+    def __init__(self, comm):
+        self.comm, self.times = comm, {}
+
+    def __call__(self, phase: str, fn):
+        if phase in COMM:
+            self.comm.Barrier()
+        start = time.perf_counter()
+        out = fn()
+        self.times[phase] = time.perf_counter() - start
+        return out
+
+
+def expert_parallel_call(comm, layer: "moelab.MoELayer", x: np.ndarray, owner: np.ndarray,
+                         clock: _Clock) -> np.ndarray:
+    """One expert-parallel MoE layer call: x (T, H) float32, the same on every rank -> y (T, H),
+    the same on every rank. The transport of the expert-parallel design, driven with mpi4py's
+    buffer calls around the layer's phases (route, dispatch, expert_inputs, run_experts,
+    combine); every rank holds the experts ``owner`` (E,) gives it."""
     from mpi4py import MPI
 
     rank, size = comm.Get_rank(), comm.Get_size()
-    E, k, H = moe.num_experts, moe.num_experts_per_tok, moe.hidden_size
-    rng = np.random.default_rng(seed + T)  # the same routing on every rank
-    ids = np.stack([rng.choice(E, size=k, replace=False) for _ in range(T)]).astype(np.int32)
-    owner = _owner(E, size)
-    slices = np.array_split(np.arange(T), size)
-    mine = slices[rank]
-    tokens = np.array([len(s) for s in slices], dtype=np.int64)      # (N,)
-    token_offsets = np.concatenate([[0], np.cumsum(tokens)[:-1]])    # (N,)
+    cfg = layer.config
+    T, H, k = x.shape[0], cfg.hidden_size, cfg.num_experts_per_tok
+    per_rank = np.array([len(s) for s in np.array_split(np.arange(T), size)])   # (N,)
+    first = np.concatenate([[0], np.cumsum(per_rank)[:-1]])                    # (N,)
+    lo, hi = int(first[rank]), int(first[rank] + per_rank[rank])
+    x_mine = x[lo:hi]                                                           # (t_r, H)
 
-    # ids: every rank's (t_r, k) slice to every rank
-    ids_all = np.empty((T, k), dtype=np.int32)                        # (T, k)
-    ids_mine = np.ascontiguousarray(ids[mine])                        # (t_r, k)
-    def ids_allgather():
-        comm.Allgatherv([ids_mine, MPI.INT32_T],
-                        [ids_all, (tokens * k, token_offsets * k), MPI.INT32_T])
+    _, ids_mine, w_mine = clock("route", lambda: layer.route(x_mine))          # (t_r, k)
+    ids = np.empty((T, k), dtype=np.int32)                                      # (T, k)
+    clock("ids_allgather", lambda: comm.Allgatherv(
+        [np.ascontiguousarray(ids_mine), MPI.INT32_T], [ids, (per_rank * k, first * k),
+                                                        MPI.INT32_T]))
 
-    # counts: rows this rank sends to each rank
-    dest = owner[ids[mine]].ravel()                                   # (t_r * k,)
-    send_rows = np.bincount(dest, minlength=size).astype(np.int64)    # (N,)
-    recv_rows = np.empty(size, dtype=np.int64)                        # (N,)
-    def counts_alltoall():
-        comm.Alltoall([send_rows, MPI.INT64_T], [recv_rows, MPI.INT64_T])
-    counts_alltoall()
-    send_off = np.concatenate([[0], np.cumsum(send_rows)[:-1]])
-    recv_off = np.concatenate([[0], np.cumsum(recv_rows)[:-1]])
-    rng_x = np.random.default_rng(seed + 1000 * rank + T)
-    rows_out = rng_x.standard_normal((int(send_rows.sum()), H)).astype(np.float32)  # (R_s, H)
-    rows_in = np.empty((int(recv_rows.sum()), H), dtype=np.float32)              # (R_r, H)
-    def alltoall_1():
-        comm.Alltoallv([rows_out, (send_rows * H, send_off * H), MPI.FLOAT],
-                       [rows_in, (recv_rows * H, recv_off * H), MPI.FLOAT])
-    back = np.empty_like(rows_out)                                                  # (R_s, H)
-    def alltoall_2():
-        comm.Alltoallv([rows_in, (recv_rows * H, recv_off * H), MPI.FLOAT],
-                       [back, (send_rows * H, send_off * H), MPI.FLOAT])
-    y_mine = rng_x.standard_normal((len(mine), H)).astype(np.float32)               # (t_r, H)
-    y_all = np.empty((T, H), dtype=np.float32)                                      # (T, H)
-    def output_allgather():
-        comm.Allgatherv([y_mine, MPI.FLOAT], [y_all, (tokens * H, token_offsets * H), MPI.FLOAT])
+    def plan():
+        row_of_pair, _, _ = layer.dispatch(ids)            # (T*k,): every rank, all tokens
+        src = np.repeat(np.repeat(np.arange(size), per_rank), k)                # (T*k,)
+        dest = owner[ids.ravel()]                                               # (T*k,)
+        pair = np.flatnonzero(row_of_pair >= 0)            # the kept pairs, (P,)
+        pair = pair[np.lexsort((row_of_pair[pair], dest[pair], src[pair]))]  # source, owner, expert
+        sent = pair[src[pair] == rank]                     # my pairs, in the order sent
+        got = pair[dest[pair] == rank]                     # the pairs I receive, as they arrive
+        by_expert = np.argsort(row_of_pair[got], kind="stable")  # arrival -> forward's order
+        experts, runs = np.unique(ids.ravel()[got][by_expert], return_counts=True)
+        local_row = np.full(len(ids_mine) * k, -1, dtype=np.int64)              # (t_r*k,)
+        local_row[sent - lo * k] = np.arange(len(sent))
+        send_rows = np.bincount(dest[sent], minlength=size).astype(np.int64)    # (N,)
+        return sent, by_expert, experts.astype(np.int32), runs.astype(np.int64), local_row, \
+            send_rows
 
-    out = {name: _timed(comm, fn, repeats) for name, fn in zip(
-        PHASES, (ids_allgather, counts_alltoall, alltoall_1, alltoall_2, output_allgather))}
-    # bytes that left each rank (the self part of an Alltoallv is a copy, not sent)
-    remote = int(send_rows.sum() - send_rows[rank])
-    sent = (remote * H * 4 * 2 + len(mine) * (size - 1) * (H * 4 + k * 4)
-            + (size - 1) * 8)
-    out["network_bytes_per_token"] = comm.allreduce(sent) / T
-    out["rows_received"] = comm.allgather(int(recv_rows.sum()))
-    return out
+    sent, by_expert, experts, runs, local_row, send_rows = clock("plan", plan)
+    scale = w_mine.ravel()[sent - lo * k] if cfg.scoring == "llama4" else None
+    rows_out = clock("expert_inputs", lambda: layer.expert_inputs(
+        x_mine, sent // k - lo, scale))                                         # (S, H)
+    recv_rows = np.empty(size, dtype=np.int64)                                  # (N,)
+    clock("counts_alltoall", lambda: comm.Alltoall([send_rows, MPI.INT64_T],
+                                                   [recv_rows, MPI.INT64_T]))
+    send_at = np.concatenate([[0], np.cumsum(send_rows)[:-1]])
+    recv_at = np.concatenate([[0], np.cumsum(recv_rows)[:-1]])
+    rows_in = np.empty((int(recv_rows.sum()), H), dtype=np.float32)             # (R, H)
+    clock("alltoall_1", lambda: comm.Alltoallv(
+        [rows_out, (send_rows * H, send_at * H), MPI.FLOAT],
+        [rows_in, (recv_rows * H, recv_at * H), MPI.FLOAT]))
 
+    def compute():
+        out = np.empty_like(rows_in)                                            # (R, H)
+        out[by_expert] = layer.run_experts(rows_in[by_expert], experts, runs)
+        return out
 
-def _expert_stand_in(moe: "moelab.MoEConfig", size: int, seed: int) -> "moelab.MoELayer":
-    """One rank's share of the experts as a layer: E/N experts, top-k/N (module docstring)."""
-    local = moe.replace(num_experts=moe.num_experts // size,
-                        num_experts_per_tok=max(1, moe.num_experts_per_tok // size),
-                        n_shared_experts=0, shared_expert_gate=False)
-    return moelab.MoELayer(local, seed=seed)
+    out_in = clock("expert_compute", compute)                                   # (R, H)
+    back = np.empty_like(rows_out)                                              # (S, H)
+    clock("alltoall_2", lambda: comm.Alltoallv(
+        [out_in, (recv_rows * H, recv_at * H), MPI.FLOAT],
+        [back, (send_rows * H, send_at * H), MPI.FLOAT]))
+    y_mine = clock("combine", lambda: layer.combine(x_mine, w_mine, local_row, back))
+    y = np.empty((T, H), dtype=np.float32)                                      # (T, H)
+    clock("output_allgather", lambda: comm.Allgatherv(
+        [y_mine, MPI.FLOAT], [y, (per_rank * H, first * H), MPI.FLOAT]))
+    clock.sent_bytes = (int(send_rows.sum() - send_rows[rank]) * H * 4 * 2
+                        + (hi - lo) * (size - 1) * (H + k) * 4 + (size - 1) * 8)
+    return y
 
 
 def _mpi_library() -> str:
@@ -268,9 +314,12 @@ def _mpi_library() -> str:
     return f"{line}; mpi4py {mpi4py.__version__}"
 
 
-def measured(comm, quick: bool = False, repeats: Optional[int] = None) -> Dict[str, object]:
+def measured(comm, quick: bool = False, repeats: Optional[int] = None,
+             check: bool = True) -> Dict[str, object]:
     """The measured part on every rank (rank 0's return value holds the results)."""
-    size = comm.Get_size()
+    from mpi4py import MPI
+
+    rank, size = comm.Get_rank(), comm.Get_size()
     if size < 2:
         raise SystemExit("--measured needs at least 2 MPI processes: mpirun -n 2 python "
                          "benchmarks/bench_expert_parallel.py --measured")
@@ -278,7 +327,8 @@ def measured(comm, quick: bool = False, repeats: Optional[int] = None) -> Dict[s
     if quick:
         moe = moe.replace(**QUICK_SHAPE)
     moelab.set_num_threads(1)  # one core per rank
-    layer = _expert_stand_in(moe, size, seed=comm.Get_rank())
+    owner = _owner(moe.num_experts, size)
+    layer = _layer(moe, owner == rank, seed=0)
     results: Dict[str, object] = {"layer": MEASURED_PRESET + (" (quick shape)" if quick else ""),
                                   "config": {"hidden_size": moe.hidden_size,
                                              "num_experts": moe.num_experts,
@@ -287,37 +337,57 @@ def measured(comm, quick: bool = False, repeats: Optional[int] = None) -> Dict[s
                                   "ranks": size, "threads_per_rank": 1, "rows": [],
                                   "mpi_library": _mpi_library()}
     for T in MEASURED_TOKENS:
-        reps = repeats or (3 if quick else (50 if T <= 64 else 30))
-        row: Dict[str, object] = {"T": T}
-        row.update(measure_transport(comm, moe, T, reps))
+        reps = repeats or (3 if quick else (30 if T <= 64 else 8))
         x = np.random.default_rng(T).standard_normal((T, moe.hidden_size)).astype(np.float32)
-        comp_reps = repeats or (3 if quick else (10 if T <= 64 else 5))
-        row["expert_compute"] = _timed(comm, lambda: layer(x), comp_reps)
-        row["expert_compute_rows"] = T * layer.config.num_experts_per_tok
-        model = moelab.expert_parallel_traffic(moe, size, tokens=T)
-        row["model_bytes_per_token"] = model.bytes_per_token
-        row["transport_median_s"] = sum(row[p]["median_s"] for p in PHASES)
+        clock = _Clock(comm)
+        y = expert_parallel_call(comm, layer, x, owner, clock)  # warm-up, and the output
+        per_phase: Dict[str, List[float]] = {p: [] for p in PHASES + ("call",)}
+        for _ in range(reps):
+            comm.Barrier()
+            start = time.perf_counter()
+            expert_parallel_call(comm, layer, x, owner, clock)
+            clock.times["call"] = time.perf_counter() - start
+            mine = np.array([clock.times[p] for p in per_phase])                # (phases,)
+            slowest = np.empty_like(mine)
+            comm.Allreduce(mine, slowest, op=MPI.MAX)
+            for p, t in zip(per_phase, slowest):
+                per_phase[p].append(float(t))
+        row: Dict[str, object] = {"T": T, **{p: _spread(v) for p, v in per_phase.items()}}
+        row["transport_median_s"] = sum(row[p]["median_s"] for p in COMM)
+        row["network_bytes_per_token"] = comm.allreduce(clock.sent_bytes) / T
+        row["model_bytes_per_token"] = moelab.expert_parallel_traffic(moe, size,
+                                                                      tokens=T).bytes_per_token
+        if check:  # the single-process layer on rank 0 (all experts): bitwise the same?
+            same = None
+            if rank == 0:
+                full = _layer(moe, np.ones(moe.num_experts, dtype=bool), seed=0)
+                same = bool(np.array_equal(full(x), y))
+                del full
+            row["equals_single_process"] = comm.bcast(same)
         results["rows"].append(row)
     return results
 
 
 def _ms(s: float) -> str:
-    ms = s * 1e3
-    return f"{ms:.3g}"
+    return f"{s * 1e3:.3g}"
 
 
 def render_measured(res: Dict[str, object]) -> str:
     c = res["config"]
     L = [f"#### Measured: mpirun -n {res['ranks']} over shared memory on this machine", "",
          f"Layer shape {res['layer']}: H {c['hidden_size']}, E {c['num_experts']}, k "
-         f"{c['num_experts_per_tok']}, I {c['moe_intermediate_size']}; float32 activations; "
-         f"uniform random routing; {res['threads_per_rank']} thread per rank. Times in ms: "
-         "median [min, p25-p75, max] over the repeats of the slowest rank's time. Expert "
-         "compute: the stand-in layer (E/N experts, top-k/N) on T tokens.", "",
-         "| T | ids allgather | counts alltoall | all-to-all 1 | all-to-all 2 | output allgather "
-         "| transport total | expert compute | transport / compute | network bytes/token "
-         "(sent / model) |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         f"{c['num_experts_per_tok']}, I {c['moe_intermediate_size']}; float32 weights and "
+         f"activations; each rank holds its {c['num_experts'] // res['ranks']} experts "
+         "(contiguous blocks); uniform routing (a router with orthonormal rows, Gaussian "
+         f"tokens); {res['threads_per_rank']} thread per rank. Times in ms: median [min, p25-p75, "
+         "max] over the repeats of the slowest rank's time per phase (a barrier before each "
+         "collective, untimed). Compute phases: route (the rank's slice), plan (the global "
+         "dispatch of all T tokens' ids and NumPy bookkeeping), expert_inputs (gather of the rows "
+         "to send), expert compute (`run_experts` on the received rows), combine.", "",
+         "| T | " + " | ".join(p.replace("_", " ") for p in COMM) + " | collectives, sum of "
+         "medians | expert compute | collectives / expert compute | whole call | network "
+         "bytes/token (sent / model) | = single process |",
+         "|" + "---|" * (len(COMM) + 7)]
 
     def cell(t):
         return (f"{_ms(t['median_s'])} [{_ms(t['min_s'])}, {_ms(t['p25_s'])}-"
@@ -325,10 +395,18 @@ def render_measured(res: Dict[str, object]) -> str:
 
     for r in res["rows"]:
         comp = r["expert_compute"]["median_s"]
-        L.append(f"| {r['T']} | " + " | ".join(cell(r[p]) for p in PHASES)
+        same = {True: "bitwise", False: "NO", None: "not checked"}[r.get("equals_single_process")]
+        L.append(f"| {r['T']} | " + " | ".join(cell(r[p]) for p in COMM)
                  + f" | {_ms(r['transport_median_s'])} | {cell(r['expert_compute'])} | "
-                 f"{r['transport_median_s'] / comp:.3g} | "
-                 f"{r['network_bytes_per_token']:,.0f} / {r['model_bytes_per_token']:,.0f} |")
+                 f"{r['transport_median_s'] / comp:.3g} | {cell(r['call'])} | "
+                 f"{r['network_bytes_per_token']:,.0f} / {r['model_bytes_per_token']:,.0f} | "
+                 f"{same} |")
+    others = [p for p in PHASES if p not in COMM and p != "expert_compute"]
+    L += ["", "The other compute phases (ms, same format):", "",
+          "| T | " + " | ".join(p.replace("_", " ") for p in others) + " |",
+          "|" + "---|" * (len(others) + 1)]
+    for r in res["rows"]:
+        L.append(f"| {r['T']} | " + " | ".join(cell(r[p]) for p in others) + " |")
     return "\n".join(L)
 
 
@@ -339,6 +417,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     ap.add_argument("--measured", action="store_true",
                     help="also run the measured part (under mpirun -n 2 or more)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per figure")
+    ap.add_argument("--no-check", action="store_true",
+                    help="skip the bitwise comparison with the single-process layer (which "
+                    "builds all experts on rank 0)")
     ap.add_argument("--figure", type=Path, default=REPO / "docs" / "expert_parallel_cost.png")
     ap.add_argument("--json", type=Path, default=BENCH / "results_expert_parallel.json")
     args = ap.parse_args(argv)
@@ -352,7 +433,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         rank = comm.Get_rank()
     results: Dict[str, object] = {}
     if args.measured:
-        results["measured"] = measured(comm, quick=args.quick, repeats=args.repeats)
+        try:
+            results["measured"] = measured(comm, quick=args.quick, repeats=args.repeats,
+                                           check=not args.no_check)
+        except BaseException:  # the other ranks would wait in a collective for ever
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.Abort(1)
     if rank != 0:
         return results
     from _machine import git_commit, load_average, lscpu
