@@ -336,6 +336,7 @@ def measured(comm, quick: bool = False, repeats: Optional[int] = None,
                                              "moe_intermediate_size": moe.moe_intermediate_size},
                                   "ranks": size, "threads_per_rank": 1, "rows": [],
                                   "mpi_library": _mpi_library()}
+    outputs = []  # (x, y) per T
     for T in MEASURED_TOKENS:
         reps = repeats or (3 if quick else (30 if T <= 64 else 8))
         x = np.random.default_rng(T).standard_normal((T, moe.hidden_size)).astype(np.float32)
@@ -357,14 +358,16 @@ def measured(comm, quick: bool = False, repeats: Optional[int] = None,
         row["network_bytes_per_token"] = comm.allreduce(clock.sent_bytes) / T
         row["model_bytes_per_token"] = moelab.expert_parallel_traffic(moe, size,
                                                                       tokens=T).bytes_per_token
-        if check:  # the single-process layer on rank 0 (all experts): bitwise the same?
-            same = None
-            if rank == 0:
-                full = _layer(moe, np.ones(moe.num_experts, dtype=bool), seed=0)
-                same = bool(np.array_equal(full(x), y))
-                del full
-            row["equals_single_process"] = comm.bcast(same)
+        outputs.append((x, y))
         results["rows"].append(row)
+    if check:  # the single-process layer on rank 0 (all experts): bitwise the same outputs?
+        del layer
+        same = None
+        if rank == 0:
+            full = _layer(moe, np.ones(moe.num_experts, dtype=bool), seed=0)
+            same = [bool(np.array_equal(full(x), y)) for x, y in outputs]
+        for row, equal in zip(results["rows"], comm.bcast(same)):
+            row["equals_single_process"] = equal
     return results
 
 
