@@ -5,6 +5,8 @@ Tolerances live in ``tests/tolerances.py``, not here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -77,3 +79,12 @@ def set_threads(restore_threads):
             for w in caught), messages
 
     return set_
+
+
+# tests/mpi needs mpi4py and runs under mpirun (.ci/run's MPI stage); the main suite skips the
+# folder unless it is named on the command line.
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.name == "mpi" and collection_path.parent == Path(__file__).parent:
+        named = [Path(a.split("::")[0]).resolve() for a in config.args]
+        return not any(p == collection_path or collection_path in p.parents for p in named)
+    return None

@@ -6,6 +6,7 @@ on one process."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import moelab
 
@@ -28,6 +29,14 @@ SHARED = {
 }
 CAPACITY = {"dropless": None, "capacity": 0.75}
 DTYPES = ("float32", "bfloat16")
+
+
+def every_variant(test):
+    """``test`` parametrized over scoring x shared x capacity x dtype (those argument names)."""
+    for name, values in (("dtype", DTYPES), ("capacity", list(CAPACITY)),
+                         ("shared", list(SHARED)), ("scoring", list(SCORINGS))):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
 
 
 def config(scoring: str, shared: str, capacity: str) -> moelab.MoEConfig:
@@ -101,3 +110,16 @@ def assert_same_stats(a: moelab.RoutingStats, b: moelab.RoutingStats) -> None:
 def assert_bitwise(a: np.ndarray, b: np.ndarray) -> None:
     assert a.dtype == b.dtype and a.shape == b.shape
     assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def forward_local_by_steps(layer: moelab.MoELayer, x_all: np.ndarray, t0: int, t1: int):
+    """y (t1 - t0, H) of tokens [t0, t1) of the batch x_all (T, H) as data-parallel ranks
+    compute them: the routed experts over the whole batch's rows, the shared experts over the
+    rank's own rows; from the layer's steps on one process."""
+    k = layer.config.num_experts_per_tok
+    _, ids, weights = layer.route(x_all)
+    row_of_pair, tokens_per_expert, _ = layer.dispatch(ids)
+    pairs = pair_of_row(row_of_pair)
+    rows = layer.expert_inputs(x_all, pairs // k, weights.reshape(-1)[pairs])
+    output = layer.run_experts(rows, np.arange(E, dtype=np.int32), tokens_per_expert)
+    return layer.combine(x_all[t0:t1], weights[t0:t1], row_of_pair[t0 * k:t1 * k], output)

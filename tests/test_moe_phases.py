@@ -15,8 +15,8 @@ import pytest
 import moelab
 from moelab import reference
 from moelab._core_weights import NO_INIT
-from ep_cases import (CAPACITY, DTYPES, E, H, SCORINGS, SHARED, assert_bitwise,
-                      assert_same_stats, config, forward_by_steps, inputs, make_layer)
+from ep_cases import (DTYPES, E, H, SCORINGS, assert_bitwise, assert_same_stats, config,
+                      every_variant, forward_by_steps, inputs, make_layer, pair_of_row)
 
 #: Expert groups as uneven placements give them: 3 ranks over 8 experts, and one rank without.
 GROUPS = {"one-call": None, "3-ranks": [[0, 1, 2], [3, 4, 5], [6, 7]],
@@ -24,10 +24,7 @@ GROUPS = {"one-call": None, "3-ranks": [[0, 1, 2], [3, 4, 5], [6, 7]],
 
 
 @pytest.mark.parametrize("T", [0, 1, 7, 300], ids=lambda t: f"T{t}")
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("capacity", list(CAPACITY))
-@pytest.mark.parametrize("shared", list(SHARED))
-@pytest.mark.parametrize("scoring", list(SCORINGS))
+@every_variant
 def test_steps_compose_to_forward(scoring, shared, capacity, dtype, T):
     layer = make_layer(scoring, shared, capacity, dtype)
     x = inputs(T)
@@ -125,10 +122,9 @@ def test_partial_layer_runs_its_experts(dtype, read_only):
     full = make_layer("softmax", "shared", "dropless", dtype)
     held = [1, 2, 6]
     part = moelab.MoELayer(full.config, seed=NO_INIT, weight_dtype=dtype)
-    weights = partial_weights(full, held, read_only and dtype == "float32")
-    if dtype == "bfloat16":  # bf16 values given as the rounded float32 the full layer stores
-        pass
-    part.load_weights(weights)
+    # read-only float32 parts are read in place; bfloat16 ones (float32 copies of the stored
+    # values) are rounded back exactly
+    part.load_weights(partial_weights(full, held, read_only))
     assert list(np.flatnonzero(part.held_experts)) == held
     assert full.held_experts.all()
     x = inputs(50)
@@ -267,3 +263,49 @@ def test_config_unchanged():
     """The case grid covers what it says (a guard against a silently narrowed grid)."""
     assert {config(s, "shared", "capacity").scoring for s in SCORINGS} == set(SCORINGS)
     assert E % 3 != 0
+
+
+# ---- No allocation once sized; any thread count --------------------------------------------
+
+@pytest.mark.parametrize("scoring", list(SCORINGS))
+def test_steps_allocate_nothing_once_sized(scoring):
+    """After one pass of the steps over 150 tokens, passes over as many or fewer allocate
+    nothing in the core (NumPy's output arrays aside), as forward."""
+    from moelab import _core
+
+    def allocations(call):
+        before = _core._heap_allocations()
+        call()
+        return _core._heap_allocations() - before
+
+    layer = make_layer(scoring, "gated-shared", "capacity", "float32")
+    forward_by_steps(layer, inputs(150))
+    k = layer.config.num_experts_per_tok
+    for T in (150, 33, 1, 0):
+        x = inputs(T)
+        logits, ids, w = layer.route(x)
+        rop, tokens, _ = layer.dispatch(ids)
+        pairs = pair_of_row(rop)
+        rows = layer.expert_inputs(x, pairs // k, w.reshape(-1)[pairs])
+        experts = np.arange(E, dtype=np.int32)
+        output = layer.run_experts(rows, experts, tokens)
+        tok, wts = pairs // k, w.reshape(-1)[pairs]
+        calls = {"route": lambda: layer.route(x), "dispatch": lambda: layer.dispatch(ids),
+                 "expert_inputs": lambda: layer.expert_inputs(x, tok, wts),
+                 "run_experts": lambda: layer.run_experts(rows, experts, tokens),
+                 "combine": lambda: layer.combine(x, w, rop, output),
+                 "routing_losses": lambda: layer.routing_losses(logits, tokens)}
+        for name, call in calls.items():
+            assert allocations(call) == 0, f"{name}, T={T}"
+
+
+def test_steps_bitwise_for_any_thread_count(set_threads, every_region_parallel):
+    layer = make_layer("sigmoid", "gated-shared", "capacity", "bfloat16")
+    x = inputs(300)
+    set_threads(1)
+    y1, s1 = forward_by_steps(layer, x)
+    set_threads(3)
+    (y3, s3), loops = every_region_parallel(forward_by_steps, layer, x)
+    assert_bitwise(y3, y1)
+    assert_same_stats(s3, s1)
+    assert {"combine", "copy_expert_inputs", "experts_gate_up"} <= loops  # really on several threads

@@ -483,13 +483,15 @@ void MoELayer::run_experts(const float* rows, Index R, const std::int32_t* exper
                                     std::to_string(R) + " rows");
     require_finite(rows, R * s.hidden_size, "rows");
     const auto lock = read_lock();
-    const std::vector<bool> h = held();
+    const Tensor& down = weights_.at(slot_[std::size_t(LayerTensor::Down)]);
     for (Index i = 0; i < n; ++i)
-        if (!h[std::size_t(experts[i])])
+        if (!down.parts[std::size_t(experts[i])].present()) {  // the load keeps gate and up alike
+            const std::vector<bool> h = held();
             throw std::invalid_argument("experts: the layer does not hold expert " +
                                         std::to_string(experts[i]) + " (it holds " +
                                         std::to_string(std::count(h.begin(), h.end(), true)) +
                                         " of E=" + std::to_string(E) + ")");
+        }
     const Tensors w = tensors();
     const int threads = num_threads();
     Workspace& ws = thread_workspace();

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
-#include <set>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -261,6 +261,8 @@ namespace {
 // Which experts of a stack (Tensor::experts > 0) a view gives: all of an expert's blocks present,
 // or all absent; std::invalid_argument naming the block otherwise.
 std::vector<bool> experts_given(const Tensor& t, const WeightView& v) {
+    if (absent_blocks(v) == 0) return std::vector<bool>(std::size_t(t.experts), true);
+    // null blocks come only with blocks a multiple of the experts (checked before)
     const Index blocks = Index(v.data.size()), per_expert = blocks / t.experts;
     std::vector<bool> given(std::size_t(t.experts));
     for (Index e = 0; e < t.experts; ++e) {

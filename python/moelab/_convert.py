@@ -23,6 +23,17 @@ def torch_to_numpy(tensor) -> np.ndarray:
     return tensor.numpy()
 
 
+def _as_numpy(value, name: str, what: str) -> np.ndarray:
+    """``value`` (a torch tensor or any array-like) as a NumPy array; TypeError naming ``name``
+    when it cannot be read as an array of ``what``."""
+    if is_torch_tensor(value):
+        value = torch_to_numpy(value)
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: cannot be read as an array of {what} ({exc})") from None
+
+
 def as_float32_array(value, name: str) -> np.ndarray:
     """``value`` as a float32 C-contiguous ndarray, converted once (no copy if it already is).
 
@@ -30,12 +41,7 @@ def as_float32_array(value, name: str) -> np.ndarray:
     booleans, complex), ``ValueError`` when a finite value is too large for float32 (float64
     input beyond +-3.4e38). NaN, Inf and shapes are checked by the C++ core.
     """
-    if is_torch_tensor(value):
-        value = torch_to_numpy(value)
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: cannot be read as an array of numbers ({exc})") from None
+    arr = _as_numpy(value, name, "numbers")
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
     if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4:  # every value fits float32's range
@@ -59,12 +65,7 @@ def as_int_array(value, name: str, dtype) -> np.ndarray:
     strings), ``ValueError`` when a value does not fit ``dtype``. Shapes and ranges are checked
     by the C++ core.
     """
-    if is_torch_tensor(value):
-        value = torch_to_numpy(value)
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: cannot be read as an array of integers ({exc})") from None
+    arr = _as_numpy(value, name, "integers")
     if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):  # [] is float
         raise TypeError(f"{name}: expected integers, got an array of dtype {arr.dtype}")
     limits = np.iinfo(dtype)

@@ -37,6 +37,8 @@ class RoutingStats:
     phase_seconds : wall-clock seconds of this forward's phases: "route" (logits, selection),
         "dispatch" (counting sort, gather), "pack" (token panels, AVX-512 path), "gate_up",
         "down", "combine" (combine and statistics). For profiling; never compared in tests.
+    comm : the communication of an expert-parallel call (``moelab.expert_parallel.CommStats``;
+        None for a single-process layer). Not compared.
     """
 
     topk_ids: np.ndarray
@@ -47,6 +49,7 @@ class RoutingStats:
     z_loss: float
     dropped: int
     phase_seconds: dict = field(default_factory=dict, compare=False)
+    comm: object = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         T, k = self.topk_ids.shape
