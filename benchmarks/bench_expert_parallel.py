@@ -7,20 +7,17 @@
 (as root OpenMPI also wants ``--allow-run-as-root --oversubscribe``.)
 
 MEASURED (``--measured``, under ``mpirun -n N``, N >= 2 processes on this machine, so the
-"network" is OpenMPI's shared-memory transport): per MoE layer call of T = 1, 64, 512 tokens,
-``expert_parallel_call`` runs the expert-parallel design's transport with mpi4py's buffer-based
-calls on NumPy arrays around the layer's phases (``MoELayer.route``, ``dispatch``,
-``expert_inputs``, ``run_experts``, ``combine``), and times each phase: the Allgatherv of the
-(T, k) int32 routed ids, the Alltoall of the row counts, all-to-all 1 (Alltoallv of one float32
-row of H per (token, slot) pair to its expert's owner), the expert compute (``run_experts`` on
-the rows the rank received), all-to-all 2 (the rows back) and the Allgatherv of the (T, H)
-output, plus the other compute phases. Each rank holds only its own experts (contiguous
-blocks, float32); the layer shape is Qwen3-30B-A3B's (H 2048, E 128, k 8, I 768); the routing is
+"network" is OpenMPI's shared-memory transport): ``moelab.expert_parallel.ExpertParallelMoE``
+per MoE layer call of T = 1, 64, 512 tokens, phase by phase from its own ``CommStats.seconds``:
+the Allgatherv of the routed ids and weights, all-to-all 1 (one float32 row of H per (token,
+slot) pair to its expert's owner), the experts (``run_experts`` on the rank's rows), all-to-all
+2 (the rows back), the Allgatherv of the (T, H) output, and route / dispatch / combine; and the
+whole call without statistics. Each rank holds only its own experts (contiguous blocks,
+float32); the layer shape is Qwen3-30B-A3B's (H 2048, E 128, k 8, I 768); the routing is
 uniform (a router with orthonormal rows on Gaussian tokens: i.i.d. logits). Each figure is the
-slowest rank's time per repeat (an untimed barrier before each collective, so that it does not
-absorb another rank's compute); the report gives the median and the spread (min, 25th and 75th
-percentile, max) over the repeats. The output is compared with the single-process layer's
-(all experts on rank 0): bitwise equal, or the report says NO.
+slowest rank's time per repeat; the report gives the median and the spread (min, 25th and 75th
+percentile, max) over the repeats. The output is compared with the single-process layer's (all
+experts on rank 0): bitwise equal, or the report says NO.
 
 MODELLED: ``moelab.expert_parallel_costs`` for DeepSeek-V3 and Kimi K2 on 2..64 nodes at 25,
 100 and 400 Gb/s per node: the tokens/s upper bound from the network alone against the one from
@@ -94,8 +91,8 @@ def _fmt(v: float) -> str:
 def render_modelled(rows: List[Dict[str, object]]) -> str:
     L = ["#### Modelled: DeepSeek-V3 and Kimi K2 on 2-64 nodes (cost model, nothing measured)", "",
          "`moelab.expert_parallel_costs`: network bytes per token = 58 (DeepSeek-V3) or 60 (Kimi "
-         "K2) MoE layers x (the rows to the experts' nodes and back + the output allgather + ids "
-         "and counts), float32 activations, uniform routing, contiguous expert blocks, one rank "
+         "K2) MoE layers x (the rows to the experts' nodes and back + the output allgather + the "
+         "gathered ids and weights + the input check's agreement), float32 activations, uniform routing, contiguous expert blocks, one rank "
          "per node; network bound = nodes x link bandwidth / those bytes (every link busy, no "
          "latency); memory bound = T x " f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes "
          "the busiest node reads per step of T tokens (the replicated attention, dense layers, "
@@ -115,8 +112,8 @@ def render_modelled(rows: List[Dict[str, object]]) -> str:
                  f"{_fmt(r['memory_tokens_per_s_T1'])} | {_fmt(r['memory_tokens_per_s_T512'])} |")
     extra = max(r["network_bytes_per_token_T1"] / r["network_bytes_per_token_T512"] - 1
                 for r in rows)
-    L += ["", "Network columns at T = 512 tokens per step; at T = 1 the count exchange (N (N - 1)"
-          f" x 8 bytes per layer call) adds at most {100 * extra:.2g} % to the bytes."]
+    L += ["", "Network columns at T = 512 tokens per step; at T = 1 the input check's agreement "
+          f"(N (N - 1) x 16 bytes per layer call) adds at most {100 * extra:.2g} % to the bytes."]
     return "\n".join(L)
 
 
@@ -163,12 +160,12 @@ def figure(rows: List[Dict[str, object]], path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# measured (under mpirun): the layer's phases with mpi4py between them
+# measured (under mpirun): moelab.expert_parallel.ExpertParallelMoE, phase by phase
 # ---------------------------------------------------------------------------------------------
-#: The phases of one expert-parallel layer call, in order; COMM ones are collectives.
-PHASES = ("route", "ids_allgather", "plan", "expert_inputs", "counts_alltoall", "alltoall_1",
-          "expert_compute", "alltoall_2", "combine", "output_allgather")
-COMM = ("ids_allgather", "counts_alltoall", "alltoall_1", "alltoall_2", "output_allgather")
+#: The phases ExpertParallelMoE times (``CommStats.seconds``), in order; COMM are collectives.
+PHASES = ("route", "gather_ids", "dispatch", "alltoall_rows", "experts", "alltoall_back",
+          "combine", "gather_y")
+COMM = ("gather_ids", "alltoall_rows", "alltoall_back", "gather_y")
 
 
 def _spread(times) -> Dict[str, float]:
@@ -179,7 +176,7 @@ def _spread(times) -> Dict[str, float]:
 
 
 def _owner(num_experts: int, size: int) -> np.ndarray:
-    """(E,) owning rank of each expert: contiguous np.array_split blocks."""
+    """(E,) owning rank of each expert: contiguous np.array_split blocks (placement=None)."""
     owner = np.empty(num_experts, dtype=np.int64)
     for r, block in enumerate(np.array_split(np.arange(num_experts), size)):
         owner[block] = r
@@ -218,91 +215,14 @@ def _layer(moe: "moelab.MoEConfig", held: np.ndarray, seed: int) -> "moelab.MoEL
     return layer
 
 
-class _Clock:
-    """Per-phase seconds of one call on this rank; a barrier (untimed) before each collective,
-    so that a collective's time is its own, not the wait for a slower rank's compute."""
-
-    def __init__(self, comm):
-        self.comm, self.times = comm, {}
-
-    def __call__(self, phase: str, fn):
-        if phase in COMM:
-            self.comm.Barrier()
-        start = time.perf_counter()
-        out = fn()
-        self.times[phase] = time.perf_counter() - start
-        return out
-
-
-def expert_parallel_call(comm, layer: "moelab.MoELayer", x: np.ndarray, owner: np.ndarray,
-                         clock: _Clock) -> np.ndarray:
-    """One expert-parallel MoE layer call: x (T, H) float32, the same on every rank -> y (T, H),
-    the same on every rank. The transport of the expert-parallel design, driven with mpi4py's
-    buffer calls around the layer's phases (route, dispatch, expert_inputs, run_experts,
-    combine); every rank holds the experts ``owner`` (E,) gives it."""
+def _slowest(comm, values: List[float]) -> np.ndarray:
+    """Elementwise max over the ranks (a phase ends when its slowest rank is done)."""
     from mpi4py import MPI
 
-    rank, size = comm.Get_rank(), comm.Get_size()
-    cfg = layer.config
-    T, H, k = x.shape[0], cfg.hidden_size, cfg.num_experts_per_tok
-    per_rank = np.array([len(s) for s in np.array_split(np.arange(T), size)])   # (N,)
-    first = np.concatenate([[0], np.cumsum(per_rank)[:-1]])                    # (N,)
-    lo, hi = int(first[rank]), int(first[rank] + per_rank[rank])
-    x_mine = x[lo:hi]                                                           # (t_r, H)
-
-    _, ids_mine, w_mine = clock("route", lambda: layer.route(x_mine))          # (t_r, k)
-    ids = np.empty((T, k), dtype=np.int32)                                      # (T, k)
-    clock("ids_allgather", lambda: comm.Allgatherv(
-        [np.ascontiguousarray(ids_mine), MPI.INT32_T], [ids, (per_rank * k, first * k),
-                                                        MPI.INT32_T]))
-
-    def plan():
-        row_of_pair, _, _ = layer.dispatch(ids)            # (T*k,): every rank, all tokens
-        src = np.repeat(np.repeat(np.arange(size), per_rank), k)                # (T*k,)
-        dest = owner[ids.ravel()]                                               # (T*k,)
-        pair = np.flatnonzero(row_of_pair >= 0)            # the kept pairs, (P,)
-        pair = pair[np.lexsort((row_of_pair[pair], dest[pair], src[pair]))]  # source, owner, expert
-        sent = pair[src[pair] == rank]                     # my pairs, in the order sent
-        got = pair[dest[pair] == rank]                     # the pairs I receive, as they arrive
-        by_expert = np.argsort(row_of_pair[got], kind="stable")  # arrival -> forward's order
-        experts, runs = np.unique(ids.ravel()[got][by_expert], return_counts=True)
-        local_row = np.full(len(ids_mine) * k, -1, dtype=np.int64)              # (t_r*k,)
-        local_row[sent - lo * k] = np.arange(len(sent))
-        send_rows = np.bincount(dest[sent], minlength=size).astype(np.int64)    # (N,)
-        return sent, by_expert, experts.astype(np.int32), runs.astype(np.int64), local_row, \
-            send_rows
-
-    sent, by_expert, experts, runs, local_row, send_rows = clock("plan", plan)
-    scale = w_mine.ravel()[sent - lo * k] if cfg.scoring == "llama4" else None
-    rows_out = clock("expert_inputs", lambda: layer.expert_inputs(
-        x_mine, sent // k - lo, scale))                                         # (S, H)
-    recv_rows = np.empty(size, dtype=np.int64)                                  # (N,)
-    clock("counts_alltoall", lambda: comm.Alltoall([send_rows, MPI.INT64_T],
-                                                   [recv_rows, MPI.INT64_T]))
-    send_at = np.concatenate([[0], np.cumsum(send_rows)[:-1]])
-    recv_at = np.concatenate([[0], np.cumsum(recv_rows)[:-1]])
-    rows_in = np.empty((int(recv_rows.sum()), H), dtype=np.float32)             # (R, H)
-    clock("alltoall_1", lambda: comm.Alltoallv(
-        [rows_out, (send_rows * H, send_at * H), MPI.FLOAT],
-        [rows_in, (recv_rows * H, recv_at * H), MPI.FLOAT]))
-
-    def compute():
-        out = np.empty_like(rows_in)                                            # (R, H)
-        out[by_expert] = layer.run_experts(rows_in[by_expert], experts, runs)
-        return out
-
-    out_in = clock("expert_compute", compute)                                   # (R, H)
-    back = np.empty_like(rows_out)                                              # (S, H)
-    clock("alltoall_2", lambda: comm.Alltoallv(
-        [out_in, (recv_rows * H, recv_at * H), MPI.FLOAT],
-        [back, (send_rows * H, send_at * H), MPI.FLOAT]))
-    y_mine = clock("combine", lambda: layer.combine(x_mine, w_mine, local_row, back))
-    y = np.empty((T, H), dtype=np.float32)                                      # (T, H)
-    clock("output_allgather", lambda: comm.Allgatherv(
-        [y_mine, MPI.FLOAT], [y, (per_rank * H, first * H), MPI.FLOAT]))
-    clock.sent_bytes = (int(send_rows.sum() - send_rows[rank]) * H * 4 * 2
-                        + (hi - lo) * (size - 1) * (H + k) * 4 + (size - 1) * 8)
-    return y
+    mine = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(mine)
+    comm.Allreduce(mine, out, op=MPI.MAX)
+    return out
 
 
 def _mpi_library() -> str:
@@ -317,7 +237,7 @@ def _mpi_library() -> str:
 def measured(comm, quick: bool = False, repeats: Optional[int] = None,
              check: bool = True) -> Dict[str, object]:
     """The measured part on every rank (rank 0's return value holds the results)."""
-    from mpi4py import MPI
+    from moelab.expert_parallel import ExpertParallelMoE
 
     rank, size = comm.Get_rank(), comm.Get_size()
     if size < 2:
@@ -327,44 +247,52 @@ def measured(comm, quick: bool = False, repeats: Optional[int] = None,
     if quick:
         moe = moe.replace(**QUICK_SHAPE)
     moelab.set_num_threads(1)  # one core per rank
-    owner = _owner(moe.num_experts, size)
-    layer = _layer(moe, owner == rank, seed=0)
+    E, H, k = moe.num_experts, moe.hidden_size, moe.num_experts_per_tok
+    layer = _layer(moe, _owner(E, size) == rank, seed=0)
+    ep = ExpertParallelMoE(layer, comm)
     results: Dict[str, object] = {"layer": MEASURED_PRESET + (" (quick shape)" if quick else ""),
-                                  "config": {"hidden_size": moe.hidden_size,
-                                             "num_experts": moe.num_experts,
-                                             "num_experts_per_tok": moe.num_experts_per_tok,
+                                  "config": {"hidden_size": H, "num_experts": E,
+                                             "num_experts_per_tok": k,
                                              "moe_intermediate_size": moe.moe_intermediate_size},
                                   "ranks": size, "threads_per_rank": 1, "rows": [],
                                   "mpi_library": _mpi_library()}
     outputs = []  # (x, y) per T
     for T in MEASURED_TOKENS:
         reps = repeats or (3 if quick else (30 if T <= 64 else 8))
-        x = np.random.default_rng(T).standard_normal((T, moe.hidden_size)).astype(np.float32)
-        clock = _Clock(comm)
-        y = expert_parallel_call(comm, layer, x, owner, clock)  # warm-up, and the output
-        per_phase: Dict[str, List[float]] = {p: [] for p in PHASES + ("call",)}
-        for _ in range(reps):
+        x = np.random.default_rng(T).standard_normal((T, H)).astype(np.float32)
+        y, stats = ep(x, return_stats=True)  # warm-up, the output and the rows moved
+        per_phase: Dict[str, List[float]] = {p: [] for p in PHASES}
+        for _ in range(reps):  # the phases (return_stats=True: CommStats.seconds)
+            comm.Barrier()
+            seconds = ep(x, return_stats=True)[1].comm.seconds
+            for p, t in zip(PHASES, _slowest(comm, [seconds[p] for p in PHASES])):
+                per_phase[p].append(float(t))
+        calls = []
+        for _ in range(reps):  # the whole call as a model runs it (no statistics)
             comm.Barrier()
             start = time.perf_counter()
-            expert_parallel_call(comm, layer, x, owner, clock)
-            clock.times["call"] = time.perf_counter() - start
-            mine = np.array([clock.times[p] for p in per_phase])                # (phases,)
-            slowest = np.empty_like(mine)
-            comm.Allreduce(mine, slowest, op=MPI.MAX)
-            for p, t in zip(per_phase, slowest):
-                per_phase[p].append(float(t))
-        row: Dict[str, object] = {"T": T, **{p: _spread(v) for p, v in per_phase.items()}}
-        row["transport_median_s"] = sum(row[p]["median_s"] for p in COMM)
-        row["network_bytes_per_token"] = comm.allreduce(clock.sent_bytes) / T
+            ep(x)
+            calls.append(float(_slowest(comm, [time.perf_counter() - start])[0]))
+        row: Dict[str, object] = {"T": T, **{p: _spread(v) for p, v in per_phase.items()},
+                                  "call": _spread(calls)}
+        row["collectives_median_s"] = sum(row[p]["median_s"] for p in COMM)
+        c = stats.comm
+        tokens = c.tokens.astype(np.int64)                                       # (N,)
+        sent = (int(c.bytes_sent.sum())                                          # both all-to-alls
+                + int(tokens.sum()) * (size - 1) * (4 * H + 8 * k)               # y, ids + weights
+                + size * (size - 1) * 16)                                        # the agreement
+        row["network_bytes_per_token"] = sent / T
         row["model_bytes_per_token"] = moelab.expert_parallel_traffic(moe, size,
                                                                       tokens=T).bytes_per_token
+        row["rows_sent"] = c.rows_sent.tolist()
+        row["imbalance"] = float(c.imbalance)
         outputs.append((x, y))
         results["rows"].append(row)
     if check:  # the single-process layer on rank 0 (all experts): bitwise the same outputs?
-        del layer
+        del ep, layer
         same = None
         if rank == 0:
-            full = _layer(moe, np.ones(moe.num_experts, dtype=bool), seed=0)
+            full = _layer(moe, np.ones(E, dtype=bool), seed=0)
             same = [bool(np.array_equal(full(x), y)) for x, y in outputs]
         for row, equal in zip(results["rows"], comm.bcast(same)):
             row["equals_single_process"] = equal
@@ -378,36 +306,35 @@ def _ms(s: float) -> str:
 def render_measured(res: Dict[str, object]) -> str:
     c = res["config"]
     L = [f"#### Measured: mpirun -n {res['ranks']} over shared memory on this machine", "",
-         f"Layer shape {res['layer']}: H {c['hidden_size']}, E {c['num_experts']}, k "
+         "`moelab.expert_parallel.ExpertParallelMoE` on a layer of "
+         f"{res['layer']}'s shape: H {c['hidden_size']}, E {c['num_experts']}, k "
          f"{c['num_experts_per_tok']}, I {c['moe_intermediate_size']}; float32 weights and "
          f"activations; each rank holds its {c['num_experts'] // res['ranks']} experts "
          "(contiguous blocks); uniform routing (a router with orthonormal rows, Gaussian "
          f"tokens); {res['threads_per_rank']} thread per rank. Times in ms: median [min, p25-p75, "
-         "max] over the repeats of the slowest rank's time per phase (a barrier before each "
-         "collective, untimed). Compute phases: route (the rank's slice), plan (the global "
-         "dispatch of all T tokens' ids and NumPy bookkeeping), expert_inputs (gather of the rows "
-         "to send), expert compute (`run_experts` on the received rows), combine.", "",
-         "| T | " + " | ".join(p.replace("_", " ") for p in COMM) + " | collectives, sum of "
-         "medians | expert compute | collectives / expert compute | whole call | network "
-         "bytes/token (sent / model) | = single process |",
-         "|" + "---|" * (len(COMM) + 7)]
+         "max] over the repeats of the slowest rank's time per phase, from the layer's own "
+         "`CommStats.seconds` (a collective's time includes waiting for the slowest rank to "
+         "arrive); whole call: `ep(x)` without statistics, separate repeats.", "",
+         "| T | gather ids (ids + weights) | all-to-all rows | all-to-all back | gather y | "
+         "collectives, sum of medians | experts (`run_experts`) | collectives / experts | "
+         "whole call | network bytes/token (sent / model) | = single process |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(t):
         return (f"{_ms(t['median_s'])} [{_ms(t['min_s'])}, {_ms(t['p25_s'])}-"
                 f"{_ms(t['p75_s'])}, {_ms(t['max_s'])}]")
 
     for r in res["rows"]:
-        comp = r["expert_compute"]["median_s"]
+        comp = r["experts"]["median_s"]
         same = {True: "bitwise", False: "NO", None: "not checked"}[r.get("equals_single_process")]
         L.append(f"| {r['T']} | " + " | ".join(cell(r[p]) for p in COMM)
-                 + f" | {_ms(r['transport_median_s'])} | {cell(r['expert_compute'])} | "
-                 f"{r['transport_median_s'] / comp:.3g} | {cell(r['call'])} | "
+                 + f" | {_ms(r['collectives_median_s'])} | {cell(r['experts'])} | "
+                 f"{r['collectives_median_s'] / comp:.3g} | {cell(r['call'])} | "
                  f"{r['network_bytes_per_token']:,.0f} / {r['model_bytes_per_token']:,.0f} | "
                  f"{same} |")
-    others = [p for p in PHASES if p not in COMM and p != "expert_compute"]
-    L += ["", "The other compute phases (ms, same format):", "",
-          "| T | " + " | ".join(p.replace("_", " ") for p in others) + " |",
-          "|" + "---|" * (len(others) + 1)]
+    others = [p for p in PHASES if p not in COMM and p != "experts"]
+    L += ["", "The other phases (ms, same format; route includes the input check's agreement):",
+          "", "| T | " + " | ".join(others) + " |", "|" + "---|" * (len(others) + 1)]
     for r in res["rows"]:
         L.append(f"| {r['T']} | " + " | ".join(cell(r[p]) for p in others) + " |")
     return "\n".join(L)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import moelab
-from moelab.analysis import EP_COUNT_BYTES, EP_ID_BYTES
+from moelab.analysis import EP_AGREEMENT_BYTES, EP_ROUTING_BYTES_PER_SLOT
 from tolerances import FLOAT64_FORMULA, SAMPLED_MEAN_SIGMAS, assert_close
 
 PARTS = ("dispatch_bytes", "combine_bytes", "allgather_bytes", "metadata_bytes")
@@ -30,8 +30,9 @@ def transport_bytes_per_call(ids: np.ndarray, owner: np.ndarray, num_ranks: int,
 
     ids : (T, k) routed expert ids; owner : (E,) owning rank of each expert. Rank r routes the
     r-th ``np.array_split`` slice of the tokens; a pair goes to (and comes back from) its
-    expert's owner unless that is r; the ids and the output rows go to the N - 1 other ranks;
-    each rank sends one row count to each other rank. Without ``allgather_output``
+    expert's owner unless that is r; the ids and weights and the output rows go to the N - 1
+    other ranks; each rank sends its input check's outcome to each other rank first. Without
+    ``allgather_output``
     (``forward_local``) the output rows stay on their rank.
     """
     T, k = ids.shape
@@ -44,11 +45,12 @@ def transport_bytes_per_call(ids: np.ndarray, owner: np.ndarray, num_ranks: int,
             ids_out += k * (num_ranks - 1)
             if allgather_output:
                 out_rows += num_ranks - 1
-    counts = num_ranks * (num_ranks - 1)
+    agreements = num_ranks * (num_ranks - 1)
     row = hidden * activation_bytes
     return {"dispatch_bytes": rows_out * row, "combine_bytes": rows_out * row,
             "allgather_bytes": out_rows * row,
-            "metadata_bytes": ids_out * EP_ID_BYTES + counts * EP_COUNT_BYTES}
+            "metadata_bytes": (ids_out * EP_ROUTING_BYTES_PER_SLOT
+                               + agreements * EP_AGREEMENT_BYTES)}
 
 
 def transport_bytes(ids: np.ndarray, owner: np.ndarray, num_ranks: int, hidden: int,
@@ -170,13 +172,13 @@ def test_deepseek_v3_on_8_ranks():
     assert t.remote_pair_fraction == 7 / 8
     assert t.dispatch_bytes == t.combine_bytes == 7 / 8 * k * H * a == 200704
     assert t.allgather_bytes == 7 * H * a == 200704
-    assert t.metadata_bytes == 7 * k * 4 + 8 * 7 * 8 / 64 == 231
-    assert t.bytes_per_token == 602343 and t.bytes_per_token_per_rank == 602343 / 8
+    assert t.metadata_bytes == 7 * k * 8 + 8 * 7 * 16 / 64 == 462
+    assert t.bytes_per_token == 602574 and t.bytes_per_token_per_rank == 602574 / 8
     c = moelab.expert_parallel_costs("deepseek-v3", N, link_gbit_per_s=100,
                                      memory_gbyte_per_s=400, tokens=T)
-    assert c.moe_layers == L and c.network_bytes_per_token == L * 602343
-    assert c.network_tokens_per_s == pytest.approx(8 * 12.5e9 / (L * 602343), rel=1e-12)
-    assert c.layer_network_tokens_per_s == pytest.approx(8 * 12.5e9 / 602343, rel=1e-12)
+    assert c.moe_layers == L and c.network_bytes_per_token == L * 602574
+    assert c.network_tokens_per_s == pytest.approx(8 * 12.5e9 / (L * 602574), rel=1e-12)
+    assert c.layer_network_tokens_per_s == pytest.approx(8 * 12.5e9 / 602574, rel=1e-12)
     expert = 3 * H * 2048 * 2                            # bf16 bytes of one routed expert
     hit = 1 - (1 - k / E) ** T
     assert c.expert_weight_bytes == pytest.approx(L * 32 * hit * expert, rel=1e-12)
@@ -198,7 +200,7 @@ def test_kimi_k2_uneven_ranks_and_one_token():
     assert t.remote_pair_fraction == pytest.approx(1 - 55 / 384, rel=1e-15)
     assert t.dispatch_bytes == pytest.approx((1 - 55 / 384) * 8 * 7168 * 2, rel=1e-15)
     assert t.allgather_bytes == 6 * 7168 * 2
-    assert t.metadata_bytes == 6 * 8 * 4 + 7 * 6 * 8
+    assert t.metadata_bytes == 6 * 8 * 8 + 7 * 6 * 16
     c = moelab.expert_parallel_costs("kimi-k2", 7, 25, 400, weight_dtype_bytes=1)
     assert c.moe_layers == 60
     assert c.expert_weight_bytes == pytest.approx(60 * 55 * 8 / 384 * 3 * 7168 * 2048, rel=1e-12)

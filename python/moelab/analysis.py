@@ -25,7 +25,8 @@ from .registry import as_model_config
 
 __all__ = ["ParamCount", "Costs", "count_params", "costs", "compare", "attention_params",
            "linear_attention_flops", "ExpertParallelTraffic", "ExpertParallelCosts",
-           "expert_parallel_traffic", "expert_parallel_costs", "EP_ID_BYTES", "EP_COUNT_BYTES"]
+           "expert_parallel_traffic", "expert_parallel_costs", "EP_ROUTING_BYTES_PER_SLOT",
+           "EP_AGREEMENT_BYTES"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,13 +409,14 @@ def compare(models: Union[str, ModelConfig, Iterable[Union[str, ModelConfig]]],
 # ---------------------------------------------------------------------------------------------
 # expert parallelism: network bytes per token and the throughput bounds they set
 # ---------------------------------------------------------------------------------------------
-#: Bytes of one routed expert id on the wire: the (T, k) ids are gathered as int32 so that every
-#: rank runs the same dispatch (capacity) on all T tokens.
-EP_ID_BYTES = 4
-#: Bytes of one row count in the first all-to-all's count exchange (int64): each rank tells
-#: every other rank how many rows follow. The second all-to-all's counts mirror the first's and
-#: are not sent.
-EP_COUNT_BYTES = 8
+#: Bytes per (token, slot) pair of the gathered routing: its expert id (int32) and routing
+#: weight (float32), gathered from every rank so that every rank runs the same dispatch
+#: (capacity) on all T tokens and knows every row count (no count exchange is needed).
+EP_ROUTING_BYTES_PER_SLOT = 8
+#: Bytes each rank sends every other rank once per call before any other collective: its input
+#: check's outcome and its token count (two int64), so that a bad input on one rank raises on
+#: all of them instead of leaving the others waiting.
+EP_AGREEMENT_BYTES = 16
 
 
 def _check_int(name: str, v, low: int) -> int:
@@ -475,12 +477,12 @@ def _moe_of(cfg) -> MoEConfig:
 class ExpertParallelTraffic:
     """Expected network bytes of one expert-parallel MoE layer call, per token of the call.
 
-    The transport (``moelab.expert_parallel``): the (T, H) input is replicated; rank r routes
-    its contiguous slice of ``tokens_per_rank[r]`` tokens, gathers every rank's (T, k) int32 ids
-    (Allgatherv), exchanges row counts (Alltoall, one int64 per ordered pair of ranks), sends
-    one row of H activations per (token, slot) pair to the expert's owner (all-to-all 1) and
-    gets one row back (all-to-all 2), combines its slice, and an Allgatherv of the (T, H) output
-    gives every rank all rows. A pair whose expert is on its own rank is copied, not sent.
+    The transport (``moelab.expert_parallel``): the (T, H) input is replicated; the ranks first
+    agree that every input is good (Allgather of EP_AGREEMENT_BYTES each); rank r routes its
+    contiguous slice of ``tokens_per_rank[r]`` tokens, gathers every rank's (T, k) ids and
+    weights (Allgatherv), sends one row of H activations per (token, slot) pair to the expert's
+    owner (all-to-all 1) and gets one row back (all-to-all 2), combines its slice, and an
+    Allgatherv of the (T, H) output gives every rank all rows. A pair whose expert is on its own rank is copied, not sent.
     With ``allgather_output=False`` (``forward_local``: data parallel over tokens, each rank
     keeps the outputs of its own tokens) the output Allgatherv is left out.
 
@@ -512,7 +514,8 @@ class ExpertParallelTraffic:
     allgather_bytes : the output rows, each to the N - 1 other ranks: (N - 1) H activation_bytes
         (0 without the output allgather). With T divisible by N it exceeds dispatch + combine
         (2 k (N - 1) / N rows) once N > 2 k.
-    metadata_bytes : ids (N - 1) k EP_ID_BYTES + counts N (N - 1) EP_COUNT_BYTES / T.
+    metadata_bytes : ids and weights (N - 1) k EP_ROUTING_BYTES_PER_SLOT + the agreement
+        N (N - 1) EP_AGREEMENT_BYTES / T.
     """
 
     num_ranks: int
@@ -553,7 +556,7 @@ def expert_parallel_traffic(cfg: Union[ModelConfig, MoEConfig, str], num_ranks: 
 
     cfg : a ModelConfig, a preset name, or one layer's MoEConfig. num_ranks : N >= 1.
     tokens : T >= 1, the tokens of the call (1 for a decode step of one sequence); only the
-    count exchange (a fixed N (N - 1) counts per call) and uneven slices depend on it.
+    agreement (a fixed N (N - 1) EP_AGREEMENT_BYTES per call) and uneven slices depend on it.
     placement : None (contiguous blocks of experts) or the owning rank of each of the E experts.
     activation_bytes : bytes per activation on the wire (4 = float32 as moelab sends them; 2
     for a bf16 transport, 1 for fp8 without its scales).
@@ -582,7 +585,8 @@ def expert_parallel_traffic(cfg: Union[ModelConfig, MoEConfig, str], num_ranks: 
         remote_pair_fraction=remote_pairs / (T * k),
         dispatch_bytes=remote_pairs * row / T, combine_bytes=remote_pairs * row / T,
         allgather_bytes=(N - 1) * row if allgather_output else 0.0,
-        metadata_bytes=(N - 1) * k * EP_ID_BYTES + N * (N - 1) * EP_COUNT_BYTES / T)
+        metadata_bytes=((N - 1) * k * EP_ROUTING_BYTES_PER_SLOT
+                        + N * (N - 1) * EP_AGREEMENT_BYTES / T))
 
 
 @dataclass(frozen=True)
