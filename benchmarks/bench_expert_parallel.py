@@ -306,9 +306,9 @@ def _ms(s: float) -> str:
 def render_measured(res: Dict[str, object]) -> str:
     c = res["config"]
     L = [f"#### Measured: mpirun -n {res['ranks']} over shared memory on this machine", "",
-         "`moelab.expert_parallel.ExpertParallelMoE` on a layer of "
-         f"{res['layer']}'s shape: H {c['hidden_size']}, E {c['num_experts']}, k "
-         f"{c['num_experts_per_tok']}, I {c['moe_intermediate_size']}; float32 weights and "
+         "`moelab.expert_parallel.ExpertParallelMoE` on a MoE layer of H "
+         f"{c['hidden_size']}, E {c['num_experts']}, k {c['num_experts_per_tok']}, I "
+         f"{c['moe_intermediate_size']} ({res['layer']}); float32 weights and "
          f"activations; each rank holds its {c['num_experts'] // res['ranks']} experts "
          "(contiguous blocks); uniform routing (a router with orthonormal rows, Gaussian "
          f"tokens); {res['threads_per_rank']} thread per rank. Times in ms: median [min, p25-p75, "
