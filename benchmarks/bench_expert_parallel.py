@@ -92,9 +92,9 @@ def render_modelled(rows: List[Dict[str, object]]) -> str:
     L = ["#### Modelled: DeepSeek-V3 and Kimi K2 on 2-64 nodes (cost model, nothing measured)", "",
          "`moelab.expert_parallel_costs`: network bytes per token = 58 (DeepSeek-V3) or 60 (Kimi "
          "K2) MoE layers x (the rows to the experts' nodes and back + the output allgather + the "
-         "gathered ids and weights + the input check's agreement), float32 activations, uniform routing, contiguous expert blocks, one rank "
-         "per node; network bound = nodes x link bandwidth / those bytes (every link busy, no "
-         "latency); memory bound = T x " f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes "
+         "gathered ids and weights + the input check's agreement), float32 activations, "
+         "uniform routing, contiguous expert blocks, one rank per node; network bound = nodes x "
+         "link bandwidth / those bytes (every link busy, no latency); memory bound = T x " f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes "
          "the busiest node reads per step of T tokens (the replicated attention, dense layers, "
          "shared experts and LM head, plus its experts that the T tokens hit). The "
          "forward_local column drops the output allgather (data parallel over tokens: each "
@@ -225,6 +225,51 @@ def _slowest(comm, values: List[float]) -> np.ndarray:
     return out
 
 
+def transport_only(comm, flow: np.ndarray, per_rank: np.ndarray, H: int, k: int,
+                   repeats: int) -> Dict[str, Dict[str, float]]:
+    """The layer's four collectives alone, on buffers made once, an untimed barrier before
+    each (so that no rank's compute is in the time): flow (N, N) rows from rank r to rank s
+    (as a layer call moved them), per_rank (N,) tokens of each rank's slice."""
+    from mpi4py import MPI
+
+    rank = comm.Get_rank()
+    first = np.concatenate([[0], np.cumsum(per_rank)[:-1]])                    # (N,)
+    send, recv = flow[rank], flow[:, rank]                                      # (N,) rows
+    send_at = np.concatenate([[0], np.cumsum(send)[:-1]])
+    recv_at = np.concatenate([[0], np.cumsum(recv)[:-1]])
+    rng = np.random.default_rng(rank)
+    packed = rng.integers(0, 1 << 30, (per_rank[rank], 2 * k), dtype=np.int32)  # (t_r, 2k)
+    gathered = np.empty((per_rank.sum(), 2 * k), dtype=np.int32)                # (T, 2k)
+    rows_out = rng.standard_normal((send.sum(), H)).astype(np.float32)          # (S, H)
+    rows_in = np.empty((recv.sum(), H), dtype=np.float32)                       # (R, H)
+    back = np.empty_like(rows_out)                                              # (S, H)
+    y_mine = rng.standard_normal((per_rank[rank], H)).astype(np.float32)        # (t_r, H)
+    y = np.empty((per_rank.sum(), H), dtype=np.float32)                         # (T, H)
+    ops = {
+        "gather_ids": lambda: comm.Allgatherv(
+            [packed, MPI.INT32_T], [gathered, (per_rank * 2 * k, first * 2 * k), MPI.INT32_T]),
+        "alltoall_rows": lambda: comm.Alltoallv(
+            [rows_out, (send * H, send_at * H), MPI.FLOAT],
+            [rows_in, (recv * H, recv_at * H), MPI.FLOAT]),
+        "alltoall_back": lambda: comm.Alltoallv(
+            [rows_in, (recv * H, recv_at * H), MPI.FLOAT],
+            [back, (send * H, send_at * H), MPI.FLOAT]),
+        "gather_y": lambda: comm.Allgatherv(
+            [y_mine, MPI.FLOAT], [y, (per_rank * H, first * H), MPI.FLOAT]),
+    }
+    out = {}
+    for name, op in ops.items():
+        op()  # warm-up
+        times = []
+        for _ in range(repeats):
+            comm.Barrier()
+            start = time.perf_counter()
+            op()
+            times.append(float(_slowest(comm, [time.perf_counter() - start])[0]))
+        out[name] = _spread(times)
+    return out
+
+
 def _mpi_library() -> str:
     """The MPI library's version line and mpi4py's version."""
     import mpi4py
@@ -285,6 +330,14 @@ def measured(comm, quick: bool = False, repeats: Optional[int] = None,
         row["model_bytes_per_token"] = moelab.expert_parallel_traffic(moe, size,
                                                                       tokens=T).bytes_per_token
         row["rows_sent"] = c.rows_sent.tolist()
+        owner = _owner(E, size)
+        src = np.repeat(np.repeat(np.arange(size), tokens), k)                   # (T*k,)
+        dest = owner[np.asarray(stats.topk_ids).ravel()]                         # (T*k,)
+        flow = np.bincount(src * size + dest, minlength=size * size).reshape(size, size)
+        row["transport_only"] = transport_only(comm, flow.astype(np.int64), tokens, H, k,
+                                               reps if T > 1 else 2 * reps)
+        row["transport_only_median_s"] = sum(v["median_s"]
+                                             for v in row["transport_only"].values())
         row["imbalance"] = float(c.imbalance)
         outputs.append((x, y))
         results["rows"].append(row)
@@ -332,6 +385,16 @@ def render_measured(res: Dict[str, object]) -> str:
                  f"{r['collectives_median_s'] / comp:.3g} | {cell(r['call'])} | "
                  f"{r['network_bytes_per_token']:,.0f} / {r['model_bytes_per_token']:,.0f} | "
                  f"{same} |")
+    L += ["", "The same four collectives alone (ms, same format): the row counts of the call "
+          "above on buffers made once, an untimed barrier before each, so no rank's compute is "
+          "in them:", "",
+          "| T | " + " | ".join(COMM) + " | sum of medians | / experts |",
+          "|" + "---|" * (len(COMM) + 3)]
+    for r in res["rows"]:
+        t = r["transport_only"]
+        L.append(f"| {r['T']} | " + " | ".join(cell(t[p]) for p in COMM)
+                 + f" | {_ms(r['transport_only_median_s'])} | "
+                 f"{r['transport_only_median_s'] / r['experts']['median_s']:.3g} |")
     others = [p for p in PHASES if p not in COMM and p != "experts"]
     L += ["", "The other phases (ms, same format; route includes the input check's agreement):",
           "", "| T | " + " | ".join(others) + " |", "|" + "---|" * (len(others) + 1)]
