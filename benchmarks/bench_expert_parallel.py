@@ -94,8 +94,8 @@ def render_modelled(rows: List[Dict[str, object]]) -> str:
          "K2) MoE layers x (the rows to the experts' nodes and back + the output allgather + the "
          "gathered ids and weights + the input check's agreement), float32 activations, "
          "uniform routing, contiguous expert blocks, one rank per node; network bound = nodes x "
-         "link bandwidth / those bytes (every link busy, no latency); memory bound = T x " f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes "
-         "the busiest node reads per step of T tokens (the replicated attention, dense layers, "
+         "link bandwidth / those bytes (every link busy, no latency); memory bound = T x "
+         f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes the busiest node reads per step of T tokens (the replicated attention, dense layers, "
          "shared experts and LM head, plus its experts that the T tokens hit). The "
          "forward_local column drops the output allgather (data parallel over tokens: each "
          "node keeps its own tokens' outputs).", "",
