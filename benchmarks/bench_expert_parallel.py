@@ -95,10 +95,10 @@ def render_modelled(rows: List[Dict[str, object]]) -> str:
          "gathered ids and weights + the input check's agreement), float32 activations, "
          "uniform routing, contiguous expert blocks, one rank per node; network bound = nodes x "
          "link bandwidth / those bytes (every link busy, no latency); memory bound = T x "
-         f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes the busiest node reads per step of T tokens (the replicated attention, dense layers, "
-         "shared experts and LM head, plus its experts that the T tokens hit). The "
-         "forward_local column drops the output allgather (data parallel over tokens: each "
-         "node keeps its own tokens' outputs).", "",
+         f"{MEMORY_GBYTE_PER_S:g} GB/s / the bf16 weight bytes the busiest node reads per step "
+         "of T tokens (the replicated attention, dense layers, shared experts and LM head, plus "
+         "its experts that the T tokens hit). The forward_local column drops the output "
+         "allgather (data parallel over tokens: each node keeps its own tokens' outputs).", "",
          "| model | nodes | link Gb/s | network MB/token | network bound tokens/s | one MoE "
          "layer, tokens/s | forward_local network bound, tokens/s | memory bound T=1, "
          "tokens/s | memory bound T=512, tokens/s |",
