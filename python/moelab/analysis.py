@@ -8,7 +8,7 @@ embedding and head included; matmul FLOPs = 2 x the active weight-matrix paramet
 embedding lookup out), plus attention at ``context``; weight bytes per token at batch 1.
 ``expert_parallel_traffic`` / ``expert_parallel_costs``: the network bytes of the expert-parallel
 layer's transport per token and the tokens/s bounds of the network and of memory bandwidth
-(docs/expert_parallel_cost.md).
+(docs/expert_parallel.md, "Cost model").
 """
 
 from __future__ import annotations
