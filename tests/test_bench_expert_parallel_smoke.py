@@ -1,22 +1,15 @@
-"""Smoke test of benchmarks/bench_expert_parallel.py: the modelled part (no MPI) in this
-process, the measured part under ``mpirun -n 2`` in a child process.
+"""Smoke test of benchmarks/bench_expert_parallel.py's modelled part (no MPI); the measured
+part runs under mpirun in tests/mpi/test_bench_expert_parallel.py.
 
-No timing is asserted: the figures are only produced, never compared. The measured part needs
-OpenMPI and mpi4py (the ``mpi`` extra): without them it is skipped, unless MOELAB_REQUIRE_MPI=1,
-which makes the missing piece a failure.
+No timing is asserted: the figures are only produced, never compared.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 import moelab
 
@@ -43,42 +36,3 @@ def test_modelled_quick_writes_the_table_and_the_figure(tmp_path, capsys):
     assert "Modelled" in text and "nothing measured" in text
     assert "measured part not run" in text
     assert "| deepseek-v3 | 64 | 400 |" in text and "| kimi-k2 | 2 | 25 |" in text
-
-
-def _mpi_or_skip() -> str:
-    mpirun = shutil.which("mpirun")
-    missing = []
-    if mpirun is None:
-        missing.append("mpirun (Debian: openmpi-bin)")
-    if importlib.util.find_spec("mpi4py") is None:
-        missing.append("mpi4py (pip install moelab[mpi])")
-    if missing:
-        if os.environ.get("MOELAB_REQUIRE_MPI") == "1":
-            pytest.fail(f"MOELAB_REQUIRE_MPI=1 but {', '.join(missing)} missing")
-        pytest.skip(f"{', '.join(missing)} missing")
-    return mpirun
-
-
-def test_measured_quick_under_mpirun(tmp_path):
-    mpirun = _mpi_or_skip()
-    out = tmp_path / "r.json"
-    cmd = [mpirun, "--oversubscribe", "-n", "2"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.insert(1, "--allow-run-as-root")
-    cmd += [sys.executable, str(BENCH / "bench_expert_parallel.py"), "--quick", "--measured",
-            "--repeats", "2", "--figure", str(tmp_path / "cost.png"), "--json", str(out)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(moelab.__file__).resolve().parent.parent)]
-        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    measured = json.loads(out.read_text())["measured"]
-    assert measured["ranks"] == 2
-    assert [row["T"] for row in measured["rows"]] == list(bench.MEASURED_TOKENS)
-    for row in measured["rows"]:
-        for phase in bench.PHASES + ("call",):
-            assert row[phase]["repeats"] == 2 and row[phase]["median_s"] > 0, phase
-        assert row["equals_single_process"] is True  # ExpertParallelMoE is exact
-        assert row["network_bytes_per_token"] > 0 and row["model_bytes_per_token"] > 0
-    assert "Measured: mpirun -n 2" in proc.stdout and "| bitwise |" in proc.stdout
