@@ -10,7 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-
 import moelab
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
