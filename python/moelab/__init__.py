@@ -38,6 +38,8 @@ from . import families as _family_modules  # registers every family (moelab/fami
 from . import registry
 from .registry import families, list_presets, preset
 from .analysis import compare, costs, count_params
+from .analysis import (ExpertParallelCosts, ExpertParallelTraffic, expert_parallel_costs,
+                       expert_parallel_traffic)
 from .model import build
 from . import hf
 from . import designed_tokens
@@ -86,6 +88,10 @@ __all__ = [
     "DecoderModel",
     "DecoderCache",
     "ResidualMoE",
+    "ExpertParallelTraffic",
+    "ExpertParallelCosts",
+    "expert_parallel_traffic",
+    "expert_parallel_costs",
 ]
 
 

@@ -6,19 +6,27 @@ conventions are those of docs/semantics.md, "Parameters and costs": buffers and 
 are not in the total; active = total - (E - k) x one routed expert on every MoE layer,
 embedding and head included; matmul FLOPs = 2 x the active weight-matrix parameters (head in,
 embedding lookup out), plus attention at ``context``; weight bytes per token at batch 1.
+``expert_parallel_traffic`` / ``expert_parallel_costs``: the network bytes of the expert-parallel
+layer's transport per token and the tokens/s bounds of the network and of memory bandwidth
+(docs/expert_parallel.md, "Cost model").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import params
+from ._checks import is_int, is_real
+from .config import MoEConfig
 from .model_config import AttentionConfig, ModelConfig
 from .registry import as_model_config
 
 __all__ = ["ParamCount", "Costs", "count_params", "costs", "compare", "attention_params",
-           "linear_attention_flops"]
+           "linear_attention_flops", "ExpertParallelTraffic", "ExpertParallelCosts",
+           "expert_parallel_traffic", "expert_parallel_costs", "EP_ROUTING_BYTES_PER_SLOT",
+           "EP_AGREEMENT_BYTES"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,3 +404,312 @@ def compare(models: Union[str, ModelConfig, Iterable[Union[str, ModelConfig]]],
         names.append(cfg.display_name)
     df = pd.DataFrame(rows, index=pd.Index(names, name="model"), columns=_COLUMNS)
     return df
+
+
+# ---------------------------------------------------------------------------------------------
+# expert parallelism: network bytes per token and the throughput bounds they set
+# ---------------------------------------------------------------------------------------------
+#: Bytes per (token, slot) pair of the gathered routing: its expert id (int32) and routing
+#: weight (float32), gathered from every rank so that every rank runs the same dispatch
+#: (capacity) on all T tokens and knows every row count (no count exchange is needed).
+EP_ROUTING_BYTES_PER_SLOT = 8
+#: Bytes each rank sends every other rank once per call before any other collective: its input
+#: check's outcome and its token count (two int64), so that a bad input on one rank raises on
+#: all of them instead of leaving the others waiting.
+EP_AGREEMENT_BYTES = 16
+
+
+def _check_int(name: str, v, low: int) -> int:
+    if not is_int(v):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+    if v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return int(v)
+
+
+def _check_positive(name: str, v) -> float:
+    if not is_real(v):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {v!r}")
+    return float(v)
+
+
+def _experts_per_rank(num_experts: int, num_ranks: int,
+                      placement: Optional[Sequence[int]]) -> Tuple[int, ...]:
+    """(N,) experts each rank owns: contiguous ``np.array_split`` blocks when ``placement`` is
+    None (the first E mod N ranks hold one more), else a count of the length-E owning ranks."""
+    if placement is None:
+        base, extra = divmod(num_experts, num_ranks)
+        return tuple(base + (1 if r < extra else 0) for r in range(num_ranks))
+    if isinstance(placement, (str, bytes)) or not hasattr(placement, "__len__"):
+        raise TypeError(f"placement must be None or a length-{num_experts} sequence of ranks, "
+                        f"got {type(placement).__name__}")
+    if len(placement) != num_experts:
+        raise ValueError(f"placement: expected (E={num_experts},) owning ranks, got "
+                         f"({len(placement)},)")
+    owned = [0] * num_ranks
+    for e, r in enumerate(placement):
+        if not is_int(r):
+            raise TypeError(f"placement[{e}] must be an int rank, got {type(r).__name__} {r!r}")
+        if not 0 <= r < num_ranks:
+            raise ValueError(f"placement[{e}] = {r} is not a rank in [0, {num_ranks})")
+        owned[int(r)] += 1
+    return tuple(owned)
+
+
+def _token_slices(tokens: int, num_ranks: int) -> Tuple[int, ...]:
+    """(N,) tokens each rank routes: ``np.array_split`` of T (the first T mod N get one more)."""
+    base, extra = divmod(tokens, num_ranks)
+    return tuple(base + (1 if r < extra else 0) for r in range(num_ranks))
+
+
+def _moe_of(cfg) -> MoEConfig:
+    if isinstance(cfg, MoEConfig):
+        return cfg
+    model = as_model_config(cfg)
+    if model.moe is None or model.num_moe_layers == 0:
+        raise ValueError(f"{model.display_name!r} has no MoE layers: nothing to place on ranks")
+    return model.moe
+
+
+@dataclass(frozen=True)
+class ExpertParallelTraffic:
+    """Expected network bytes of one expert-parallel MoE layer call, per token of the call.
+
+    The transport (``moelab.expert_parallel``): the (T, H) input is replicated; the ranks first
+    agree that every input is good (Allgather of EP_AGREEMENT_BYTES each); rank r routes its
+    contiguous slice of ``tokens_per_rank[r]`` tokens, gathers every rank's (T, k) ids and
+    weights (Allgatherv), sends one row of H activations per (token, slot) pair to the expert's
+    owner (all-to-all 1) and gets one row back (all-to-all 2), combines its slice, and an
+    Allgatherv of the (T, H) output gives every rank all rows. A pair whose expert is on its own rank is copied, not sent.
+    With ``allgather_output=False`` (``forward_local``: data parallel over tokens, each rank
+    keeps the outputs of its own tokens) the output Allgatherv is left out.
+
+    Expectations are over uniform routing: every token's k experts are a uniformly random
+    set of k distinct experts (what a router with exchangeable logits gives; DeepSeek-V3's
+    group-limited selection too, by symmetry). Every pair is kept (capacity drops, which only
+    lower the bytes, are not modelled), and the gathered logits that the routing losses need
+    (sent only when stats are asked) are not counted.
+
+    Node-limited routing (DeepSeek-V3's ``n_group`` 8 / ``topk_group`` 4: a token's k experts
+    lie in at most 4 of 8 groups; Kimi K2 has one group) changes none of these expectations:
+    each expert is still picked with probability k/E, and this transport sends one row per
+    pair. What it bounds is the number of distinct ranks a token's rows go to (at most
+    ``topk_group`` when each group's experts sit on one rank), which would cut the bytes of a
+    transport that sends a token once per destination node and fans it out there; that
+    transport is not moelab's and is not modelled.
+
+    Fields (bytes are per token of the call and summed over all ranks, i.e. what crosses the
+    network in total; a rank sends 1/N of it when the traffic is balanced):
+    num_ranks : N. tokens : T, tokens in the layer call (the same on every rank).
+    hidden_size : H. top_k : k. num_experts : E.
+    activation_bytes : bytes per activation on the wire (4 = float32, as moelab sends them).
+    experts_per_rank, tokens_per_rank : (N,) tuples of ints.
+    remote_pair_fraction : expected share of the T*k pairs whose expert is on another rank
+        than the one routing the token: 1 - sum_r t_r e_r / (T E) (1 - 1/N when N divides T
+        and E).
+    dispatch_bytes : all-to-all 1 rows, remote_pair_fraction * k * H * activation_bytes.
+    combine_bytes : all-to-all 2 rows (the same count back).
+    allgather_bytes : the output rows, each to the N - 1 other ranks: (N - 1) H activation_bytes
+        (0 without the output allgather). With T divisible by N it exceeds dispatch + combine
+        (2 k (N - 1) / N rows) once N > 2 k.
+    metadata_bytes : ids and weights (N - 1) k EP_ROUTING_BYTES_PER_SLOT + the agreement
+        N (N - 1) EP_AGREEMENT_BYTES / T.
+    """
+
+    num_ranks: int
+    tokens: int
+    hidden_size: int
+    top_k: int
+    num_experts: int
+    activation_bytes: float
+    experts_per_rank: Tuple[int, ...]
+    tokens_per_rank: Tuple[int, ...]
+    remote_pair_fraction: float
+    dispatch_bytes: float
+    combine_bytes: float
+    allgather_bytes: float
+    metadata_bytes: float
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Network bytes per token of one MoE layer call, all ranks together."""
+        return self.dispatch_bytes + self.combine_bytes + self.allgather_bytes + self.metadata_bytes
+
+    @property
+    def bytes_per_token_per_rank(self) -> float:
+        """``bytes_per_token`` / N: what each rank's link carries when the traffic is balanced."""
+        return self.bytes_per_token / self.num_ranks
+
+    def __repr__(self) -> str:
+        return (f"ExpertParallelTraffic(N={self.num_ranks}, T={self.tokens}, E={self.num_experts},"
+                f" k={self.top_k}, H={self.hidden_size}, remote_pair_fraction="
+                f"{self.remote_pair_fraction:.4f}, bytes_per_token={self.bytes_per_token:,.0f})")
+
+
+def expert_parallel_traffic(cfg: Union[ModelConfig, MoEConfig, str], num_ranks: int,
+                            tokens: int = 1, placement: Optional[Sequence[int]] = None,
+                            activation_bytes: float = 4, allgather_output: bool = True
+                            ) -> ExpertParallelTraffic:
+    """Expected network bytes per token of one expert-parallel MoE layer call (closed form).
+
+    cfg : a ModelConfig, a preset name, or one layer's MoEConfig. num_ranks : N >= 1.
+    tokens : T >= 1, the tokens of the call (1 for a decode step of one sequence); only the
+    agreement (a fixed N (N - 1) EP_AGREEMENT_BYTES per call) and uneven slices depend on it.
+    placement : None (contiguous blocks of experts) or the owning rank of each of the E experts.
+    activation_bytes : bytes per activation on the wire (4 = float32 as moelab sends them; 2
+    for a bf16 transport, 1 for fp8 without its scales).
+    allgather_output : True for the layer's ``__call__`` (replicated tokens in and out), False
+    for ``forward_local`` (each rank its own tokens; T then counts all ranks' tokens together).
+
+    Returns ``ExpertParallelTraffic`` (its docstring has the model and every formula). Raises
+    TypeError / ValueError naming the argument (N < 1, T < 1, a bad placement, a model without
+    MoE layers, activation_bytes <= 0).
+    """
+    moe = _moe_of(cfg)
+    N = _check_int("num_ranks", num_ranks, 1)
+    T = _check_int("tokens", tokens, 1)
+    a = _check_positive("activation_bytes", activation_bytes)
+    if not isinstance(allgather_output, bool):
+        raise TypeError(f"allgather_output must be a bool, got {type(allgather_output).__name__}")
+    E, k, H = moe.num_experts, moe.num_experts_per_tok, moe.hidden_size
+    owned = _experts_per_rank(E, N, placement)
+    slices = _token_slices(T, N)
+    # rank r's t_r tokens send k pairs each; a pair is local with probability e_r / E
+    remote_pairs = k * sum(t * (E - e) for t, e in zip(slices, owned)) / E  # per call
+    row = H * a
+    return ExpertParallelTraffic(
+        num_ranks=N, tokens=T, hidden_size=H, top_k=k, num_experts=E, activation_bytes=a,
+        experts_per_rank=owned, tokens_per_rank=slices,
+        remote_pair_fraction=remote_pairs / (T * k),
+        dispatch_bytes=remote_pairs * row / T, combine_bytes=remote_pairs * row / T,
+        allgather_bytes=(N - 1) * row if allgather_output else 0.0,
+        metadata_bytes=((N - 1) * k * EP_ROUTING_BYTES_PER_SLOT
+                        + N * (N - 1) * EP_AGREEMENT_BYTES / T))
+
+
+@dataclass(frozen=True)
+class ExpertParallelCosts:
+    """Throughput bounds of a whole model run expert-parallel on N ranks (one per node).
+
+    traffic : the ``ExpertParallelTraffic`` of one MoE layer call of T tokens.
+    moe_layers : MoE layers in the model (each makes one such call per step).
+    link_gbit_per_s : each rank's network bandwidth per direction, 1e9 bit/s.
+    memory_gbyte_per_s : each rank's memory read bandwidth, 1e9 bytes/s.
+    weight_dtype_bytes : bytes per weight parameter (2 = bf16, 1 = fp8).
+    replicated_weight_bytes : weights every rank reads per step whatever the routing: attention,
+        dense FFNs, routers, shared experts, norms and the LM head (the embedding is a lookup).
+    expert_weight_bytes : expected routed-expert weights the busiest rank (the one owning the
+        most experts) reads per step, all MoE layers: its e_max experts per layer, each read when
+        at least one of the T tokens picks it, with probability 1 - (1 - k/E)^T.
+    layer_memory_bytes : the same for one MoE layer: its router and shared experts and the
+        busiest rank's expected routed experts.
+
+    The bounds are upper bounds from one resource alone, in tokens per second:
+    ``network_tokens_per_s`` = N x link bandwidth / (network bytes per token, all MoE layers):
+    every link busy all the time, the traffic spread evenly, no latency (a message costs
+    microseconds, which dominates at small T), no overlap with compute needed;
+    ``memory_tokens_per_s`` = T x memory bandwidth / (the busiest rank's weight bytes per step):
+    weights read once per step of T tokens, activations and the KV cache not counted.
+    The ``layer_`` variants are the same for one MoE layer alone.
+    """
+
+    traffic: ExpertParallelTraffic
+    moe_layers: int
+    link_gbit_per_s: float
+    memory_gbyte_per_s: float
+    weight_dtype_bytes: float
+    replicated_weight_bytes: float
+    expert_weight_bytes: float
+    layer_memory_bytes: float
+
+    @property
+    def num_ranks(self) -> int:
+        return self.traffic.num_ranks
+
+    @property
+    def tokens(self) -> int:
+        return self.traffic.tokens
+
+    @property
+    def network_bytes_per_token(self) -> float:
+        """Network bytes per token of a whole step (all MoE layers), all ranks together."""
+        return self.traffic.bytes_per_token * self.moe_layers
+
+    @property
+    def memory_bytes_per_token(self) -> float:
+        """Weight bytes the busiest rank reads per step, per token of the step."""
+        return (self.replicated_weight_bytes + self.expert_weight_bytes) / self.tokens
+
+    def _network_bound(self, bytes_per_token: float) -> float:
+        link_bytes_per_s = self.link_gbit_per_s * 1e9 / 8
+        if bytes_per_token == 0:
+            return math.inf  # one rank: nothing crosses a network
+        return self.num_ranks * link_bytes_per_s / bytes_per_token
+
+    @property
+    def layer_network_tokens_per_s(self) -> float:
+        """Tokens/s bound of one MoE layer from the network alone (inf for N = 1)."""
+        return self._network_bound(self.traffic.bytes_per_token)
+
+    @property
+    def network_tokens_per_s(self) -> float:
+        """Tokens/s bound of the whole model from the network alone (inf for N = 1)."""
+        return self._network_bound(self.network_bytes_per_token)
+
+    @property
+    def layer_memory_tokens_per_s(self) -> float:
+        """Tokens/s bound of one MoE layer from the busiest rank's memory bandwidth alone."""
+        return self.tokens * self.memory_gbyte_per_s * 1e9 / self.layer_memory_bytes
+
+    @property
+    def memory_tokens_per_s(self) -> float:
+        """Tokens/s bound of the whole model from the busiest rank's memory bandwidth alone."""
+        return self.memory_gbyte_per_s * 1e9 / self.memory_bytes_per_token
+
+    def __repr__(self) -> str:
+        return (f"ExpertParallelCosts(N={self.num_ranks}, T={self.tokens}, moe_layers="
+                f"{self.moe_layers}, network {self.link_gbit_per_s:g} Gb/s: "
+                f"{self.network_tokens_per_s:,.0f} tokens/s, memory "
+                f"{self.memory_gbyte_per_s:g} GB/s: {self.memory_tokens_per_s:,.0f} tokens/s)")
+
+
+def expert_parallel_costs(cfg: Union[ModelConfig, str], num_ranks: int,
+                          link_gbit_per_s: float, memory_gbyte_per_s: float, tokens: int = 1,
+                          placement: Optional[Sequence[int]] = None,
+                          activation_bytes: float = 4, weight_dtype_bytes: float = 2,
+                          allgather_output: bool = True) -> ExpertParallelCosts:
+    """Network and memory bounds on the tokens/s of a model run expert-parallel on N ranks.
+
+    cfg : a ModelConfig or a preset name (with MoE layers). num_ranks : N >= 1, one per node.
+    link_gbit_per_s : network bandwidth per rank and direction in Gb/s (25, 100, 400 ...).
+    memory_gbyte_per_s : memory read bandwidth per rank in GB/s. tokens : T >= 1 per step
+    (1 = decode of one sequence). placement, activation_bytes, allgather_output : as
+    ``expert_parallel_traffic``.
+    weight_dtype_bytes : bytes per weight (2 = bf16, 1 = fp8).
+
+    Returns ``ExpertParallelCosts`` (its docstring states both bounds and what they leave out).
+    Raises TypeError / ValueError naming the argument (N < 1, a bandwidth that is not finite and
+    positive, ...).
+    """
+    model = as_model_config(cfg)
+    traffic = expert_parallel_traffic(model, num_ranks, tokens=tokens, placement=placement,
+                                      activation_bytes=activation_bytes,
+                                      allgather_output=allgather_output)
+    link = _check_positive("link_gbit_per_s", link_gbit_per_s)
+    memory = _check_positive("memory_gbyte_per_s", memory_gbyte_per_s)
+    w = _check_positive("weight_dtype_bytes", weight_dtype_bytes)
+    moe = model.moe
+    L = model.num_moe_layers
+    pc = count_params(model)
+    read = pc.active_no_embedding + pc.vocab_matrix  # as costs(): head in, embedding lookup out
+    replicated = (read - pc.active_routed_experts) * w
+    E, k, T = moe.num_experts, moe.num_experts_per_tok, traffic.tokens
+    hit = 1.0 - (1.0 - k / E) ** T  # P(an expert is picked by at least one of T tokens)
+    per_layer_experts = max(traffic.experts_per_rank) * hit * moe.expert_params * w
+    return ExpertParallelCosts(
+        traffic=traffic, moe_layers=L, link_gbit_per_s=link, memory_gbyte_per_s=memory,
+        weight_dtype_bytes=w, replicated_weight_bytes=replicated,
+        expert_weight_bytes=L * per_layer_experts,
+        layer_memory_bytes=(moe.router_params + moe.shared_params) * w + per_layer_experts)
