@@ -308,12 +308,7 @@ class DecoderModel:
         if not self.config.tie_word_embeddings:
             n += self.lm_head.size
         for layer in self.layers:
-            ffn = layer.ffn
-            if isinstance(ffn, ExpertParallelMoE):  # every weight at its full (E, ...) shape
-                n += sum(int(np.prod(s)) for s in ffn.layer.weight_shapes().values())
-            else:
-                n += ffn.num_params
-            n += layer.mixer.num_params
+            n += layer.ffn.num_params + layer.mixer.num_params
             n += sum(w.size for w in layer.norms.values())
         return int(n)
 

@@ -218,10 +218,17 @@ class ExpertParallelMoE:
 
     @property
     def num_params(self) -> int:
+        """Parameters of the whole layer, every expert counted wherever it is held (as the
+        single-process layer's ``num_params``: every weight at its full shape, buffers such as
+        a correction bias included); :attr:`held_params` is this rank's share."""
+        return int(sum(int(np.prod(s)) for s in self.layer.weight_shapes().values()))
+
+    @property
+    def held_params(self) -> int:
         """Parameters this rank holds for the layer: the replicated ones (router, shared
         experts, biases of the router) and the routed experts it owns."""
         c = self.config
-        return c.num_params - (c.num_experts - len(self._owned)) * c.expert_params
+        return self.num_params - (c.num_experts - len(self._owned)) * c.expert_params
 
     def __repr__(self) -> str:
         c = self.config

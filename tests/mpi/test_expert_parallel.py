@@ -83,7 +83,8 @@ def test_layers_loaded_in_part(comm, scoring, dtype):
     part.load_weights(weights)
     assert_bitwise(part.held_experts, mine)
     ep = ExpertParallelMoE(part, comm)
-    assert ep.num_params == full.config.num_params - (E - mine.sum()) * full.config.expert_params
+    assert ep.held_params == full.num_params - (E - mine.sum()) * full.config.expert_params
+    assert ep.num_params == full.num_params
     x = inputs(64)
     y, stats = full(x, return_stats=True)
     y_ep, stats_ep = ep(x, return_stats=True)
