@@ -40,6 +40,38 @@ def test_cached_pieces_equal_one_prefill(kind, pieces):
                                            f"{kind} {pieces}")
 
 
+#: Query rows of one prefill task in the core (attention.cpp kQueryRows): a tile of
+#: max(1, 64 // r) tokens of one KV group's r heads.
+QUERY_ROWS = 64
+
+
+@pytest.mark.parametrize("kind", ["gqa-causal", "mqa-full-norm", "sliding-sinks-yarn",
+                                  "chunked-l2-interleaved"])
+def test_a_prefill_that_is_not_a_multiple_of_the_query_tile(kind, set_threads,
+                                                            every_region_parallel):
+    """After 7 cached tokens, a prefill of 2 tiles + 5 tokens (the last tile short, its tokens
+    straddling a key block and the window / chunk edges) matches the float64 twin and gives the
+    same bits at 1, 2 and 3 threads."""
+    layer = make_layer(kind)
+    spec = layer.spec
+    tile = max(1, QUERY_ROWS // (spec.num_attention_heads // spec.num_key_value_heads))
+    T = 2 * tile + 5
+    x = inputs(7 + T)
+    results = []
+    for threads in (1, 2, 3):
+        set_threads(threads)
+        cache = layer.new_cache()
+        layer(x[:7], cache)
+        y, loops = every_region_parallel(layer, x[7:], cache)
+        if threads > 1:
+            assert "attention_scores" in loops, loops
+        results.append(y)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+    y_ref = reference.attention(x, layer.weights, spec)[7:]
+    assert_close(results[0], y_ref, ATTENTION, f"{kind} T={T}")
+
+
 def test_the_comparisons_can_fail():
     """A different mask, window, sink or norm weight moves outputs far beyond ATTENTION."""
     x = inputs(40)

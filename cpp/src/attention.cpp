@@ -21,14 +21,19 @@ namespace {
 
 // Keys scored at once by one task: the online softmax rescales its sums once per block.
 constexpr Index kKeyBlock = 64;
+// Query rows of one task: a tile of max(1, kQueryRows / r) consecutive tokens times the r query
+// heads of one KV group, so that each key and value block feeds a GEMM of that many rows. The
+// tile depends only on the spec, never on the thread count.
+constexpr Index kQueryRows = 64;
 
 // Per calling thread, reused across forwards (no allocation once the sizes have been seen).
 struct AttentionWorkspace {
     AlignedVector<float> q;      // (T, q_proj_rows) q_proj output (then normed, rotated)
     AlignedVector<float> k, v;   // (T, n_kv d)
+    AlignedVector<float> vt;     // (n_kv d, T) v transposed: each head's value blocks as GEMM rows
     AlignedVector<float> gate;   // (T, n_h d) output gate logits
     AlignedVector<float> o;      // (T, n_h d) attention output
-    AlignedVector<float> task;   // (threads, per-task scratch)
+    AlignedVector<float> task;   // (threads, per-task scratch: see the scores loop)
     AlignedVector<double> denom; // (threads, r) softmax denominators
 };
 
@@ -173,12 +178,16 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
     grow_to(ws.q, T * qrows);
     grow_to(ws.k, T * kvd);
     grow_to(ws.v, T * kvd);
+    grow_to(ws.vt, T * kvd);
     grow_to(ws.o, T * qd);
     if (s.output_gate) grow_to(ws.gate, T * qd);
     const int threads = num_threads();
-    const Index per_task = r * (kKeyBlock + d + 1);  // scores, accumulators, running maxima
+    const Index tile = std::max<Index>(1, kQueryRows / r);  // tokens per task
+    const Index rows = tile * r;                             // query rows per task
+    // q tile, scores, accumulators, P.V, transposed values, running maxima
+    const Index per_task = rows * (d + kKeyBlock + 2 * d + 1) + d * kKeyBlock;
     grow_to(ws.task, Index(threads) * per_task);
-    grow_to(ws.denom, Index(threads) * r);
+    grow_to(ws.denom, Index(threads) * rows);
     if (cache) cache->reserve(pos0 + T);
 
     // projections
@@ -200,6 +209,8 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
             for (Index h = 1; h < nh; ++h) std::copy(q + 2 * h * d, q + (2 * h + 1) * d, q + h * d);
         }
         float* k = ws.k.data() + t * kvd;
+        const float* v = ws.v.data() + t * kvd;
+        for (Index c = 0; c < kvd; ++c) ws.vt[c * T + t] = v[c];
         switch (s.qk_norm) {
             case QkNorm::Head:
                 for (Index h = 0; h < nh; ++h) rms_norm(q + h * d, d, q_norm_w, s.norm_unit_offset, s.norm_eps);
@@ -228,59 +239,86 @@ void Attention::forward(const float* x, Index T, float* y, KvCache* cache) const
         }
     });
 
-    // scores, online softmax and values: one task per (token, kv head), its r query heads
-    // together so that each key is read once per group
+    // scores, online softmax and values: one task per (query tile, kv head), the tile's tokens
+    // times the group's r query heads as the rows of GEMMs against each block of keys (scores)
+    // and values (weighted sums), so that each key is read once per tile
     const float* sinks = s.sinks ? weights_.at(sinks_).f32_data() : nullptr;
     const float scale = s.logit_scale(), cap = s.softcap;
     const float* cache_k = cache ? cache->keys_.data() : nullptr;
     const float* cache_v = cache ? cache->values_.data() : nullptr;
-    const Index tasks = T * nkv;
+    const Index tiles = (T + tile - 1) / tile, tasks = tiles * nkv;
     const double work = double(T) * double(nh) * double(d) *
                         double(s.mask == AttentionMask::Causal ? pos0 + T : std::min(pos0 + T, s.window));
     for_each_scores_task(tasks, 4.0 * work, threads, [&](Index task) {
-        const Index t = task / nkv, g = task % nkv, p = pos0 + t;
-        float* scores = ws.task.data() + Index(thread_id()) * per_task;  // (r, kKeyBlock)
-        float* acc = scores + r * kKeyBlock;                              // (r, d)
-        float* m = acc + r * d;                                           // (r)
-        double* l = ws.denom.data() + Index(thread_id()) * r;             // (r)
-        for (Index j = 0; j < r; ++j) {  // a sink is a logit whose value row is zero
-            m[j] = sinks ? sinks[g * r + j] : -std::numeric_limits<float>::infinity();
-            l[j] = sinks ? 1.0 : 0.0;
+        const Index t0 = (task / nkv) * tile, g = task % nkv;
+        const Index nt = std::min(tile, T - t0), nr = nt * r;  // tokens, rows of this tile
+        const Index p_first = pos0 + t0, p_last = pos0 + t0 + nt - 1;
+        float* qt = ws.task.data() + Index(thread_id()) * per_task;  // (rows, d) row = i r + j
+        float* scores = qt + rows * d;                                 // (rows, kKeyBlock)
+        float* acc = scores + rows * kKeyBlock;                        // (rows, d)
+        float* pv = acc + rows * d;                                    // (rows, d)
+        float* vt = pv + rows * d;  // (d, kKeyBlock) a cached value block transposed
+        float* m = vt + d * kKeyBlock;                                 // (rows)
+        double* l = ws.denom.data() + Index(thread_id()) * rows;      // (rows)
+        for (Index i = 0; i < nt; ++i) {
+            const float* q = ws.q.data() + (t0 + i) * qrows + g * r * d;  // (r, d)
+            std::copy(q, q + r * d, qt + i * r * d);
         }
-        std::fill(acc, acc + r * d, 0.0f);
-        const float* qg = ws.q.data() + t * qrows + g * r * d;  // (r, d)
+        for (Index row = 0; row < nr; ++row) {  // a sink is a logit whose value row is zero
+            const Index j = row % r;
+            m[row] = sinks ? sinks[g * r + j] : -std::numeric_limits<float>::infinity();
+            l[row] = sinks ? 1.0 : 0.0;
+        }
+        std::fill(acc, acc + nr * d, 0.0f);
         // key runs contiguous in memory (the cache up to its ring's wrap, then this call's
-        // keys), cut into blocks of at most kKeyBlock
-        for (Index j0 = first_key(s, p); j0 <= p;) {
-            const float *keys, *vals;
-            Index n;
+        // keys), cut into blocks of at most kKeyBlock, over the keys any row of the tile reads
+        for (Index j0 = first_key(s, p_first); j0 <= p_last;) {
+            const float *keys, *vals_t;  // keys (n, d), values^T (d, n) with row stride ldvt
+            Index n, ldvt;
             if (j0 >= pos0) {
                 keys = ws.k.data() + (j0 - pos0) * kvd + g * d;
-                vals = ws.v.data() + (j0 - pos0) * kvd + g * d;
-                n = std::min(kKeyBlock, p + 1 - j0);
+                vals_t = ws.vt.data() + g * d * T + (j0 - pos0);
+                ldvt = T;
+                n = std::min(kKeyBlock, p_last + 1 - j0);
             } else {
                 const Index slot = cache->slot(j0);
                 keys = cache_k + slot * kvd + g * d;
-                vals = cache_v + slot * kvd + g * d;
                 const Index run = cache->window_ > 0 ? cache->window_ - slot : pos0 - j0;
                 n = std::min({kKeyBlock, pos0 - j0, run});
+                const float* vals = cache_v + slot * kvd + g * d;  // (n, d), row stride kvd
+                for (Index i = 0; i < n; ++i)
+                    for (Index c = 0; c < d; ++c) vt[c * kKeyBlock + i] = vals[i * kvd + c];
+                vals_t = vt;
+                ldvt = kKeyBlock;
             }
-            // scores (r, n) = q_g (r, d) . keys (n, d)^T
-            gemm_nt(qg, d, keys, kvd, scores, kKeyBlock, r, n, d);
-            for (Index j = 0; j < r; ++j) {
-                const float rescale =
-                    online_softmax_block(scores + j * kKeyBlock, n, scale, cap, m[j], l[j]);
-                float* a = acc + j * d;
+            // scores (rows, n) = q tile (rows, d) . keys (n, d)^T
+            gemm_nt(qt, d, keys, kvd, scores, kKeyBlock, nr, n, d);
+            // each row's online softmax over the keys its mask lets it read; the others weigh 0
+            for (Index row = 0; row < nr; ++row) {
+                const Index p = p_first + row / r;
+                const Index lo = std::max(j0, first_key(s, p)), hi = std::min(j0 + n - 1, p);
+                float* sr = scores + row * kKeyBlock;
+                if (lo > hi) {
+                    std::fill(sr, sr + n, 0.0f);
+                    continue;
+                }
+                const float rescale = online_softmax_block(sr + (lo - j0), hi - lo + 1, scale,
+                                                           cap, m[row], l[row]);
+                std::fill(sr, sr + (lo - j0), 0.0f);
+                std::fill(sr + (hi - j0 + 1), sr + n, 0.0f);
+                float* a = acc + row * d;
                 for (Index c = 0; c < d; ++c) a[c] *= rescale;
             }
-            // acc (r, d) += p (r, n) . values (n, d)
-            accumulate_weighted_rows(scores, kKeyBlock, r, vals, kvd, n, d, acc, d);
+            // acc (rows, d) += p (rows, n) . values (n, d), as a GEMM against values^T (d, n)
+            gemm_nt(scores, kKeyBlock, vals_t, ldvt, pv, d, nr, d, n);
+            for (Index i = 0; i < nr * d; ++i) acc[i] += pv[i];
             j0 += n;
         }
-        for (Index j = 0; j < r; ++j) {
-            const float inv = float(1.0 / l[j]);
+        for (Index row = 0; row < nr; ++row) {
+            const Index t = t0 + row / r, j = row % r;
+            const float inv = float(1.0 / l[row]);
             float* out = ws.o.data() + t * qd + (g * r + j) * d;
-            const float* a = acc + j * d;
+            const float* a = acc + row * d;
             for (Index c = 0; c < d; ++c) out[c] = a[c] * inv;
             if (s.output_gate) {
                 const float* gate = ws.gate.data() + t * qd + (g * r + j) * d;

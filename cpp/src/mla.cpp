@@ -21,7 +21,7 @@ namespace moelab {
 namespace {
 
 constexpr Index kKeyBlock = 64;    // keys scored at once by a task
-constexpr Index kQueryTile = 32;   // queries sharing one rebuild of k_n and v (expanded form)
+constexpr Index kQueryTile = 32;   // queries scored together against a key block (expanded form)
 constexpr Index kHeadBlock = 8;    // heads sharing one read of a cached row (absorbed form)
 
 // Per calling thread, reused across forwards (no allocation once the sizes have been seen).
@@ -218,11 +218,11 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
     const int threads = num_threads();
     const Index hb = std::min(nh, kHeadBlock);
     // absorbed: q_cat (hb, r + d_r), scores (hb, kKeyBlock), acc (hb, r), maxima (hb)
-    // expanded: kv (kKeyBlock, d_n + d_v), keys (kKeyBlock, d_qk), scores (tile, kKeyBlock),
-    //           acc (tile, d_v), maxima (tile)
+    // expanded: keys (L, d_qk), values^T (d_v, L) of one head over all L = pos0 + T keys,
+    //           scores (tile, kKeyBlock), acc and P.V (tile, d_v), maxima (tile)
     const Index per_task =
         absorbed ? hb * (ld + kKeyBlock + r + 1)
-                 : kKeyBlock * (wkv + dqk) + kQueryTile * (kKeyBlock + dv + 1);
+                 : (pos0 + T) * (dqk + dv) + kQueryTile * (kKeyBlock + 2 * dv + 1);
     const Index task_rows = absorbed ? hb : kQueryTile;
     grow_to(ws.task, Index(threads) * per_task);
     grow_to(ws.denom, Index(threads) * task_rows);
@@ -323,54 +323,61 @@ void MultiHeadLatentAttention::forward(const float* x, Index T, float* y, MlaCac
             }
         });
     } else {
-        // one task per (tile of queries, head): k_n and v rebuilt once per key block for the tile
-        const Index tiles = (T + kQueryTile - 1) / kQueryTile, tasks = tiles * nh;
-        const double work = double(nh) * (double(T) * double(dqk + dv) +
-                                          double(tiles) * double(wkv) * double(r)) *
-                            double(pos0 + T);
-        for_each_scores_task(tasks, 2.0 * work, threads, [&](Index task) {
-            const Index h = task % nh, t0 = (task / nh) * kQueryTile;
-            const Index nq = std::min(kQueryTile, T - t0), last = pos0 + t0 + nq - 1;
-            float* kv = ws.task.data() + Index(thread_id()) * per_task;  // (kKeyBlock, d_n + d_v)
-            float* keys = kv + kKeyBlock * wkv;                          // (kKeyBlock, d_qk)
-            float* scores = keys + kKeyBlock * dqk;                      // (tile, kKeyBlock)
-            float* acc = scores + kQueryTile * kKeyBlock;                // (tile, d_v)
-            float* m = acc + kQueryTile * dv;                            // (tile)
+        // one task per head: its k_n and v rebuilt once for all L keys (keys and values^T as
+        // GEMM operands), then every tile of queries scored against them block by block
+        const Index L = pos0 + T;
+        const double work = double(nh) * (double(L) * double(wkv) * double(r) +
+                                          double(T) * double(dqk + dv) * double(L));
+        for_each_scores_task(nh, 2.0 * work, threads, [&](Index h) {
+            float* keys = ws.task.data() + Index(thread_id()) * per_task;  // (L, d_qk)
+            float* vt = keys + L * dqk;                                      // (d_v, L)
+            float* scores = vt + dv * L;                                     // (tile, kKeyBlock)
+            float* acc = scores + kQueryTile * kKeyBlock;                    // (tile, d_v)
+            float* pv = acc + kQueryTile * dv;                               // (tile, d_v)
+            float* m = pv + kQueryTile * dv;                                 // (tile)
             double* l = ws.denom.data() + Index(thread_id()) * task_rows;
-            for (Index q = 0; q < nq; ++q) {
-                m[q] = -std::numeric_limits<float>::infinity();
-                l[q] = 0.0;
-            }
-            std::fill(acc, acc + nq * dv, 0.0f);
-            const float* qh = ws.q.data() + t0 * qd + h * dqk;  // (nq, d_qk), rows qd apart
-            const float* wh = kv_b + h * wkv * r;                // (d_n + d_v, r)
-            for (Index j0 = 0; j0 <= last;) {
+            const float* wh = kv_b + h * wkv * r;  // (d_n + d_v, r): W_UK rows, then W_UV rows
+            for (Index j0 = 0; j0 < L;) {
                 Index n;
-                const float* rows = key_rows(j0, last + 1, n);
-                // [k_n | v] (n, d_n + d_v) = c (n, r) . W_h^T; keys = [k_n | k_r]
-                gemm_nt(rows, ld, wh, r, kv, wkv, n, wkv, r);
-                for (Index i = 0; i < n; ++i) {
-                    std::copy(kv + i * wkv, kv + i * wkv + dn, keys + i * dqk);
-                    std::copy(rows + i * ld + r, rows + i * ld + ld, keys + i * dqk + dn);
-                }
-                gemm_nt(qh, qd, keys, dqk, scores, kKeyBlock, nq, n, dqk);
-                for (Index q = 0; q < nq; ++q) {
-                    const Index p = pos0 + t0 + q;
-                    const Index valid = std::max<Index>(0, std::min(n, p + 1 - j0));
-                    float* sq = scores + q * kKeyBlock;
-                    const float f = online_softmax_block(sq, valid, scale, 0.0f, m[q], l[q]);
-                    std::fill(sq + valid, sq + n, 0.0f);
-                    float* a = acc + q * dv;
-                    for (Index c = 0; c < dv; ++c) a[c] *= f;
-                }
-                // acc (nq, d_v) += p (nq, n) . v (n, d_v)
-                accumulate_weighted_rows(scores, kKeyBlock, nq, kv + dn, wkv, n, dv, acc, dv);
+                const float* rows = key_rows(j0, L, n);
+                // keys = [k_n | k_r] with k_n (n, d_n) = c (n, r) . W_UK^T
+                gemm_nt(rows, ld, wh, r, keys + j0 * dqk, dqk, n, dn, r);
+                for (Index i = 0; i < n; ++i)
+                    std::copy(rows + i * ld + r, rows + i * ld + ld, keys + (j0 + i) * dqk + dn);
+                // v^T (d_v, n) = W_UV (d_v, r) . c (n, r)^T
+                gemm_nt(wh + dn * r, r, rows, ld, vt + j0, L, dv, n, r);
                 j0 += n;
             }
-            for (Index q = 0; q < nq; ++q) {
-                const float inv = float(1.0 / l[q]);
-                float* out = ws.o.data() + (t0 + q) * od + h * dv;
-                for (Index c = 0; c < dv; ++c) out[c] = acc[q * dv + c] * inv;
+            for (Index t0 = 0; t0 < T; t0 += kQueryTile) {
+                const Index nq = std::min(kQueryTile, T - t0), last = pos0 + t0 + nq - 1;
+                for (Index q = 0; q < nq; ++q) {
+                    m[q] = -std::numeric_limits<float>::infinity();
+                    l[q] = 0.0;
+                }
+                std::fill(acc, acc + nq * dv, 0.0f);
+                const float* qh = ws.q.data() + t0 * qd + h * dqk;  // (nq, d_qk), rows qd apart
+                for (Index j0 = 0; j0 <= last;) {
+                    const Index n = std::min(kKeyBlock, last + 1 - j0);
+                    gemm_nt(qh, qd, keys + j0 * dqk, dqk, scores, kKeyBlock, nq, n, dqk);
+                    for (Index q = 0; q < nq; ++q) {
+                        const Index p = pos0 + t0 + q;
+                        const Index valid = std::max<Index>(0, std::min(n, p + 1 - j0));
+                        float* sq = scores + q * kKeyBlock;
+                        const float f = online_softmax_block(sq, valid, scale, 0.0f, m[q], l[q]);
+                        std::fill(sq + valid, sq + n, 0.0f);
+                        float* a = acc + q * dv;
+                        for (Index c = 0; c < dv; ++c) a[c] *= f;
+                    }
+                    // acc (nq, d_v) += p (nq, n) . v (n, d_v), a GEMM against v^T
+                    gemm_nt(scores, kKeyBlock, vt + j0, L, pv, dv, nq, dv, n);
+                    for (Index i = 0; i < nq * dv; ++i) acc[i] += pv[i];
+                    j0 += n;
+                }
+                for (Index q = 0; q < nq; ++q) {
+                    const float inv = float(1.0 / l[q]);
+                    float* out = ws.o.data() + (t0 + q) * od + h * dv;
+                    for (Index c = 0; c < dv; ++c) out[c] = acc[q * dv + c] * inv;
+                }
             }
         });
     }

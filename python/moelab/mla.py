@@ -7,8 +7,9 @@ normalised latent and the roped shared key: kv_lora_rank + qk_rope_head_dim floa
 
 Two exact rewritings of the same attention run it:
 
-* ``"expanded"`` (prefill): per block of 64 keys, each head's k_nope and v are rebuilt from the
-  latent once for a tile of 32 queries, scored with an online softmax (never a T x T matrix);
+* ``"expanded"`` (prefill): each head's k_nope and v are rebuilt from the latent once for all
+  keys, then tiles of 32 queries are scored against blocks of 64 keys with an online softmax
+  (never a T x T matrix);
 * ``"absorbed"`` (decode): kv_b_proj's key half is folded into the query (q_c = W_UK^T q_nope,
   scored against the latent) and its value half applied after the weighted sum of latents, so a
   step reads each cached row once per block of 8 heads and rebuilds no per-head K/V.

@@ -11,8 +11,9 @@
 //         causal j <= p; sliding p - j < window; chunked j // chunk == p // chunk
 //   o = sum_j softmax(s, [sink])_j v_j    (a learned sink logit per head joins the denominator)
 //   o *= sigmoid(gate)  (output_gate);   y = o_proj o (+ b)
-// Query head h reads key/value head h / r. Prefill works on key blocks with an online softmax
-// (no T x T matrix); keys of earlier tokens come from the KvCache.
+// Query head h reads key/value head h / r. Prefill works on tiles of queries (a few tokens
+// times the r heads of a group) against key blocks with an online softmax (no T x T matrix);
+// keys of earlier tokens come from the KvCache.
 #pragma once
 
 #include <cstdint>

@@ -12,8 +12,8 @@
 //   o_h = sum_j softmax(s_h)_j v_hj;   y = o_proj [o_0 .. o_{n_h-1}]
 // The cache keeps [c | k_r] (r + d_r floats) per token, never per-head keys or values.
 // Two exact rewritings of the same sums:
-//   expanded: for each block of keys, k_n and v are rebuilt from c for the queries of a tile
-//             (prefill: the rebuild is shared by the tile's queries; no T x T matrix);
+//   expanded: k_n and v of a head are rebuilt from c once for all keys, then scored by tiles
+//             of queries against blocks of keys (prefill; no T x T matrix);
 //   absorbed: q_c,h = W_UK,h^T q_n,h (r), so s_hj = scaling (q_c,h . c_j + q_r,h . k_r,j), and
 //             o_h = W_UV,h (sum_j softmax(s_h)_j c_j): a decode step reads each cached row once
 //             per block of heads and rebuilds nothing.
