@@ -280,3 +280,36 @@ def test_a_model_without_moe_layers_is_refused():
         moelab.expert_parallel_traffic("olmo2-7b", 2)
     with pytest.raises(TypeError, match="ModelConfig or a preset name"):
         moelab.expert_parallel_traffic(None, 2)
+
+
+def test_costs_gives_the_network_bytes_of_its_moe_layers():
+    """``moelab.costs(..., num_ranks=N)``: the decode step's traffic per MoE layer, and times
+    the MoE layers; nothing on the network for one rank."""
+    one = moelab.costs("deepseek-v3")
+    assert one.expert_parallel is None and one.network_bytes_per_token == 0.0
+    c = moelab.costs("deepseek-v3", num_ranks=8)
+    layer = moelab.expert_parallel_traffic("deepseek-v3", 8, tokens=1)
+    assert c.expert_parallel == layer
+    assert c.network_bytes_per_token == layer.bytes_per_token * 58   # 58 MoE layers of 61
+    # the token is routed by rank 0, which holds 32 of the 256 experts: 8 * 224 / 256 = 7 pairs
+    assert c.expert_parallel.dispatch_bytes == 7 * 7168 * 4
+    assert c.flops_per_token == one.flops_per_token            # the rest is unchanged
+    placed = moelab.costs("deepseek-v3", num_ranks=2, placement=[0] * 255 + [1])
+    assert placed.expert_parallel.remote_pair_fraction == pytest.approx(1 / 256)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(num_ranks=0), ValueError, "num_ranks"),
+    (dict(num_ranks=2.0), TypeError, "num_ranks"),
+    (dict(placement=[0] * 256), ValueError, "placement"),
+    (dict(num_ranks=2, placement=[0] * 3), ValueError, "placement"),
+])
+def test_costs_network_arguments_are_checked(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        moelab.costs("deepseek-v3", **kw)
+
+
+def test_costs_on_ranks_of_a_dense_model_is_refused():
+    assert moelab.costs("olmo2-7b").network_bytes_per_token == 0.0
+    with pytest.raises(ValueError, match="no MoE layers"):
+        moelab.costs("olmo2-7b", num_ranks=2)

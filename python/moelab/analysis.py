@@ -243,6 +243,11 @@ class Costs:
     kv_bytes_per_token_unbounded : growth per extra token at long context (full-attention
         layers only).
     linear_state_bytes : the fixed-size part of the cache (Gated DeltaNet states).
+    expert_parallel : None, or with ``costs(..., num_ranks=N)`` for N >= 2 the
+        ``ExpertParallelTraffic`` of one MoE layer's decode step (T = 1) on N ranks: its
+        ``bytes_per_token`` is the network bytes per token per MoE layer.
+    network_bytes_per_token : expert_parallel.bytes_per_token times the MoE layers (0 without
+        expert parallelism).
     """
 
     context: int
@@ -253,6 +258,8 @@ class Costs:
     kv_bytes_per_token: float
     kv_bytes_per_token_unbounded: int
     linear_state_bytes: int
+    expert_parallel: Optional["ExpertParallelTraffic"] = field(default=None, hash=False)
+    network_bytes_per_token: float = 0.0
 
     @property
     def flops_per_token(self) -> int:
@@ -278,13 +285,23 @@ def _keys_seen(cfg: ModelConfig, layer_type: str, context: int) -> int:
     return context
 
 
-def costs(cfg: Union[ModelConfig, str], context: int = 4096, kv_dtype_bytes: int = 2) -> Costs:
-    """Per-token FLOPs, weight bytes and KV-cache bytes of a model at ``context`` tokens.
+def costs(cfg: Union[ModelConfig, str], context: int = 4096, kv_dtype_bytes: int = 2,
+          num_ranks: int = 1, placement: Optional[Sequence[int]] = None) -> Costs:
+    """Per-token FLOPs, weight bytes and KV-cache bytes of a model at ``context`` tokens, and
+    with ``num_ranks`` >= 2 the network bytes per token of its MoE layers run expert-parallel.
 
     cfg : a ModelConfig or a preset name. context : int >= 1. kv_dtype_bytes : bytes per cached
-    value (2 = bf16, 1 = fp8). Raises TypeError / ValueError on bad arguments.
+    value (2 = bf16, 1 = fp8). num_ranks : N >= 1 ranks the routed experts are split across
+    (``moelab.expert_parallel``; 1 = one process). placement : None (contiguous blocks) or the
+    owning rank of each expert, as :func:`expert_parallel_traffic` (which the fields
+    ``expert_parallel`` and ``network_bytes_per_token`` come from). Raises TypeError /
+    ValueError on bad arguments (N >= 2 for a model without MoE layers included).
     """
     cfg = as_model_config(cfg)
+    if placement is not None and num_ranks == 1:
+        raise ValueError("placement: given with num_ranks=1 (nothing to place)")
+    traffic = (expert_parallel_traffic(cfg, num_ranks, tokens=1, placement=placement)
+               if not (is_int(num_ranks) and num_ranks == 1) else None)
     for name, v in (("context", context), ("kv_dtype_bytes", kv_dtype_bytes)):
         if isinstance(v, bool) or not isinstance(v, int):
             raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
@@ -325,7 +342,10 @@ def costs(cfg: Union[ModelConfig, str], context: int = 4096, kv_dtype_bytes: int
     return Costs(context=context, matmul_flops=2 * matrix, attention_flops=attn_flops,
                  weight_bytes={"bf16": 2.0 * read, "fp8": 1.0 * read, "fp4": 0.5 * read},
                  kv_cache_bytes=kv, kv_bytes_per_token=kv / context,
-                 kv_bytes_per_token_unbounded=kv_unbounded, linear_state_bytes=state)
+                 kv_bytes_per_token_unbounded=kv_unbounded, linear_state_bytes=state,
+                 expert_parallel=traffic,
+                 network_bytes_per_token=0.0 if traffic is None
+                 else traffic.bytes_per_token * cfg.num_moe_layers)
 
 
 # ---------------------------------------------------------------------------------------------
