@@ -197,25 +197,36 @@ void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, 
     if (n > 0 && N > 0) gemm_kernels().bf16(A, lda, W, ldw, C, ldc, n, N, K);
 }
 
-bool panels_available() noexcept { return active_isa() == Isa::Avx512; }
+bool panels_available() noexcept { return active_isa() != Isa::Portable; }
 
 void pack_panel(const float* in, const std::int32_t* row_offsets, Index lanes, Index K,
                 float* panel) noexcept {
-    detail::pack_panel_avx512(in, row_offsets, lanes, K, panel);
+    if (active_isa() == Isa::Avx512)
+        detail::pack_panel_avx512(in, row_offsets, lanes, K, panel);
+    else
+        detail::pack_panel_avx2(in, row_offsets, lanes, K, panel);
 }
 
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
                 const float* panel, Index K, Index lanes, float* out,
                 const PanelPrefetch& next, bool accumulate) noexcept {
-    if (W_f32)
+    const bool avx512 = active_isa() == Isa::Avx512;
+    if (W_f32 && avx512)
         detail::panel_gemm_avx512(W_f32, ldw, R, panel, K, lanes, out, next, accumulate);
-    else
+    else if (W_f32)
+        detail::panel_gemm_avx2(W_f32, ldw, R, panel, K, lanes, out, next, accumulate);
+    else if (avx512)
         detail::panel_gemm_bf16_avx512(W_bf16, ldw, R, panel, K, lanes, out, next, accumulate);
+    else
+        detail::panel_gemm_bf16_avx2(W_bf16, ldw, R, panel, K, lanes, out, next, accumulate);
 }
 
 void panel_store(const float* out, Index R, Index lanes, const float* bias, float* y,
                  Index ldy) noexcept {
-    detail::panel_store_avx512(out, R, lanes, bias, y, ldy);
+    if (active_isa() == Isa::Avx512)
+        detail::panel_store_avx512(out, R, lanes, bias, y, ldy);
+    else
+        detail::panel_store_avx2(out, R, lanes, bias, y, ldy);
 }
 
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept {

@@ -78,4 +78,139 @@ MOELAB_AVX2 void gemm(const float* A, Index lda, const typename WT::T* W, Index 
 
 const GemmKernels kGemmAvx2 = {gemm<F32>, gemm<BF16>};
 
+
+// ---- Token panels ------------------------------------------------------------------------
+// The AVX-512 panel kernel's layout and semantics on 8-lane registers: a micro-tile of
+// kTileRows weight rows by kHalf = 16 panel lanes (2 registers): 6 x 2 = 12 accumulators, 2
+// panel vectors and 1 broadcast weight of the 16 ymm registers (8 loads per 12 FMAs). A 32-lane
+// panel is its two halves, one after the other. Every output element is the sum over k in order
+// from zero (or from `out`: an exact float32 round trip), one FMA per k, as in the AVX-512
+// kernel, so the tiling, the K chunks and the ISA never change a bit.
+
+namespace {
+
+constexpr int kHalf = 16;      // panel lanes per micro-tile
+constexpr int kTileRows = 6;   // weight rows per micro-tile
+constexpr Index kChunkK = 256; // K per pass: a tile's weight rows stay in L1 for both halves
+
+// out (R, kHalf lanes at `out`, stride kPanel) (+)= W (R rows of stride ldw) . Xp (K, kHalf
+// lanes, stride kPanel). Unless `pf` is null each k step prefetches the line at pf into L2 and
+// advances pf by pf_step bytes.
+template <int R>
+MOELAB_AVX2 inline void panel_micro(const float* W, Index ldw, const float* Xp, Index K,
+                                    float* out, bool accumulate, const char* pf, Index pf_step) {
+    __m256 acc[R][2];
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < 2; ++v)
+            acc[r][v] = accumulate ? _mm256_loadu_ps(out + r * kPanel + 8 * v) : _mm256_setzero_ps();
+    for (Index k = 0; k < K; ++k) {
+        if (pf) {
+            _mm_prefetch(pf, _MM_HINT_T1);
+            pf += pf_step;
+        }
+        const __m256 x0 = _mm256_load_ps(Xp + k * kPanel);
+        const __m256 x1 = _mm256_load_ps(Xp + k * kPanel + 8);
+        _Pragma("GCC unroll 6") for (int r = 0; r < R; ++r) {
+            const __m256 w = _mm256_broadcast_ss(W + r * ldw + k);
+            acc[r][0] = _mm256_fmadd_ps(w, x0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(w, x1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < 2; ++v) _mm256_storeu_ps(out + r * kPanel + 8 * v, acc[r][v]);
+}
+
+MOELAB_AVX2 void panel_rows(const float* W, Index ldw, Index R, const float* Xp, Index K,
+                            float* out, bool accumulate, const char* pf, Index pf_step) {
+    switch (R) {
+        case 6: panel_micro<6>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
+        case 5: panel_micro<5>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
+        case 4: panel_micro<4>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
+        case 3: panel_micro<3>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
+        case 2: panel_micro<2>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
+        case 1: panel_micro<1>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
+        default: break;
+    }
+}
+
+// The float32 panel product over K in chunks of kChunkK: per chunk, each tile of kTileRows rows
+// against the panel's halves. The prefetch stream (pf_step bytes per k step) runs in the first
+// tile's first half, so it covers the next block once over the call.
+MOELAB_AVX2 void panel_f32(const float* W, Index ldw, Index R, const float* panel, Index K,
+                           Index lanes, float* out, bool accumulate, const char* pf,
+                           Index pf_step) {
+    const int halves = lanes <= kHalf ? 1 : 2;
+    for (Index k0 = 0; k0 < K; k0 += kChunkK) {
+        const Index kc = K - k0 < kChunkK ? K - k0 : kChunkK;
+        const bool acc = accumulate || k0 > 0;
+        for (Index r0 = 0; r0 < R; r0 += kTileRows) {
+            const Index rows = R - r0 < kTileRows ? R - r0 : kTileRows;
+            for (int h = 0; h < halves; ++h) {
+                const bool stream = pf && r0 == 0 && h == 0;
+                panel_rows(W + r0 * ldw + k0, ldw, rows, panel + k0 * kPanel + h * kHalf, kc,
+                           out + r0 * kPanel + h * kHalf, acc, stream ? pf + k0 * pf_step : nullptr,
+                           pf_step);
+            }
+        }
+    }
+}
+
+// The next block as a stream spread over the K steps: rows * sizeof(T) bytes per step; only for
+// whole rows (ldw == K: the block is contiguous).
+template <class T>
+const char* stream_base(Index ldw, Index K, const PanelPrefetch& p, Index* step) {
+    *step = 0;
+    if (!p.base || p.rows <= 0 || ldw != K) return nullptr;
+    *step = p.rows * Index(sizeof(T));
+    return static_cast<const char*>(p.base);
+}
+
+constexpr Index kWidenK = kChunkK;  // bfloat16 rows widened a chunk at a time (L1)
+
+}  // namespace
+
+MOELAB_AVX2 void panel_gemm_avx2(const float* W, Index ldw, Index R, const float* panel, Index K,
+                                 Index lanes, float* out, const PanelPrefetch& next,
+                                 bool accumulate) noexcept {
+    Index step = 0;
+    const char* pf = stream_base<float>(ldw, K, next, &step);
+    panel_f32(W, ldw, R, panel, K, lanes, out, accumulate, pf, step);
+}
+
+MOELAB_AVX2 void panel_gemm_bf16_avx2(const std::uint16_t* W, Index ldw, Index R,
+                                      const float* panel, Index K, Index lanes, float* out,
+                                      const PanelPrefetch& next, bool accumulate) noexcept {
+    Index step = 0;
+    const char* pf = stream_base<std::uint16_t>(ldw, K, next, &step);
+    alignas(32) float wide[kPanelRows * kWidenK];
+    for (Index k0 = 0; k0 < K; k0 += kWidenK) {
+        const Index kc = K - k0 < kWidenK ? K - k0 : kWidenK;
+        for (Index r = 0; r < R; ++r) {
+            const std::uint16_t* src = W + r * ldw + k0;
+            float* dst = wide + r * kWidenK;
+            Index k = 0;
+            for (; k + 8 <= kc; k += 8) _mm256_store_ps(dst + k, BF16::load(src + k));
+            if (k < kc) _mm256_storeu_ps(dst + k, BF16::load(src + k, kc - k));  // within the row
+        }
+        panel_f32(wide, kWidenK, R, panel + k0 * kPanel, kc, lanes, out, accumulate || k0 > 0,
+                  pf ? pf + k0 * step : nullptr, step);
+    }
+}
+
+// A scalar transpose: the packing is K x kPanel moves against K x kPanel x N FMAs.
+void pack_panel_avx2(const float* in, const std::int32_t* row_offsets, Index lanes, Index K,
+                     float* panel) noexcept {
+    for (Index k = 0; k < K; ++k) {
+        float* dst = panel + k * kPanel;
+        for (Index l = 0; l < kPanel; ++l) dst[l] = l < lanes ? in[row_offsets[l] + k] : 0.0f;
+    }
+}
+
+// y = out^T (+ bias, else + 0, as the AVX-512 store: -0 sums become +0 alike).
+void panel_store_avx2(const float* out, Index R, Index lanes, const float* bias, float* y,
+                      Index ldy) noexcept {
+    for (Index l = 0; l < lanes; ++l)
+        for (Index r = 0; r < R; ++r) y[l * ldy + r] = out[r * kPanel + l] + (bias ? bias[r] : 0.0f);
+}
+
 }  // namespace moelab::detail

@@ -39,7 +39,7 @@ void gemm_nt_bf16(const float* A, Index lda, const std::uint16_t* W, Index ldw, 
 void convert_to_bf16(const float* src, std::uint16_t* dst, Index n) noexcept;
 void convert_from_bf16(const std::uint16_t* src, float* dst, Index n) noexcept;
 
-// ---- Token panels (AVX-512) ---------------------------------------------------------------
+// ---- Token panels (AVX-512, AVX2) -----------------------------------------------------------
 // An expert with many rows has its input repacked into panels of kPanel tokens, k-major:
 // panel[k * kPanel + lane]. The panel kernel broadcasts weight elements (rows read in place, in
 // the canonical layout) against the 32 token lanes: an outer product, faster than the
@@ -48,7 +48,7 @@ void convert_from_bf16(const std::uint16_t* src, float* dst, Index n) noexcept;
 // share its panel.
 constexpr Index kPanel = 32;
 constexpr Index kPanelRows = 12;  // weight rows per kernel call
-bool panels_available() noexcept;  // the active ISA is AVX-512
+bool panels_available() noexcept;  // the active ISA is AVX-512 or AVX2 (+FMA)
 
 // panel (K, kPanel) from `lanes` <= kPanel rows of `in`, row l starting at in + row_offsets[l]
 // (elements, each < 2^31); unused lanes are 0.
@@ -87,6 +87,15 @@ void panel_gemm_avx512(const float* W, Index ldw, Index R, const float* panel, I
 void panel_gemm_bf16_avx512(const std::uint16_t* W, Index ldw, Index R, const float* panel,
                             Index K, Index lanes, float* out, const PanelPrefetch& next,
                             bool accumulate) noexcept;
+void pack_panel_avx2(const float* in, const std::int32_t* row_offsets, Index lanes, Index K,
+                     float* panel) noexcept;
+void panel_store_avx2(const float* out, Index R, Index lanes, const float* bias, float* y,
+                      Index ldy) noexcept;
+void panel_gemm_avx2(const float* W, Index ldw, Index R, const float* panel, Index K, Index lanes,
+                     float* out, const PanelPrefetch& next, bool accumulate) noexcept;
+void panel_gemm_bf16_avx2(const std::uint16_t* W, Index ldw, Index R, const float* panel, Index K,
+                          Index lanes, float* out, const PanelPrefetch& next,
+                          bool accumulate) noexcept;
 // The gemm_nt kernels of one instruction set, for float32 and for bfloat16 weights; those of
 // AVX-512 and AVX2 are defined in gemm_avx512.cpp / gemm_avx2.cpp with target attributes.
 struct GemmKernels {
