@@ -124,3 +124,38 @@ def test_the_core_never_converts(rng):
     # the Python face converts once: any real dtype and layout
     np.testing.assert_array_equal(moelab.ops.linear(x, np.asfortranarray(w).astype(np.float64), b),
                                   moelab.ops.linear(x, w, b))
+
+
+#: lanes of one panel: an 8-lane group, 16 + 8, and each side of the 8- and 16-lane edges.
+PANEL_FILLS = [5, 8, 9, 16, 17, 24, 25, 32]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("path", ISAS)
+def test_panel_rows_do_not_depend_on_the_panel_fill(isa, path, dtype, rng):
+    """On the token-panel paths (build_info()["panels"]: AVX2 and AVX-512) a row's bits do not
+    depend on how many rows share its panel (T = 5..32: one panel, partly filled)."""
+    isa(path)
+    assert moelab.build_info()["panels"] == (path != "portable")
+    if not moelab.build_info()["panels"]:
+        return
+    w, b = make_weights(rng, 29, 300, dtype, bias=True)  # 29 rows: 2 x 12 + 5, 4 x 6 + 5
+    x = rng.standard_normal((32, 300)).astype(np.float32)  # (32, K)
+    full = moelab.ops.linear(x, w, b)                      # (32, N)
+    for T in PANEL_FILLS:
+        np.testing.assert_array_equal(moelab.ops.linear(x[:T], w, b), full[:T], err_msg=f"T={T}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_avx2_panels_give_the_avx512_bits(isa, dtype, rng):
+    """Both panel kernels run one FMA per k in order for every output, so they agree bitwise
+    (T = 40: a full panel and a partial one; K = 700: the AVX2 kernel's K chunks)."""
+    if "avx512" not in ISAS:
+        pytest.skip("needs an AVX-512 CPU to run both panel kernels")
+    w, b = make_weights(rng, 30, 700, dtype, bias=True)
+    x = rng.standard_normal((40, 700)).astype(np.float32)  # (40, K)
+    ys = []
+    for path in ("avx2", "avx512"):
+        isa(path)
+        ys.append(moelab.ops.linear(x, w, b))               # (40, N)
+    np.testing.assert_array_equal(ys[0], ys[1])

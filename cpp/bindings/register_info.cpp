@@ -43,6 +43,9 @@ void register_info(py::module_& m) {
         d["isa"] = to_string(active_isa());
         d["isa_detected"] = to_string(detected_isa());
         d["avx512_bf16"] = cpu_has_avx512_bf16();
+        // panels: many-row products take the token-panel kernel (a row's result then depends on
+        // whether its expert has more than a few rows, never on its lane or its panel's fill).
+        d["panels"] = panels_available();
         d["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
                      "." + std::to_string(EIGEN_MINOR_VERSION);
 #if defined(__clang__)

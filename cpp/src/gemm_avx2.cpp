@@ -80,78 +80,91 @@ const GemmKernels kGemmAvx2 = {gemm<F32>, gemm<BF16>};
 
 
 // ---- Token panels ------------------------------------------------------------------------
-// The AVX-512 panel kernel's layout and semantics on 8-lane registers: a micro-tile of
-// kTileRows weight rows by kHalf = 16 panel lanes (2 registers): 6 x 2 = 12 accumulators, 2
-// panel vectors and 1 broadcast weight of the 16 ymm registers (8 loads per 12 FMAs). A 32-lane
-// panel is its two halves, one after the other. Every output element is the sum over k in order
-// from zero (or from `out`: an exact float32 round trip), one FMA per k, as in the AVX-512
-// kernel, so the tiling, the K chunks and the ISA never change a bit.
+// The AVX-512 panel kernel's layout and semantics on 8-lane registers. A micro-tile is R weight
+// rows by 16 panel lanes (2 registers: R = 6, 12 accumulators + 2 panel vectors + 1 broadcast
+// weight of the 16 ymm registers, 8 loads per 12 FMAs) or by 8 lanes (1 register: R = 12, 12 +
+// 1 + 1). A panel's `lanes` are rounded up to 8: 32 lanes are two 16-lane tiles, 24 a 16- and
+// an 8-lane one. Every output element is the sum over k in order from zero (or from `out`: an
+// exact float32 round trip), one FMA per k, as in the AVX-512 kernel, so the tiling, the K
+// chunks and the instruction set never change a bit.
 
 namespace {
 
-constexpr int kHalf = 16;      // panel lanes per micro-tile
-constexpr int kTileRows = 6;   // weight rows per micro-tile
-constexpr Index kChunkK = 256; // K per pass: a tile's weight rows stay in L1 for both halves
+constexpr Index kChunkK = 256;  // K per pass: a tile's weight rows stay in L1 for every lane group
 
-// out (R, kHalf lanes at `out`, stride kPanel) (+)= W (R rows of stride ldw) . Xp (K, kHalf
-// lanes, stride kPanel). Unless `pf` is null each k step prefetches the line at pf into L2 and
+// out (R, 8 V lanes at `out`, stride kPanel) (+)= W (R rows of stride ldw) . Xp (K, 8 V lanes,
+// stride kPanel). Unless `pf` is null each k step prefetches the line at pf into L2 and
 // advances pf by pf_step bytes.
-template <int R>
+template <int R, int V>
 MOELAB_AVX2 inline void panel_micro(const float* W, Index ldw, const float* Xp, Index K,
                                     float* out, bool accumulate, const char* pf, Index pf_step) {
-    __m256 acc[R][2];
+    __m256 acc[R][V];
     for (int r = 0; r < R; ++r)
-        for (int v = 0; v < 2; ++v)
+        for (int v = 0; v < V; ++v)
             acc[r][v] = accumulate ? _mm256_loadu_ps(out + r * kPanel + 8 * v) : _mm256_setzero_ps();
     for (Index k = 0; k < K; ++k) {
         if (pf) {
             _mm_prefetch(pf, _MM_HINT_T1);
             pf += pf_step;
         }
-        const __m256 x0 = _mm256_load_ps(Xp + k * kPanel);
-        const __m256 x1 = _mm256_load_ps(Xp + k * kPanel + 8);
-        _Pragma("GCC unroll 6") for (int r = 0; r < R; ++r) {
+        __m256 x[V];
+        for (int v = 0; v < V; ++v) x[v] = _mm256_load_ps(Xp + k * kPanel + 8 * v);
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; ++r) {
             const __m256 w = _mm256_broadcast_ss(W + r * ldw + k);
-            acc[r][0] = _mm256_fmadd_ps(w, x0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(w, x1, acc[r][1]);
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(w, x[v], acc[r][v]);
         }
     }
     for (int r = 0; r < R; ++r)
-        for (int v = 0; v < 2; ++v) _mm256_storeu_ps(out + r * kPanel + 8 * v, acc[r][v]);
+        for (int v = 0; v < V; ++v) _mm256_storeu_ps(out + r * kPanel + 8 * v, acc[r][v]);
 }
 
-MOELAB_AVX2 void panel_rows(const float* W, Index ldw, Index R, const float* Xp, Index K,
+template <int V>
+constexpr Index kTileRows = V == 2 ? 6 : 12;  // weight rows per micro-tile of 8 V lanes
+
+// rows <= kTileRows<V> of W against 8 V lanes.
+template <int V>
+MOELAB_AVX2 void panel_rows(const float* W, Index ldw, Index rows, const float* Xp, Index K,
                             float* out, bool accumulate, const char* pf, Index pf_step) {
-    switch (R) {
-        case 6: panel_micro<6>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
-        case 5: panel_micro<5>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
-        case 4: panel_micro<4>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
-        case 3: panel_micro<3>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
-        case 2: panel_micro<2>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
-        case 1: panel_micro<1>(W, ldw, Xp, K, out, accumulate, pf, pf_step); break;
+    switch (rows) {
+#define MOELAB_PANEL_CASE(n)                                                            \
+    case n:                                                                             \
+        if constexpr (n <= kTileRows<V>)                                                \
+            panel_micro<n, V>(W, ldw, Xp, K, out, accumulate, pf, pf_step);             \
+        break;
+        MOELAB_PANEL_CASE(12) MOELAB_PANEL_CASE(11) MOELAB_PANEL_CASE(10) MOELAB_PANEL_CASE(9)
+        MOELAB_PANEL_CASE(8) MOELAB_PANEL_CASE(7) MOELAB_PANEL_CASE(6) MOELAB_PANEL_CASE(5)
+        MOELAB_PANEL_CASE(4) MOELAB_PANEL_CASE(3) MOELAB_PANEL_CASE(2) MOELAB_PANEL_CASE(1)
+#undef MOELAB_PANEL_CASE
         default: break;
     }
 }
 
-// The float32 panel product over K in chunks of kChunkK: per chunk, each tile of kTileRows rows
-// against the panel's halves. The prefetch stream (pf_step bytes per k step) runs in the first
-// tile's first half, so it covers the next block once over the call.
+// R rows of W in tiles of kTileRows<V> against 8 V lanes.
+template <int V>
+MOELAB_AVX2 void panel_tiles(const float* W, Index ldw, Index R, const float* Xp, Index K,
+                             float* out, bool accumulate, const char* pf, Index pf_step) {
+    for (Index r0 = 0; r0 < R; r0 += kTileRows<V>, pf = nullptr) {
+        const Index rows = R - r0 < kTileRows<V> ? R - r0 : kTileRows<V>;
+        panel_rows<V>(W + r0 * ldw, ldw, rows, Xp, K, out + r0 * kPanel, accumulate, pf, pf_step);
+    }
+}
+
+// The float32 panel product over K in chunks of kChunkK: per chunk, the rows against each group
+// of 16 lanes, then a last group of 8. The prefetch stream (pf_step bytes per k step) runs in
+// the first tile of the first group, so it covers the next block once over the call.
 MOELAB_AVX2 void panel_f32(const float* W, Index ldw, Index R, const float* panel, Index K,
                            Index lanes, float* out, bool accumulate, const char* pf,
                            Index pf_step) {
-    const int halves = lanes <= kHalf ? 1 : 2;
+    const Index groups8 = (lanes + 7) / 8;  // lanes rounded up to 8
     for (Index k0 = 0; k0 < K; k0 += kChunkK) {
         const Index kc = K - k0 < kChunkK ? K - k0 : kChunkK;
         const bool acc = accumulate || k0 > 0;
-        for (Index r0 = 0; r0 < R; r0 += kTileRows) {
-            const Index rows = R - r0 < kTileRows ? R - r0 : kTileRows;
-            for (int h = 0; h < halves; ++h) {
-                const bool stream = pf && r0 == 0 && h == 0;
-                panel_rows(W + r0 * ldw + k0, ldw, rows, panel + k0 * kPanel + h * kHalf, kc,
-                           out + r0 * kPanel + h * kHalf, acc, stream ? pf + k0 * pf_step : nullptr,
-                           pf_step);
-            }
-        }
+        const char* pf_k = pf ? pf + k0 * pf_step : nullptr;
+        const float* Xk = panel + k0 * kPanel;
+        Index g = 0;
+        for (; g + 2 <= groups8; g += 2, pf_k = nullptr)
+            panel_tiles<2>(W + k0, ldw, R, Xk + 8 * g, kc, out + 8 * g, acc, pf_k, pf_step);
+        if (g < groups8) panel_tiles<1>(W + k0, ldw, R, Xk + 8 * g, kc, out + 8 * g, acc, pf_k, pf_step);
     }
 }
 

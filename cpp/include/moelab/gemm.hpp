@@ -64,7 +64,8 @@ struct PanelPrefetch {
 };
 
 // out[r * kPanel + lane] (+)= W[r * ldw + 0:K] . panel[0:K, lane] for r < R <= kPanelRows and
-// the first `lanes` lanes (rounded up to 16 or 32; the rest of out is left as it was);
+// the first `lanes` lanes (rounded up to 16 or 32 with AVX-512, to 8 with AVX2; the rest of
+// out is left as it was);
 // W float32 or bfloat16 (exactly one non-null). With `accumulate` the sums continue from out
 // (a K cut in chunks, each call given W + k0 and panel + k0 * kPanel, gives the same bits).
 void panel_gemm(const float* W_f32, const std::uint16_t* W_bf16, Index ldw, Index R,
