@@ -41,7 +41,7 @@ CONFIGS = {
     "long-rows": moelab.MoEConfig(512, 2, 1, 256),
 }
 #: The largest T of a test (run first, to size the workspace), then smaller ones; 150 tokens
-#: give experts of ~37 rows: panels with a dot tail on AVX-512.
+#: give experts of ~37 rows: panels with a dot tail on AVX-512 and AVX2.
 T_MAX = 150
 T_AFTER = (T_MAX, 77, 33, 5, 1, 0)
 

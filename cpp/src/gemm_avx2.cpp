@@ -82,11 +82,11 @@ const GemmKernels kGemmAvx2 = {gemm<F32>, gemm<BF16>};
 // ---- Token panels ------------------------------------------------------------------------
 // The AVX-512 panel kernel's layout and semantics on 8-lane registers. A micro-tile is R weight
 // rows by 16 panel lanes (2 registers: R = 6, 12 accumulators + 2 panel vectors + 1 broadcast
-// weight of the 16 ymm registers, 8 loads per 12 FMAs) or by 8 lanes (1 register: R = 12, 12 +
-// 1 + 1). A panel's `lanes` are rounded up to 8: 32 lanes are two 16-lane tiles, 24 a 16- and
-// an 8-lane one. Every output element is the sum over k in order from zero (or from `out`: an
-// exact float32 round trip), one FMA per k, as in the AVX-512 kernel, so the tiling, the K
-// chunks and the instruction set never change a bit.
+// weight of the 16 ymm registers, 8 loads per 12 FMAs) or by 8 lanes (1 register: R = 12, 12 + 1 +
+// 1). A panel's `lanes` are rounded up to 8: 32 lanes are two 16-lane tiles, 24 a 16- and an
+// 8-lane one. Every output element is the sum over k in order from zero (or from `out`: an exact
+// float32 round trip), one FMA per k, as in the AVX-512 kernel, so the tiling, the K chunks and
+// the instruction set never change a bit (benchmarks/KERNEL_NOTES.md [avx2 panels]).
 
 namespace {
 
@@ -168,16 +168,6 @@ MOELAB_AVX2 void panel_f32(const float* W, Index ldw, Index R, const float* pane
     }
 }
 
-// The next block as a stream spread over the K steps: rows * sizeof(T) bytes per step; only for
-// whole rows (ldw == K: the block is contiguous).
-template <class T>
-const char* stream_base(Index ldw, Index K, const PanelPrefetch& p, Index* step) {
-    *step = 0;
-    if (!p.base || p.rows <= 0 || ldw != K) return nullptr;
-    *step = p.rows * Index(sizeof(T));
-    return static_cast<const char*>(p.base);
-}
-
 constexpr Index kWidenK = kChunkK;  // bfloat16 rows widened a chunk at a time (L1)
 
 }  // namespace
@@ -185,16 +175,14 @@ constexpr Index kWidenK = kChunkK;  // bfloat16 rows widened a chunk at a time (
 MOELAB_AVX2 void panel_gemm_avx2(const float* W, Index ldw, Index R, const float* panel, Index K,
                                  Index lanes, float* out, const PanelPrefetch& next,
                                  bool accumulate) noexcept {
-    Index step = 0;
-    const char* pf = stream_base<float>(ldw, K, next, &step);
-    panel_f32(W, ldw, R, panel, K, lanes, out, accumulate, pf, step);
+    const BlockStream stream = BlockStream::of(W, ldw, K, next);
+    panel_f32(W, ldw, R, panel, K, lanes, out, accumulate, stream.at(0), stream.step);
 }
 
 MOELAB_AVX2 void panel_gemm_bf16_avx2(const std::uint16_t* W, Index ldw, Index R,
                                       const float* panel, Index K, Index lanes, float* out,
                                       const PanelPrefetch& next, bool accumulate) noexcept {
-    Index step = 0;
-    const char* pf = stream_base<std::uint16_t>(ldw, K, next, &step);
+    const BlockStream stream = BlockStream::of(W, ldw, K, next);
     alignas(32) float wide[kPanelRows * kWidenK];
     for (Index k0 = 0; k0 < K; k0 += kWidenK) {
         const Index kc = K - k0 < kWidenK ? K - k0 : kWidenK;
@@ -206,7 +194,7 @@ MOELAB_AVX2 void panel_gemm_bf16_avx2(const std::uint16_t* W, Index ldw, Index R
             if (k < kc) _mm256_storeu_ps(dst + k, BF16::load(src + k, kc - k));  // within the row
         }
         panel_f32(wide, kWidenK, R, panel + k0 * kPanel, kc, lanes, out, accumulate || k0 > 0,
-                  pf ? pf + k0 * step : nullptr, step);
+                  stream.at(k0), stream.step);
     }
 }
 

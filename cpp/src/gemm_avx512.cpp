@@ -205,20 +205,6 @@ MOELAB_AVX512 void panel_lanes(const float* W, Index ldw, Index R, const float* 
         panel_any<2>(W, ldw, R, Xp, K, out, accumulate, pf, pf_step);
 }
 
-// The next block as a stream spread evenly over the K steps of the calls that read this one:
-// rows * sizeof(T) bytes per step. Only for whole rows (ldw == K: the block is contiguous); none
-// for a K cut in chunks.
-struct BlockStream {
-    const char* base = nullptr;
-    Index step = 0;
-    template <class T>
-    static BlockStream of(const T*, Index ldw, Index K, const PanelPrefetch& p) {
-        if (!p.base || p.rows <= 0 || ldw != K) return {};
-        return {static_cast<const char*>(p.base), p.rows * Index(sizeof(T))};
-    }
-    const char* at(Index k) const { return base ? base + k * step : nullptr; }  // step k's line
-};
-
 // bfloat16 rows are widened to float32 a chunk of K at a time into an L1-resident buffer and
 // run through the float32 kernel: one widening per weight instead of a scalar widen and
 // broadcast per weight and panel row (KERNEL_NOTES.md [bf16 widening]).

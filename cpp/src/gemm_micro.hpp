@@ -9,6 +9,7 @@
 //     fmadd(a, w, acc), hsum(v), keep(w) (pins w to a register, or nothing).
 //   WT (the weights: F32 below, or the file's BF16): T, load(p), load(p, tail) as float32 lanes.
 //   Stream: step() prefetches the next line of the weight block (or a null stream).
+// Then BlockStream, the prefetch stream of both files' panel kernels.
 #pragma once
 
 // float32 weights, loaded as the rows of A are.
@@ -59,4 +60,20 @@ MOELAB_GEMM_TARGET inline void micro(const float* A, Index lda, const typename W
 // The stream of a call that prefetches nothing.
 struct NoStream {
     void step() {}
+};
+
+// ---- Shared by the panel kernels (panel_gemm of both files) ----
+
+// The next block as a stream spread evenly over the K steps of the calls that read this one:
+// rows * sizeof(T) bytes per step. Only for whole rows (ldw == K: the block is contiguous); none
+// for a K cut in chunks.
+struct BlockStream {
+    const char* base = nullptr;
+    Index step = 0;
+    template <class T>
+    static BlockStream of(const T*, Index ldw, Index K, const PanelPrefetch& p) {
+        if (!p.base || p.rows <= 0 || ldw != K) return {};
+        return {static_cast<const char*>(p.base), p.rows * Index(sizeof(T))};
+    }
+    const char* at(Index k) const { return base ? base + k * step : nullptr; }  // step k's line
 };

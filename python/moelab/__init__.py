@@ -101,7 +101,8 @@ def build_info() -> dict:
     openmp (bool), max_threads (int), num_threads (int), simd (str: the expert kernels'
     instruction set, chosen at run time: "avx512", "avx2" or "portable"), isa_detected (str),
     avx512_bf16 (bool), eigen (str: version), eigen_simd (str: what Eigen was compiled for),
-    compiler (str), build_type (str).
+    compiler (str), build_type (str), panels (bool: experts with more than 4 rows, and
+    projections of more than 4 tokens, take the token-panel kernel: AVX-512 and AVX2).
     """
     return dict(_core.build_info())
 

@@ -35,7 +35,7 @@ class RoutingStats:
     z_loss : mean_t logsumexp_e(router_logits)^2; 0.0 when T = 0.
     dropped : (token, slot) pairs dropped by capacity (0 when dropless).
     phase_seconds : wall-clock seconds of this forward's phases: "route" (logits, selection),
-        "dispatch" (counting sort, gather), "pack" (token panels, AVX-512 path), "gate_up",
+        "dispatch" (counting sort, gather), "pack" (token panels, AVX-512 and AVX2), "gate_up",
         "down", "combine" (combine and statistics). For profiling; never compared in tests.
     comm : the communication of an expert-parallel call (``moelab.expert_parallel.CommStats``;
         None for a single-process layer). Not compared.

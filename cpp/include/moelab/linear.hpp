@@ -2,7 +2,7 @@
 // float32 or bfloat16: the projections of the token mixers and the LM head.
 //
 // It runs the expert kernels (experts.hpp) as one expert without gate/up: the same plan (dot
-// products for a few rows, token panels on AVX-512 for many), the same task pool, the same bits
+// products for a few rows, token panels on AVX-512 and AVX2 for many), the same task pool, the same bits
 // for any thread count. Planned sizes live in an ExpertScratch the caller owns (a thread's
 // Workspace::experts, or one per thread inside a parallel region).
 #pragma once

@@ -18,7 +18,7 @@ struct RoutingStatsOut {
     // Wall-clock seconds of the phases of this forward (moe_layer.cpp's steps), in order.
     double seconds_route = 0.0;     // logits, selection
     double seconds_dispatch = 0.0;  // counting sort, gather
-    double seconds_pack = 0.0;      // token panels (AVX-512 path)
+    double seconds_pack = 0.0;      // token panels (AVX-512, AVX2)
     double seconds_gate_up = 0.0;
     double seconds_down = 0.0;
     double seconds_combine = 0.0;   // combine, shared-expert gate, statistics
