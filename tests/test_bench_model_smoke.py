@@ -1,0 +1,94 @@
+"""Smoke test of benchmarks/bench_model.py: the --quick run of the moelab and transformers engines
+on tiny checkpoints, every table cell a real number, and the report written.
+
+llama.cpp's engines run only where ``llama_cpp`` imports: llama-cpp-python is in the ``bench``
+extra, not in the test extras (it compiles llama.cpp), so elsewhere they must be reported absent.
+No timing is compared: figures are only produced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from require_reference import require_torch_and_transformers
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import bench_model  # noqa: E402
+
+NUMBERS = ("load_s", "prefill_16_tok_s", "prefill_32_tok_s", "decode_tok_s", "ttft_s",
+           "peak_rss_bytes")
+
+
+def _llama_cpp_imports() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _finite_positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    require_torch_and_transformers()
+    tmp = tmp_path_factory.mktemp("bench_model")
+    out = tmp / "RESULTS_MODEL.md"
+    engines = "moelab-bf16,moelab-f32,hf-bf16,hf-f32,llama-BF16"
+    return out, bench_model.main(["--quick", "--threads", "1", "--engines", engines,
+                                  "--work", str(tmp / "work"), "--out", str(out)])
+
+
+def test_every_cell_of_moelab_and_transformers_is_a_number(quick):
+    _, r = quick
+    assert [m["model"] for m in r["models"]] == ["qwen3", "gpt-oss"]
+    for model in r["models"]:
+        rows = {row["engine"]: row for row in model["rows"]}
+        for engine in ("moelab-bf16", "moelab-f32", "hf-bf16", "hf-f32"):
+            row = rows[engine]
+            assert "error" not in row, (model["model"], engine, row.get("error"))
+            for key in NUMBERS:
+                assert _finite_positive(row[key]["median"]), (model["model"], engine, key)
+                assert row[key]["min"] <= row[key]["median"] <= row[key]["max"]
+            assert _finite_positive(row["roof_tok_s"])
+            assert _finite_positive(row["roof_fraction"])
+        assert set(model["profiles"]) == {"moelab-bf16 t=1", "moelab-f32 t=1"}
+        for phases in model["profiles"].values():
+            assert set(phases) == {"attention", "router", "experts", "norms", "lm_head",
+                                   "python_overhead", "step"}
+            assert phases["step"] > 0 and phases["attention"] > 0 and phases["experts"] > 0
+
+
+def test_llama_cpp_runs_where_it_imports_and_is_absent_elsewhere(quick):
+    _, r = quick
+    if not _llama_cpp_imports():
+        assert "llama_cpp" in r["absent"]["llama-BF16"]
+        assert all(row["engine"] != "llama-BF16" for m in r["models"] for row in m["rows"])
+        return
+    # with llama_cpp but no --convert-script the engine is absent too, never faked
+    assert r["absent"]["llama-BF16"] == "no --convert-script given"
+
+
+def test_the_report_and_its_json_are_written(quick):
+    out, r = quick
+    text = out.read_text()
+    assert "| moelab-bf16 | 1 |" in text and "moelab decode step by phase" in text
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["quick"] is True and saved["threads"] == [1]
+    assert all(b > 0 for b in r["bandwidth"].values())
+
+
+def test_touched_bytes_counts_k_of_e_experts(quick):
+    _, r = quick
+    folder = Path(r["models"][0]["folder"])
+    assert bench_model.touched_bytes(folder, 4) == 2 * bench_model.touched_bytes(folder, 2)
