@@ -293,6 +293,8 @@ def measure_engine(engine: str, folder: Path, threads: int, prompts: List[int], 
         tok = eng.step(cache, tok)
     out["decode_tok_s"] = decode / (time.perf_counter() - start)
     out["peak_rss_bytes"] = vm_status(keys=("VmHWM",)).get("VmHWM")
+    if engine.startswith("moelab"):
+        out["cache_bytes"] = cache.nbytes                    # 512 + 128 positions, float32
     if profile and engine.startswith("moelab"):
         out["profile"] = profile_decode(eng.model, ids[:longest], min(decode, 32))
     return out
@@ -360,6 +362,20 @@ def profile_decode(model, prompt: np.ndarray, steps: int) -> Dict[str, float]:
     return phases
 
 
+def converter_info(script: Optional[str]) -> str:
+    """Which converter: its path and the version of the gguf-py shipped beside it."""
+    if not script:
+        return "none"
+    meta = Path(script).parent / "gguf-py" / "pyproject.toml"
+    version = "?"
+    if meta.exists():
+        for line in meta.read_text().splitlines():
+            if line.startswith("version"):
+                version = line.split("=", 1)[1].strip().strip('"')
+                break
+    return f"{script} (gguf-py {version} beside it)"
+
+
 def _engine_available(engine: str) -> Optional[str]:
     """None if the engine's package imports, else why not."""
     module = {"moelab": "moelab", "hf": "transformers", "llama": "llama_cpp"}[engine.split("-")[0]]
@@ -417,6 +433,42 @@ def run_model(name: str, folder: Path, engines: List[str], threads: List[int], r
         (folder / "config.json").read_text()), "rows": table, "profiles": profiles}
 
 
+def goals(model: Dict[str, object], threads: int = 2) -> Dict[str, object]:
+    """The issue's goals at ``threads`` threads, bf16 weights: each the measured ratio and
+    whether it is met (None where an engine it compares with is absent)."""
+    rows = {r["engine"]: r for r in model["rows"]
+            if r["threads"] == threads and "error" not in r}
+    me = rows.get("moelab-bf16")
+    if me is None:
+        return {}
+
+    def med(row, key):
+        return row[key]["median"]
+
+    out = {}
+    P = max(int(k.split("_")[1]) for k in me if k.startswith("prefill_"))
+    llama, hf = rows.get("llama-BF16"), rows.get("hf-bf16")
+    if llama:
+        r = med(me, "decode_tok_s") / med(llama, "decode_tok_s")
+        out["decode >= llama.cpp BF16"] = (r, r >= 1.0)
+        r = med(me, f"prefill_{P}_tok_s") / med(llama, f"prefill_{P}_tok_s")
+        out[f"prefill {P} >= 1.5 x llama.cpp BF16"] = (r, r >= 1.5)
+    if hf:
+        r = med(me, f"prefill_{P}_tok_s") / med(hf, f"prefill_{P}_tok_s")
+        out[f"prefill {P} >= 2 x transformers bf16"] = (r, r >= 2.0)
+    out["decode >= 85% of roof"] = (me["roof_fraction"], me["roof_fraction"] >= 0.85)
+    prof = model["profiles"].get(f"moelab-bf16 t={threads}")
+    if prof:
+        r = prof["python_overhead"] / prof["step"]
+        out["Python overhead < 5% of the step"] = (r, r < 0.05)
+    folder = Path(model["folder"])
+    limit = (sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+             + med(me, "cache_bytes") + 300 * (1 << 20))
+    r = med(me, "peak_rss_bytes") / limit
+    out["peak RSS <= file + KV cache + 300 MiB"] = (r, r <= 1.0)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +517,10 @@ def render(results: Dict[str, object]) -> str:
                 _cell(row, "peak_rss_bytes", 1 / (1 << 20), "{:.0f}"),
                 "-" if roof is None else f"{roof:.1f}",
                 "-" if roof is None else f"{row['roof_fraction']:.0%} |"]))
+        met = model.get("goals") or {}
+        if met:
+            lines += ["", f"Goals at {results['goal_threads']} threads, bf16 (measured ratio):", ""]
+            lines += [f"- {g}: {r:.2f} ({'met' if ok else 'missed'})" for g, (r, ok) in met.items()]
         if model["profiles"]:
             lines += ["", "moelab decode step by phase (ms per step, last round):", "",
                       "| run | attention | router | experts | norms | LM head | Python | step |",
@@ -533,6 +589,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
                         usable.remove(e)
             models.append(run_model(name, folder, usable, threads, rounds, prompts, decode,
                                     args.hf_experts, bandwidth))
+            models[-1]["goals"] = goals(models[-1], max(threads))
     versions = {}
     try:
         import llama_cpp
@@ -544,7 +601,8 @@ def main(argv: List[str] = None) -> Dict[str, object]:
                "hf_experts": args.hf_experts, "machine": machine_info(),
                "load_average": [round(v, 2) for v in os.getloadavg()],
                "versions": versions, "bandwidth": bandwidth, "absent": absent,
-               "converter": args.convert_script or "none", "models": models}
+               "converter": converter_info(args.convert_script), "goal_threads": max(threads),
+               "models": models}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(results))

@@ -3,6 +3,8 @@ on tiny checkpoints, every table cell a real number, and the report written.
 
 llama.cpp's engines run only where ``llama_cpp`` imports: llama-cpp-python is in the ``bench``
 extra, not in the test extras (it compiles llama.cpp), so elsewhere they must be reported absent.
+Their measured run also needs llama.cpp's converter: the environment variable
+MOELAB_CONVERT_HF_TO_GGUF names its convert_hf_to_gguf.py (in the llama-cpp-python sdist).
 No timing is compared: figures are only produced.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -67,6 +70,11 @@ def test_every_cell_of_moelab_and_transformers_is_a_number(quick):
             assert set(phases) == {"attention", "router", "experts", "norms", "lm_head",
                                    "python_overhead", "step"}
             assert phases["step"] > 0 and phases["attention"] > 0 and phases["experts"] > 0
+        assert {"decode >= 85% of roof", "Python overhead < 5% of the step",
+                "prefill 32 >= 2 x transformers bf16",
+                "peak RSS <= file + KV cache + 300 MiB"} <= set(model["goals"])
+        for ratio, met in model["goals"].values():
+            assert _finite_positive(ratio) and isinstance(met, bool)
 
 
 def test_llama_cpp_runs_where_it_imports_and_is_absent_elsewhere(quick):
@@ -92,3 +100,21 @@ def test_touched_bytes_counts_k_of_e_experts(quick):
     _, r = quick
     folder = Path(r["models"][0]["folder"])
     assert bench_model.touched_bytes(folder, 4) == 2 * bench_model.touched_bytes(folder, 2)
+
+
+def test_llama_cpp_engines_measure_every_gguf_type(tmp_path):
+    script = os.environ.get("MOELAB_CONVERT_HF_TO_GGUF")
+    if not _llama_cpp_imports() or not script:
+        pytest.skip("llama_cpp (bench extra) or MOELAB_CONVERT_HF_TO_GGUF absent: not a test "
+                    "extra")
+    engines = ",".join(f"llama-{t}" for t in bench_model.GGUF_TYPES)
+    r = bench_model.main(["--quick", "--threads", "1", "--models", "qwen3", "--engines", engines,
+                          "--convert-script", script, "--work", str(tmp_path / "work"),
+                          "--out", str(tmp_path / "R.md")])
+    rows = {row["engine"]: row for row in r["models"][0]["rows"]}
+    assert set(rows) == set(engines.split(",")), r["absent"]
+    for engine, row in rows.items():
+        assert "error" not in row, (engine, row.get("error"))
+        for key in NUMBERS:
+            assert _finite_positive(row[key]["median"]), (engine, key)
+    assert "roof_fraction" in rows["llama-BF16"] and "roof_fraction" not in rows["llama-Q4_0"]
