@@ -492,7 +492,11 @@ def render(results: Dict[str, object]) -> str:
              f"{results['versions'].get('llama_cpp')}, converter {results['converter']}",
              "- read bandwidth (bytes/s) by threads: " + ", ".join(
                  f"{t}: {b / 1e9:.1f} GB/s" for t, b in results["bandwidth"].items()),
-             "- random weights: routing is near uniform (see the module docstring)", ""]
+             "- random weights: routing is near uniform (see the module docstring)"]
+    if results["quick"]:
+        lines.append("- --quick: tiny checkpoints and few tokens; these figures show that the "
+                     "harness runs, not how fast the engines are")
+    lines.append("")
     for name, absent in results["absent"].items():
         lines.append(f"- engine {name}: absent ({absent})")
     P = results["prompts"]
