@@ -520,7 +520,7 @@ def render(results: Dict[str, object]) -> str:
                 _cell(row, "decode_tok_s"), _cell(row, "ttft_s", 1e3),
                 _cell(row, "peak_rss_bytes", 1 / (1 << 20), "{:.0f}"),
                 "-" if roof is None else f"{roof:.1f}",
-                "-" if roof is None else f"{row['roof_fraction']:.0%} |"]))
+                ("-" if roof is None else f"{row['roof_fraction']:.0%}") + " |"]))
         met = model.get("goals") or {}
         if met:
             lines += ["", f"Goals at {results['goal_threads']} threads, bf16 (measured ratio):", ""]
@@ -594,12 +594,11 @@ def main(argv: List[str] = None) -> Dict[str, object]:
             models.append(run_model(name, folder, usable, threads, rounds, prompts, decode,
                                     args.hf_experts, bandwidth))
             models[-1]["goals"] = goals(models[-1], max(threads))
-    versions = {}
-    try:
-        import llama_cpp
-        versions["llama_cpp"] = llama_cpp.__version__
-    except ImportError:
-        versions["llama_cpp"] = "absent"
+    from importlib import metadata
+    try:  # its distribution's version: the library itself is loaded by the children only
+        versions = {"llama_cpp": metadata.version("llama_cpp_python")}
+    except metadata.PackageNotFoundError:
+        versions = {"llama_cpp": "absent"}
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
                "rounds": rounds, "threads": threads, "prompts": prompts, "decode": decode,
                "hf_experts": args.hf_experts, "machine": machine_info(),
