@@ -211,6 +211,11 @@ def test_defaults_fill_missing_keys():
     ({"model_type": "glm4_moe", "partial_rotary_factor": "half"},
      "partial_rotary_factor must be a number"),
     (dict(_DBRX, ffn_config={"ffn_act_fn": 4}), "ffn_config.ffn_act_fn must be a mapping"),
+    # a fuzz finding: Grok-2's released model_type with architectures that are not a list
+    ({"model_type": "git", "architectures": 8}, "architectures must be a list of class names"),
+    ({"model_type": "git", "architectures": [8]}, "architectures must be a list of class names"),
+    ({"model_type": "llama", "architectures": "LlamaForCausalLM"},
+     "architectures must be a list of class names"),
 ])
 def test_bad_configs_raise_value_error_naming_the_key(d, match):
     with pytest.raises(ValueError, match=match):

@@ -252,6 +252,10 @@ def _family_of(d: Mapping[str, Any]) -> "registry.Family":
     if not isinstance(mt, str):
         raise ValueError(f"config: model_type must be a str, got {mt!r}")
     architectures = d.get("architectures") or ()
+    if not isinstance(architectures, (list, tuple)) or not all(
+            isinstance(a, str) for a in architectures):
+        raise ValueError(f"config: architectures must be a list of class names (str), got "
+                         f"{architectures!r}")
     for fam in registry.families():
         if any(mt == t and a in architectures for t, a in fam.released_as):
             return fam
